@@ -1,0 +1,337 @@
+"""Session recordings: the :class:`Recorder` (writing) and the readers.
+
+A recording is a CBOR sequence of ``Record`` maps: a session header, then
+command starts, frames and command ends of possibly concurrent commands,
+interleaved, and a footer written by ``close``. A writer that crashed leaves
+no footer and possibly a cut last record; the readers yield every complete
+record and then raise :class:`TruncatedError` saying where the cut is.
+"""
+
+from __future__ import annotations
+
+import getpass
+import io
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+import cbor2
+
+from .errors import LocalProtocolError, RemoteProtocolError, TruncatedError
+from .types import (
+    MAX_DEPTH,
+    CommandEnd,
+    CommandStart,
+    Direction,
+    ExecMsg,
+    Frame,
+    Record,
+    RecordType,
+    SessionFooter,
+    SessionHeader,
+)
+
+__all__ = [
+    "DEFAULT_MAX_RECORD_SIZE",
+    "MissingFooterError",
+    "Recorder",
+    "RecordingReader",
+    "encode_frame_record",
+    "iter_records",
+    "read_recording",
+]
+
+RECORDING_VERSION = "1.3.4"  # the Go package version whose format we write
+DEFAULT_MAX_RECORD_SIZE = 256 * 1024 * 1024
+CHUNK_SIZE = 1024 * 1024
+
+Source = str | os.PathLike[str] | BinaryIO | Any
+
+
+class MissingFooterError(TruncatedError):
+    """The recording ends cleanly after a complete record but has no session footer."""
+
+
+# --- writing ------------------------------------------------------------------------
+
+# Record{Type: 3, Frame: &RecordedFrame{...}}: the head up to the seq value.
+_FRAME_RECORD_HEAD = bytes.fromhex("a2647479706503656672616d65a463736571")
+
+
+def encode_frame_record(seq: int, timestamp: int, direction: int, frame_cbor: bytes) -> bytes:
+    """Encode a frame record around an already encoded frame.
+
+    CBOR is concatenative, so the record is a fixed head, three integers and
+    the frame's own bytes: the mux records what it sends without encoding it
+    twice. Identical to ``Record(type=FRAME, frame=RecordedFrame(...)).to_cbor()``.
+    """
+    if not 0 <= seq <= 0xFFFF_FFFF:
+        raise LocalProtocolError(f"seq {seq} is not a uint32", field="frame.seq")
+    if not -(2**63) <= timestamp < 2**63:
+        raise LocalProtocolError(f"timestamp {timestamp} is not an int64", field="frame.ts")
+    if direction not in (1, 2) and not 0 <= direction <= 0xFF:
+        raise LocalProtocolError(f"direction {direction} is not a uint8", field="frame.dir")
+    return b"".join(
+        (
+            _FRAME_RECORD_HEAD,
+            cbor2.dumps(seq),
+            b"\x62ts",
+            cbor2.dumps(timestamp),
+            b"\x63dir",
+            cbor2.dumps(int(direction)),
+            b"\x65frame",
+            frame_cbor,
+        )
+    )
+
+
+class Recorder:
+    """Write a session recording (the Go ``Recorder``); safe for concurrent use.
+
+    ``Recorder(path)`` creates or truncates the file; ``Recorder(writer)``
+    writes to an open binary stream that the caller closes. Every record is
+    written whole and handed to the OS at once, so a process killed at any
+    moment leaves at most the record being written incomplete.
+    """
+
+    def __init__(self, target: str | os.PathLike[str] | BinaryIO | Any):
+        if isinstance(target, (str, os.PathLike)):
+            # unbuffered: each record is one write(2)
+            self._file: Any = open(target, "wb", buffering=0)  # noqa: SIM115
+            self._owns_file = True
+        else:
+            self._file = target
+            self._owns_file = False
+        self._flush = getattr(self._file, "flush", None) if not self._owns_file else None
+        self._lock = threading.Lock()
+        self._next_seq = 1
+        self._footer_written = False
+        self._closed = False
+
+    @property
+    def command_count(self) -> int:
+        """How many commands ``write_command_start`` has numbered."""
+        return self._next_seq - 1
+
+    def _write(self, data: bytes) -> None:
+        if self._closed:
+            raise ValueError("write to a closed Recorder")
+        self._file.write(data)
+        if self._flush is not None:
+            self._flush()
+
+    def write_record(self, record: Record) -> None:
+        """Write any record as it is (no time stamping, no numbering)."""
+        data = record.to_cbor()
+        with self._lock:
+            self._write(data)
+
+    def write_session_header(self, header: SessionHeader | None = None) -> SessionHeader:
+        """Write the session header; with no argument, one describing this process now."""
+        if header is None:
+            header = SessionHeader(
+                version=RECORDING_VERSION,
+                start_time=time.time_ns(),
+                local_user=_local_user(),
+                local_pid=os.getpid(),
+                agent_path="",
+            )
+        self.write_record(Record(type=RecordType.SESSION_HEADER, header=header))
+        return header
+
+    def write_command_start(self, exec_msg: ExecMsg) -> int:
+        """Number a new command (1, 2, 3...), record its start, return the number."""
+        with self._lock:
+            seq = self._next_seq
+            start = CommandStart(seq=seq, start_time=time.time_ns(), exec=exec_msg)
+            data = Record(type=RecordType.COMMAND_START, cmd_start=start).to_cbor()
+            self._write(data)
+            self._next_seq += 1
+        return seq
+
+    def write_frame(self, seq: int, direction: Direction | int, frame: Frame | bytes) -> None:
+        """Record one frame of command ``seq``, stamped now; ``frame`` may be pre-encoded."""
+        frame_cbor = frame if isinstance(frame, bytes) else frame.to_cbor()
+        data = encode_frame_record(seq, time.time_ns(), direction, frame_cbor)
+        with self._lock:
+            self._write(data)
+
+    def write_command_end(self, seq: int, exit_code: int) -> None:
+        """Record that command ``seq`` ended with ``exit_code``."""
+        end = CommandEnd(seq=seq, end_time=time.time_ns(), exit_code=exit_code)
+        self.write_record(Record(type=RecordType.COMMAND_END, cmd_end=end))
+
+    def write_session_footer(self) -> None:
+        """Write the footer (end time, command count) once; later calls do nothing."""
+        with self._lock:
+            if self._footer_written:
+                return
+            footer = SessionFooter(end_time=time.time_ns(), command_count=self._next_seq - 1)
+            self._write(Record(type=RecordType.SESSION_FOOTER, footer=footer).to_cbor())
+            self._footer_written = True
+
+    def close(self) -> None:
+        """Write the footer if not yet written, then close the file if we opened it."""
+        if self._closed:
+            return
+        self.write_session_footer()
+        with self._lock:
+            self._closed = True
+            if self._owns_file:
+                self._file.close()
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _local_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
+# --- reading ------------------------------------------------------------------------
+
+
+class RecordingReader:
+    """Stream the records of a recording with their byte offsets.
+
+    ``source`` is a path or a binary file object. Records are decoded from
+    large in-memory chunks (faster than decoding from a buffered file), one
+    at a time, so memory stays bounded by the largest record.
+
+    After iteration stops, ``offset`` is the end of the last complete record.
+    A cut inside a record raises :class:`TruncatedError` at that record's
+    offset; a clean end with no footer raises :class:`MissingFooterError`
+    when ``require_footer`` (the default); bytes that are not a record raise
+    :class:`RemoteProtocolError` with their offset. Everything complete before
+    the problem has been yielded by then.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        *,
+        start: int = 0,
+        require_footer: bool = True,
+        max_record_size: int = DEFAULT_MAX_RECORD_SIZE,
+        chunk_size: int = CHUNK_SIZE,
+    ):
+        self._source = source
+        self.offset = start
+        self.require_footer = require_footer
+        self.max_record_size = max_record_size
+        self.chunk_size = chunk_size
+        self.saw_footer = False
+
+    def _open(self) -> tuple[Any, bool]:
+        if isinstance(self._source, (str, os.PathLike)):
+            try:
+                fp = open(self._source, "rb", buffering=0)  # noqa: SIM115
+            except IsADirectoryError:
+                raise IsADirectoryError(f"{os.fspath(self._source)}: is a directory") from None
+            return fp, True
+        return self._source, False
+
+    def raw_items(self) -> Iterator[tuple[int, Any]]:
+        """Yield ``(offset, decoded CBOR item)`` without converting to :class:`Record`."""
+        fp, owned = self._open()
+        try:
+            if self.offset:
+                fp.seek(self.offset)
+            yield from self._scan(fp)
+        finally:
+            if owned:
+                fp.close()
+
+    def _scan(self, fp: Any) -> Iterator[tuple[int, Any]]:
+        read = fp.read
+        buf = b""
+        base = self.offset  # file offset of buf[0]
+        pos = 0  # next item's position in buf
+        eof = False
+        while True:
+            if pos >= len(buf):
+                if eof:
+                    return
+                buf, base, pos = b"", base + pos, 0
+                chunk = read(self.chunk_size)
+                if not chunk:
+                    return
+                buf = chunk
+            stream = io.BytesIO(buf)
+            stream.seek(pos)
+            decoder = cbor2.CBORDecoder(stream, max_depth=MAX_DEPTH)
+            while pos < len(buf):
+                try:
+                    item = decoder.decode()
+                except cbor2.CBORDecodeEOF:
+                    break  # the item goes past this chunk: read more below
+                except Exception as exc:  # cbor2 raises several types on garbage
+                    raise RemoteProtocolError(
+                        f"not a CBOR record: {exc}", offset=base + pos
+                    ) from None
+                yield base + pos, item
+                pos = stream.tell()
+                self.offset = base + pos
+            else:
+                continue
+            # An item is cut at the end of the chunk: keep its bytes, add more.
+            if eof:
+                raise TruncatedError(
+                    f"recording is cut inside a record ({len(buf) - pos} bytes after the "
+                    "last complete record)",
+                    offset=base + pos,
+                )
+            if len(buf) - pos > self.max_record_size:
+                raise RemoteProtocolError(
+                    f"record larger than {self.max_record_size} bytes", offset=base + pos
+                )
+            more = read(max(self.chunk_size, len(buf) - pos))
+            if not more:
+                eof = True
+            buf, base, pos = buf[pos:] + more, base + pos, 0
+
+    def __iter__(self) -> Iterator[Record]:
+        from_map = Record.from_map
+        for offset, item in self.raw_items():
+            try:
+                record = from_map(item)
+            except RemoteProtocolError as exc:
+                raise exc.at(offset) from None
+            if record.type == RecordType.SESSION_FOOTER:
+                self.saw_footer = True
+            yield record
+        if self.require_footer and not self.saw_footer:
+            raise MissingFooterError(
+                "recording has no session footer (the writer did not close it)",
+                offset=self.offset,
+            )
+
+
+def iter_records(source: Source, **options: Any) -> Iterator[Record]:
+    """Stream the records of a recording (path or binary file); see :class:`RecordingReader`."""
+    return iter(RecordingReader(source, **options))
+
+
+def read_recording(source: Source, **options: Any) -> list[Record]:
+    """Read all records, like Go's ``ReadRecording``.
+
+    On a cut or footer-less recording the :class:`TruncatedError` raised
+    carries the complete records in ``exc.records``, so a caller can report
+    the cut and carry on with what was there.
+    """
+    records: list[Record] = []
+    try:
+        records.extend(RecordingReader(source, **options))
+    except RemoteProtocolError as exc:
+        if isinstance(exc, TruncatedError):
+            exc.records = list(records)
+        raise
+    return records
