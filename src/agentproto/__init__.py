@@ -15,6 +15,9 @@ from .errors import (
     RPCTimeoutError,
     TruncatedError,
 )
+from .fileops import FileOpServer
+from .logs import MuxLogHandler
+from .mux import Mux, StreamHandler, writer_handler
 from .recording import (
     MissingFooterError,
     Recorder,
@@ -65,6 +68,7 @@ __all__ = [
     "FileOp",
     "FileOpReq",
     "FileOpResp",
+    "FileOpServer",
     "FileStat",
     "FileStatfs",
     "Frame",
@@ -73,6 +77,8 @@ __all__ = [
     "LocalProtocolError",
     "LogEntry",
     "MissingFooterError",
+    "Mux",
+    "MuxLogHandler",
     "PathInfo",
     "PathInfoEntry",
     "PathQuery",
@@ -86,8 +92,10 @@ __all__ = [
     "RemoteProtocolError",
     "SessionFooter",
     "SessionHeader",
+    "StreamHandler",
     "TruncatedError",
     "encode_frame_record",
     "iter_records",
     "read_recording",
+    "writer_handler",
 ]

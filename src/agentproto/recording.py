@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 
 import cbor2
 
+from .codec import Incomplete, item_end
 from .errors import LocalProtocolError, RemoteProtocolError, TruncatedError
 from .types import (
     MAX_DEPTH,
@@ -28,6 +29,7 @@ from .types import (
     ExecMsg,
     Frame,
     Record,
+    RecordedFrame,
     RecordType,
     SessionFooter,
     SessionHeader,
@@ -60,19 +62,27 @@ class MissingFooterError(TruncatedError):
 _FRAME_RECORD_HEAD = bytes.fromhex("a2647479706503656672616d65a463736571")
 
 
+def _wire_int(value: Any, lo: int, hi: int, what: str, field: str) -> int:
+    """``value`` as a plain int if Go can hold it in ``what``, else LocalProtocolError."""
+    if value.__class__ is int and lo <= value <= hi:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi:
+        return int(value)  # an IntEnum such as Direction
+    raise LocalProtocolError(f"cannot encode {value!r} as Go {what}", field=field)
+
+
 def encode_frame_record(seq: int, timestamp: int, direction: int, frame_cbor: bytes) -> bytes:
     """Encode a frame record around an already encoded frame.
 
     CBOR is concatenative, so the record is a fixed head, three integers and
     the frame's own bytes: the mux records what it sends without encoding it
-    twice. Identical to ``Record(type=FRAME, frame=RecordedFrame(...)).to_cbor()``.
+    twice. Identical to ``Record(type=FRAME, frame=RecordedFrame(...)).to_cbor()``;
+    values Go cannot hold (bools, floats, out-of-range numbers) raise
+    :class:`LocalProtocolError`.
     """
-    if not 0 <= seq <= 0xFFFF_FFFF:
-        raise LocalProtocolError(f"seq {seq} is not a uint32", field="frame.seq")
-    if not -(2**63) <= timestamp < 2**63:
-        raise LocalProtocolError(f"timestamp {timestamp} is not an int64", field="frame.ts")
-    if direction not in (1, 2) and not 0 <= direction <= 0xFF:
-        raise LocalProtocolError(f"direction {direction} is not a uint8", field="frame.dir")
+    seq = _wire_int(seq, 0, 0xFFFF_FFFF, "uint32", "frame.seq")
+    timestamp = _wire_int(timestamp, -(2**63), 2**63 - 1, "int64", "frame.ts")
+    direction = _wire_int(direction, 0, 0xFF, "uint8", "frame.dir")
     return b"".join(
         (
             _FRAME_RECORD_HEAD,
@@ -80,7 +90,7 @@ def encode_frame_record(seq: int, timestamp: int, direction: int, frame_cbor: by
             b"\x62ts",
             cbor2.dumps(timestamp),
             b"\x63dir",
-            cbor2.dumps(int(direction)),
+            cbor2.dumps(direction),
             b"\x65frame",
             frame_cbor,
         )
@@ -151,17 +161,20 @@ class Recorder:
             self._next_seq += 1
         return seq
 
-    def write_frame(self, seq: int, direction: Direction | int, frame: Frame | bytes) -> None:
+    def write_frame(
+        self, seq: int, direction: Direction | int, frame: Frame | bytes | bytearray | memoryview
+    ) -> None:
         """Record one frame of command ``seq``, stamped now; ``frame`` may be pre-encoded."""
-        frame_cbor = frame if isinstance(frame, bytes) else frame.to_cbor()
-        data = encode_frame_record(seq, time.time_ns(), direction, frame_cbor)
+        frame_cbor = frame.to_cbor() if isinstance(frame, Frame) else bytes(frame)
         with self._lock:
-            self._write(data)
+            # stamped under the lock: timestamps never go backwards in file order
+            self._write(encode_frame_record(seq, time.time_ns(), direction, frame_cbor))
 
     def write_command_end(self, seq: int, exit_code: int) -> None:
         """Record that command ``seq`` ended with ``exit_code``."""
-        end = CommandEnd(seq=seq, end_time=time.time_ns(), exit_code=exit_code)
-        self.write_record(Record(type=RecordType.COMMAND_END, cmd_end=end))
+        with self._lock:
+            end = CommandEnd(seq=seq, end_time=time.time_ns(), exit_code=exit_code)
+            self._write(Record(type=RecordType.COMMAND_END, cmd_end=end).to_cbor())
 
     def write_session_footer(self) -> None:
         """Write the footer (end time, command count) once; later calls do nothing."""
@@ -199,19 +212,65 @@ def _local_user() -> str:
 # --- reading ------------------------------------------------------------------------
 
 
+# Batches of records decoded by one cbor2 call (see RecordingReader._scan).
+MIN_BATCH = 16
+MAX_BATCH = 4096
+_U32, _I64_LO, _I64_HI = 0xFFFF_FFFF, -(2**63), 2**63 - 1
+_DIRECTIONS: dict[int, Direction] = dict(Direction._value2member_map_)
+
+
+def _record_from_map(m: Any) -> Record:
+    """``Record.from_map`` with a shortcut for the shape of nearly every record.
+
+    A frame record is ``{"type": 3, "frame": {"seq", "ts", "dir", "frame"}}``;
+    checking that shape and building the two envelopes directly halves the
+    conversion cost. Anything else, including every error, takes the general
+    path, so results and error messages are the same either way.
+    """
+    if m.__class__ is dict and len(m) == 2:
+        rf = m.get("frame")
+        t = m.get("type")
+        if rf.__class__ is dict and len(rf) == 4 and t.__class__ is int and t == 3:
+            seq = rf.get("seq")
+            ts = rf.get("ts")
+            d = rf.get("dir")
+            f = rf.get("frame")
+            if (
+                seq.__class__ is int
+                and 0 <= seq <= _U32
+                and ts.__class__ is int
+                and _I64_LO <= ts <= _I64_HI
+                and d.__class__ is int
+                and 0 <= d <= 0xFF
+                and f.__class__ is dict
+            ):
+                try:
+                    frame = Frame.from_map(f)
+                except RemoteProtocolError:
+                    return Record.from_map(m)  # raises with the full field path
+                direction = _DIRECTIONS.get(d, d)
+                return Record(
+                    RecordType.FRAME, None, None, RecordedFrame(seq, ts, direction, frame)
+                )
+    return Record.from_map(m)
+
+
 class RecordingReader:
     """Stream the records of a recording with their byte offsets.
 
     ``source`` is a path or a binary file object. Records are decoded from
-    large in-memory chunks (faster than decoding from a buffered file), one
-    at a time, so memory stays bounded by the largest record.
+    large in-memory chunks (faster than decoding from a buffered file), so
+    memory stays bounded by the chunk size and the largest record.
 
-    After iteration stops, ``offset`` is the end of the last complete record.
-    A cut inside a record raises :class:`TruncatedError` at that record's
-    offset; a clean end with no footer raises :class:`MissingFooterError`
-    when ``require_footer`` (the default); bytes that are not a record raise
-    :class:`RemoteProtocolError` with their offset. Everything complete before
-    the problem has been yielded by then.
+    After iteration stops at the end or on an error, ``offset`` is the end of
+    the last complete record (while iterating it may lag by one batch). A cut
+    inside a record raises :class:`TruncatedError` at that record's offset; a
+    clean end with no footer raises :class:`MissingFooterError` when
+    ``require_footer`` (the default); bytes that are not a record raise
+    :class:`RemoteProtocolError` with their offset, as does a record
+    announcing more than ``max_record_size`` bytes (refused from its head,
+    without reading it). Everything complete before the problem has been
+    yielded by then.
     """
 
     def __init__(
@@ -227,7 +286,7 @@ class RecordingReader:
         self.offset = start
         self.require_footer = require_footer
         self.max_record_size = max_record_size
-        self.chunk_size = chunk_size
+        self.chunk_size = max(1, chunk_size)
         self.saw_footer = False
 
     def _open(self) -> tuple[Any, bool]:
@@ -239,36 +298,75 @@ class RecordingReader:
             return fp, True
         return self._source, False
 
-    def raw_items(self) -> Iterator[tuple[int, Any]]:
-        """Yield ``(offset, decoded CBOR item)`` without converting to :class:`Record`."""
+    def _items(self, batch: bool) -> Iterator[tuple[bytes, int, int, int, list[Any]]]:
         fp, owned = self._open()
         try:
             if self.offset:
                 fp.seek(self.offset)
-            yield from self._scan(fp)
+            yield from self._scan(fp, batch)
         finally:
             if owned:
                 fp.close()
 
-    def _scan(self, fp: Any) -> Iterator[tuple[int, Any]]:
+    def raw_items(self) -> Iterator[tuple[int, Any]]:
+        """Yield ``(offset, decoded CBOR item)`` without converting to :class:`Record`."""
+        for _buf, base, pos, _end, items in self._items(batch=False):
+            yield base + pos, items[0]
+
+    def _scan(self, fp: Any, batch: bool) -> Iterator[tuple[bytes, int, int, int, list[Any]]]:
+        """Yield ``(buf, base, pos, end, items)``: ``items`` decoded from ``buf[pos:end]``.
+
+        ``base`` is the file offset of ``buf[0]``. Without ``batch`` each
+        yield is one item. With it, runs of records are decoded by a single
+        cbor2 call (the chunk behind an array head announcing k items, k
+        estimated from the mean record size so far) because cbor2's per-call
+        overhead is a large part of decoding a small record; whatever a batch
+        cannot settle (the chunk's cut end, garbage) is redone item by item.
+        """
         read = fp.read
         buf = b""
         base = self.offset  # file offset of buf[0]
         pos = 0  # next item's position in buf
         eof = False
+        seen_items = 0
+        seen_bytes = 0
         while True:
             if pos >= len(buf):
                 if eof:
                     return
-                buf, base, pos = b"", base + pos, 0
+                base += pos
+                buf, pos = b"", 0
                 chunk = read(self.chunk_size)
                 if not chunk:
                     return
                 buf = chunk
-            stream = io.BytesIO(buf)
-            stream.seek(pos)
-            decoder = cbor2.CBORDecoder(stream, max_depth=MAX_DEPTH)
-            while pos < len(buf):
+            n = len(buf)
+            stream: io.BytesIO | None = None
+            decoder: Any = None
+            tail = not batch
+            while pos < n:
+                if not tail and seen_items >= MIN_BATCH:
+                    k = min(MAX_BATCH, int(0.8 * (n - pos) * seen_items / seen_bytes))
+                    if k < MIN_BATCH:
+                        tail = True
+                    else:
+                        view = io.BytesIO(b"\x99" + k.to_bytes(2, "big") + buf[pos:])
+                        try:
+                            items = cbor2.CBORDecoder(view, max_depth=MAX_DEPTH).decode()
+                        except Exception:  # cut by the chunk's end, or garbage: go one by one
+                            tail = True
+                        else:
+                            end = pos + view.tell() - 3
+                            yield buf, base, pos, end, items
+                            seen_items += k
+                            seen_bytes += end - pos
+                            pos = end
+                            self.offset = base + pos
+                            continue
+                if stream is None:
+                    stream = io.BytesIO(buf)
+                    decoder = cbor2.CBORDecoder(stream, max_depth=MAX_DEPTH)
+                stream.seek(pos)
                 try:
                     item = decoder.decode()
                 except cbor2.CBORDecodeEOF:
@@ -277,42 +375,70 @@ class RecordingReader:
                     raise RemoteProtocolError(
                         f"not a CBOR record: {exc}", offset=base + pos
                     ) from None
-                yield base + pos, item
-                pos = stream.tell()
+                end = stream.tell()
+                yield buf, base, pos, end, [item]
+                seen_items += 1
+                seen_bytes += end - pos
+                pos = end
                 self.offset = base + pos
             else:
                 continue
             # An item is cut at the end of the chunk: keep its bytes, add more.
+            self._check_size(buf, pos, base)
             if eof:
                 raise TruncatedError(
-                    f"recording is cut inside a record ({len(buf) - pos} bytes after the "
+                    f"recording is cut inside a record ({n - pos} bytes after the "
                     "last complete record)",
                     offset=base + pos,
                 )
-            if len(buf) - pos > self.max_record_size:
-                raise RemoteProtocolError(
-                    f"record larger than {self.max_record_size} bytes", offset=base + pos
-                )
-            more = read(max(self.chunk_size, len(buf) - pos))
+            more = read(max(self.chunk_size, n - pos))
             if not more:
                 eof = True
             buf, base, pos = buf[pos:] + more, base + pos, 0
 
+    def _check_size(self, buf: bytes, pos: int, base: int) -> None:
+        """Refuse a record whose heads announce more than ``max_record_size`` bytes."""
+        try:
+            end = item_end(buf, pos)
+        except Incomplete as more:
+            end = more.needed
+        except RemoteProtocolError:
+            return  # an indefinite length: cbor2 decides once the bytes are there
+        if end - pos > self.max_record_size:
+            raise RemoteProtocolError(
+                f"record of at least {end - pos} bytes is larger than {self.max_record_size} bytes",
+                offset=base + pos,
+            )
+
     def __iter__(self) -> Iterator[Record]:
-        from_map = Record.from_map
-        for offset, item in self.raw_items():
-            try:
-                record = from_map(item)
-            except RemoteProtocolError as exc:
-                raise exc.at(offset) from None
-            if record.type == RecordType.SESSION_FOOTER:
-                self.saw_footer = True
-            yield record
+        convert = _record_from_map
+        footer = RecordType.SESSION_FOOTER
+        for buf, base, pos, _end, items in self._items(batch=True):
+            for index, item in enumerate(items):
+                try:
+                    record = convert(item)
+                except RemoteProtocolError as exc:
+                    offset = _item_offset(buf, pos, index)
+                    self.offset = base + offset
+                    raise exc.at(base + offset) from None
+                if record.type == footer:
+                    self.saw_footer = True
+                yield record
         if self.require_footer and not self.saw_footer:
             raise MissingFooterError(
                 "recording has no session footer (the writer did not close it)",
                 offset=self.offset,
             )
+
+
+def _item_offset(buf: bytes, pos: int, index: int) -> int:
+    """Where item ``index`` of a batch starting at ``buf[pos]`` starts (errors only)."""
+    stream = io.BytesIO(buf)
+    stream.seek(pos)
+    decoder = cbor2.CBORDecoder(stream, max_depth=MAX_DEPTH)
+    for _ in range(index):
+        decoder.decode()
+    return stream.tell()
 
 
 def iter_records(source: Source, **options: Any) -> Iterator[Record]:

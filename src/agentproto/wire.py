@@ -113,15 +113,28 @@ def nested(exc: Exception, key: str) -> Exception:
 
 
 def fold_keys(m: dict[Any, Any], known: frozenset[str], type_name: str) -> dict[str, Any]:
-    """Go's key matching: exact first, then case-insensitive; unknown keys dropped."""
-    out = {k: v for k, v in m.items() if k in known}
+    """Go's key matching, for maps with a key that matches a field only case-insensitively.
+
+    fxamacker/cbor walks the keys in order and gives each one the first field
+    not yet taken that it names exactly or, failing that, case-insensitively
+    (Go's ``EqualFold`` on keys of the same byte length, so only ASCII letters
+    fold); a key naming a field already taken is ignored: the first one wins.
+    """
     lower = {k.lower(): k for k in known}
+    out: dict[str, Any] = {}
     for k, v in m.items():
-        if isinstance(k, str) and k not in known:
-            target = lower.get(k.lower())
-            if target is not None and target not in out:
-                out[target] = v
+        if k.__class__ is not str:
+            continue
+        target = k if k in known else (lower.get(k.lower()) if k.isascii() else None)
+        if target is not None and target not in out:
+            out[target] = v
     return out
+
+
+def bad_key(type_name: str, key: object) -> RemoteProtocolError:
+    return RemoteProtocolError(
+        f"{type_name}: map key {_describe(key)} of type {type(key).__name__} cannot name a field"
+    )
 
 
 def not_a_map(type_name: str, value: object) -> RemoteProtocolError:
@@ -215,14 +228,21 @@ def _gen_from_map(cls: type, specs: list[tuple[str, Wire]], ns: dict[str, Any]) 
     loop = [
         "    for k, v in m.items():",
         *branches,
-        "        else:",
-        "            if k.__class__ is str and k.lower() in FOLDED:",
+        "        elif k.__class__ is str:",
+        "            if k.isascii() and k.lower() in FOLDED:",
         f"                return from_map(fold_keys(m, KNOWN, {name!r}))",
+        # Go ignores unknown text and integer keys but refuses any other kind
+        "        elif k.__class__ is not int:",
+        f"            raise bad_key({name!r}, k)",
     ]
     return "\n".join(head + zeros + loop + posts + [f"    return cls({', '.join(args)})"])
 
 
 def _gen_to_map(cls: type, specs: list[tuple[str, Wire]], ns: dict[str, Any]) -> str:
+    # Each scalar is tested first for the exact builtin class (the common case, one
+    # comparison), then on a slow path that accepts subclasses (IntEnum, bytearray...)
+    # and refuses what Go cannot hold, zero values included: a False in an int
+    # field is refused even where omitempty would drop a 0.
     name = cls.__name__
     lines = ["def to_map(self):", "    m = {}"]
     for i, (attr, w) in enumerate(specs):
@@ -230,50 +250,78 @@ def _gen_to_map(cls: type, specs: list[tuple[str, Wire]], ns: dict[str, Any]) ->
         err = f"raise bad_encode({name!r}, {k!r}, {w.kind!r}, v)"
         body: list[str]
         if w.kind in INT_RANGES:
-            body = [f"if not {_int_check('v', w.kind, True)}: {err}", f"m[{k!r}] = int(v)"]
+            lo, hi = INT_RANGES[w.kind]
+            slow = _int_check("v", w.kind, True)
+            if w.omitempty:
+                body = [
+                    "if v.__class__ is int:",
+                    "    if v:",
+                    f"        if not {lo} <= v <= {hi}: {err}",
+                    f"        m[{k!r}] = v",
+                    f"elif not {slow}: {err}",
+                    f"elif v: m[{k!r}] = int(v)",
+                ]
+            else:
+                body = [
+                    f"if v.__class__ is int and {lo} <= v <= {hi}: m[{k!r}] = v",
+                    f"elif {slow}: m[{k!r}] = int(v)",
+                    f"else: {err}",
+                ]
         elif w.kind == "bool":
-            body = [f"if v is not True and v is not False: {err}", f"m[{k!r}] = v"]
+            if w.omitempty:
+                body = [f"if v is True: m[{k!r}] = True", f"elif v is not False: {err}"]
+            else:
+                body = [f"if v is not True and v is not False: {err}", f"m[{k!r}] = v"]
         elif w.kind == "str":
-            body = [f"if not isinstance(v, str): {err}", f"m[{k!r}] = v"]
+            body = [
+                "if v.__class__ is str:",
+                f"    {'if v: ' if w.omitempty else ''}m[{k!r}] = v",
+                f"elif not isinstance(v, str): {err}",
+                f"{'elif v' if w.omitempty else 'else'}: m[{k!r}] = str(v)",
+            ]
         elif w.kind == "bytes":
             # bytes(memoryview) matters: cbor2 would write a memoryview as an array of ints
             body = [
-                f"if not isinstance(v, (bytes, bytearray, memoryview)): {err}",
-                f"m[{k!r}] = v if v.__class__ is bytes else bytes(v)",
+                "if v.__class__ is bytes:",
+                f"    {'if v: ' if w.omitempty else ''}m[{k!r}] = v",
+                f"elif not isinstance(v, (bytes, bytearray, memoryview)): {err}",
+                f"{'elif len(v)' if w.omitempty else 'else'}: m[{k!r}] = bytes(v)",
             ]
         elif w.kind in ("list_str", "list_u32"):
             item = "isinstance(x, str)" if w.kind == "list_str" else _int_check("x", "u32", True)
+            conv = "[int(x) for x in v]" if w.kind == "list_u32" else "list(v)"
             body = [
                 "if v is None:",
-                f"    m[{k!r}] = None",
+                "    pass" if w.omitempty else f"    m[{k!r}] = None",
                 f"elif isinstance(v, (list, tuple)) and all({item} for x in v):",
-                f"    m[{k!r}] = [int(x) for x in v]"
-                if w.kind == "list_u32"
-                else f"    m[{k!r}] = list(v)",
+                f"    {'if v: ' if w.omitempty else ''}m[{k!r}] = {conv}",
                 f"else: {err}",
             ]
         elif w.kind in STRUCT_KINDS:
             ns[f"S{i}"] = w.struct
             body = [
-                f"if v.__class__ is not S{i}: {err}",
-                "try:",
-                f"    m[{k!r}] = v.to_map()",
-                "except LocalProtocolError as e:",
-                f"    raise nested(e, {k!r})",
+                "if v is None:",
+                # a nil pointer: dropped by omitempty (every pointer in the spec), else null
+                "    pass" if w.omitempty else f"    m[{k!r}] = None",
+                f"elif v.__class__ is not S{i}: {err}",
+                "else:",
+                "    try:",
+                f"        m[{k!r}] = v.to_map()",
+                "    except LocalProtocolError as e:",
+                f"        raise nested(e, {k!r})",
             ]
-            if w.kind == "ptr":  # nil: dropped by omitempty (every pointer in the spec), else null
-                body = ["if v is None:", f"    m[{k!r}] = None", "else:"] + [
-                    "    " + b for b in body
-                ]
+            if w.kind == "struct":  # a value, never nil
+                body = [f"if v.__class__ is not S{i}: {err}", *body[3:]]
+                body[1:] = [b[4:] for b in body[2:]]
         elif w.kind == "list_struct":
             ns[f"S{i}"] = w.struct
             body = [
                 "if v is None:",
-                f"    m[{k!r}] = None",
+                "    pass" if w.omitempty else f"    m[{k!r}] = None",
                 "elif not isinstance(v, (list, tuple))"
                 f" or any(x.__class__ is not S{i} for x in v):",
                 f"    {err}",
-                "else:",
+                "elif v:" if w.omitempty else "else:",
                 "    try:",
                 f"        m[{k!r}] = [x.to_map() for x in v]",
                 "    except LocalProtocolError as e:",
@@ -282,11 +330,7 @@ def _gen_to_map(cls: type, specs: list[tuple[str, Wire]], ns: dict[str, Any]) ->
         else:  # pragma: no cover
             raise AssertionError(w.kind)
         lines.append(f"    v = self.{attr}")
-        if w.omitempty:
-            lines.append("    if v:")
-            lines += ["        " + b for b in body]
-        else:
-            lines += ["    " + b for b in body]
+        lines += ["    " + b for b in body]
     lines.append("    return m")
     return "\n".join(lines)
 
@@ -300,6 +344,7 @@ def wire_struct(cls: type) -> type:
         "FOLDED": frozenset(w.key.lower() for _, w in specs),
         "fold_keys": fold_keys,
         "not_a_map": not_a_map,
+        "bad_key": bad_key,
         "bad_decode": bad_decode,
         "bad_encode": bad_encode,
         "nested": nested,

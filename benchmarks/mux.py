@@ -1,0 +1,155 @@
+"""Mux and agent throughput, against baselines measured in the same run.
+
+    python benchmarks/mux.py [--size MiB] [--repeat N] [--calls N]
+
+Figures (best of ``--repeat`` runs each):
+
+- stdout throughput: a child writing ``--size`` MiB of zeros, read at the
+  runner through the agent and the mux, against the same child read straight
+  from a pipe by Python (the raw-pipe baseline);
+- recording cost: the same agent run with a Recorder on the runner's mux,
+  as a ratio to the run without;
+- file-op RPCs per second against the agent (Stat of one file), with 1 and
+  16 caller threads.
+
+Targets: stdout >= 0.5 GB/s, recording costs < 10%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from agentproto import ExecMsg, FileOp, FileOpReq, Frame, FrameType, Mux, Recorder
+
+AGENT = [sys.executable, "-m", "agentproto.agent", "--log-level", "warning"]
+CHUNK = 256 * 1024
+
+
+class Count:
+    """A stream handler that only counts."""
+
+    def __init__(self) -> None:
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.size += len(data)
+
+    def eof(self) -> None:
+        pass
+
+
+def raw_pipe(size: int) -> float:
+    """Seconds to read ``size`` bytes of a child's stdout straight from the pipe."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(["head", "-c", str(size), "/dev/zero"], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    got = 0
+    while chunk := os.read(fd, CHUNK):
+        got += len(chunk)
+    proc.wait()
+    elapsed = time.perf_counter() - start
+    assert got == size, got
+    return elapsed
+
+
+def through_agent(size: int, record_dir: Path | None = None) -> float:
+    """Seconds to receive ``size`` bytes of a child's stdout through the agent and the mux."""
+    proc = subprocess.Popen(AGENT, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    mux = Mux(proc.stdout, proc.stdin, side="runner")
+    recorder = None
+    if record_dir is not None:
+        recorder = Recorder(record_dir / "bench.cbor")
+        recorder.write_session_header()
+    out = Count()
+    mux.register_stream(1, out)
+    mux.register_stream(2, Count())
+    msg = ExecMsg(path="/usr/bin/head", argv=["head", "-c", str(size), "/dev/zero"], env=[])
+    if recorder is not None:
+        mux.set_recorder(recorder, recorder.write_command_start(msg))
+    start = time.perf_counter()
+    mux.send(Frame(type=FrameType.EXEC, exec=msg))
+    code = mux.read_loop()
+    elapsed = time.perf_counter() - start
+    mux.close()
+    proc.wait(30)
+    if recorder is not None:
+        recorder.close()
+        (record_dir / "bench.cbor").unlink()  # type: ignore[operator]
+    assert code == 0 and out.size == size, (code, out.size)
+    return elapsed
+
+
+def file_op_rate(calls: int, threads: int, tmp: Path) -> float:
+    """File-op RPCs per second (Stat) against the agent with ``threads`` callers."""
+    target = tmp / "stat-me"
+    target.write_bytes(b"x")
+    proc = subprocess.Popen(AGENT, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    mux = Mux(proc.stdout, proc.stdin, side="runner")
+    mux.start()
+    mux.file_op(FileOpReq(op=FileOp.STAT, path=str(target)))  # warm up (lazy server import)
+    per_thread = calls // threads
+
+    def work() -> None:
+        req = FileOpReq(op=FileOp.STAT, path=str(target))
+        for _ in range(per_thread):
+            resp = mux.file_op(req)
+            assert resp.errno == 0 and resp.stat is not None and resp.stat.size == 1
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    start = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - start
+    mux.close()
+    proc.wait(30)
+    return per_thread * threads / elapsed
+
+
+def best(repeat: int, fn: object, *args: object) -> float:
+    return min(fn(*args) for _ in range(repeat))  # type: ignore[operator]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, default=1024, help="MiB per throughput run")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure (best kept)")
+    parser.add_argument("--calls", type=int, default=8000, help="file-op calls per rate run")
+    args = parser.parse_args()
+    size = args.size * 1024 * 1024
+    gb = size / 1e9
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        raw = best(args.repeat, raw_pipe, size)
+        agent = best(args.repeat, through_agent, size)
+        recorded = best(args.repeat, through_agent, size, tmp)
+        rpc1 = max(file_op_rate(args.calls, 1, tmp) for _ in range(args.repeat))
+        rpc16 = max(file_op_rate(args.calls, 16, tmp) for _ in range(args.repeat))
+    print(f"stdout, {args.size} MiB, best of {args.repeat}:")
+    print(f"  raw pipe (python reading head's stdout) {gb / raw:6.2f} GB/s")
+    print(
+        f"  agent + mux                              {gb / agent:6.2f} GB/s"
+        f"  ({raw / agent:.2f}x the raw pipe's time, target >= 0.5 GB/s)"
+    )
+    print(
+        f"  agent + mux, recording on                {gb / recorded:6.2f} GB/s"
+        f"  (recording costs {100 * (recorded / agent - 1):+.1f}% time, target < 10%)"
+    )
+    print(f"file-op RPCs (Stat) against the agent, {args.calls} calls:")
+    print(f"  1 caller thread    {rpc1:8.0f} calls/s")
+    print(f"  16 caller threads  {rpc16:8.0f} calls/s  ({rpc16 / rpc1:.2f}x one thread)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,663 @@
+"""A runnable agent: the far side of the protocol, compatible with ``mproxy-agent``.
+
+``python -m agentproto.agent`` (or ``agentproto-agent``) speaks on its
+stdin/stdout, as ``mproxy-agent`` does under SSH; ``--listen unix:/path`` or
+``--listen tcp:HOST:PORT`` serves many connections at once instead (one
+command per connection). ``--root DIR`` confines file ops to a tree.
+
+A connection (a *session*):
+
+1. Until ``FrameExec``, frames are read one at a time: ``FrameConfig`` sets
+   the environment patterns (see :mod:`agentproto.envfilter`), file ops and
+   PATH queries are answered; a connection that never sends ``FrameExec`` is
+   served until its end.
+2. ``FrameExec`` starts the child: ``path`` is the program (relative to
+   ``cwd`` when it has a ``/``, looked up on the child's ``PATH`` when it has
+   none, ``argv[0]`` when empty), ``argv`` its arguments (``[path]`` when
+   empty), ``cwd`` its directory (the agent's when empty). The child runs in a
+   new session (its own process group). Each fd ``n`` of ``ExecMsg.fds``
+   (3 or more) is a pipe the child writes on fd ``n``, sent as stream ``n``.
+3. Stream 0 data goes to the child's stdin (``FrameEOF`` closes it); stdout
+   (1), stderr (2) and the extra fds go to the runner as ``FrameData`` chunks
+   of up to 256 KiB then ``FrameEOF``, with back-pressure: a runner that stops
+   reading blocks the child, nothing piles up in memory. ``FrameSignal`` goes
+   to the child's process group. File ops and PATH queries are still served.
+4. When the child has exited and its outputs are drained, ``FrameExit``
+   carries the exit code (128 + signal number for a child killed by a
+   signal, as a shell reports it) and the agent closes the connection:
+   ``FrameExit`` is the last frame.
+
+A command that cannot start gets ``FrameError`` (why) and ``FrameExit`` with
+127 (program not found) or 126 (found but not runnable: permission, format,
+bad ``cwd``, bad ``fds``). If the runner disconnects (or sends something that
+is not a frame) before the child ends, the child's process group gets SIGTERM,
+then SIGKILL after ``--grace`` seconds, and is reaped. The agent's own log
+records go to stderr and, as ``FrameLog``, to the runner.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from types import FrameType as PyFrame
+from typing import TYPE_CHECKING, Any
+
+from .envfilter import EnvFilter
+from .errors import AgentProtoError, ConnectionClosedError, RemoteProtocolError
+from .logs import MuxLogHandler
+from .mux import Mux
+from .pathquery import query_path
+from .types import ExecMsg, FileOpReq, FileOpResp, Frame, FrameType, PathInfo, PathQuery
+
+if TYPE_CHECKING:
+    from .fileops import FileOpServer
+
+__all__ = ["EXIT_CANNOT_RUN", "EXIT_NOT_FOUND", "Session", "main"]
+
+EXIT_NOT_FOUND = 127
+EXIT_CANNOT_RUN = 126
+DEFAULT_GRACE = 2.0
+READ_SIZE = 256 * 1024
+MAX_FD = 1023  # highest fd number a command may ask for in ExecMsg.fds
+_PIPE_SIZE = 1024 * 1024
+
+_agent_log = logging.getLogger("agentproto.agent")
+
+
+class StartError(Exception):
+    """The command could not be started; ``code`` is the exit code to report."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _grow(fd: int) -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+
+
+class _ChildStdin:
+    """Stream 0: runner data into the child's stdin pipe (blocking: back-pressure)."""
+
+    def __init__(self, fd: int, log: logging.Logger):
+        self._fd = fd
+        self._log = log
+        self._lock = threading.Lock()
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            if self._fd < 0:
+                return
+            view = memoryview(data)
+            try:
+                while view:
+                    view = view[os.write(self._fd, view) :]
+            except OSError as exc:
+                self._log.info("child stdin closed (%s): dropping further input", exc.strerror)
+                self._close()
+
+    def eof(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = -1
+
+
+class Command:
+    """A started child: its process, output pumps and the process group."""
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], stdin: _ChildStdin, outputs: list[tuple[int, int]]
+    ):
+        self.proc = proc
+        self.pgid = proc.pid  # start_new_session: the child leads its own group
+        self.stdin = stdin
+        self.outputs = outputs  # (read fd, stream id)
+        self.pumps: list[threading.Thread] = []
+
+    @property
+    def exit_code(self) -> int:
+        """The child's exit status; 128 + signal number if a signal killed it."""
+        rc = self.proc.returncode
+        assert rc is not None
+        return 128 - rc if rc < 0 else rc
+
+    def signal(self, signo: int) -> None:
+        """Deliver ``signo`` to the child's process group."""
+        os.killpg(self.pgid, signo)
+
+    def terminate(self, grace: float, log: logging.Logger) -> None:
+        """SIGTERM the group, SIGKILL it after ``grace`` seconds, reap the child."""
+        self.stdin.eof()
+        for signo in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.pgid, signo)
+            except (ProcessLookupError, PermissionError):
+                break  # the whole group is gone already
+            if signo == signal.SIGTERM:
+                try:
+                    self.proc.wait(grace)
+                except subprocess.TimeoutExpired:
+                    log.warning("child %d ignored SIGTERM for %.1fs: SIGKILL", self.pgid, grace)
+        self.proc.wait()
+
+
+def _spawn(msg: ExecMsg, env: dict[str, str], log: logging.Logger) -> Command:
+    """Start the child of ``msg`` with its pipes; raises StartError when it cannot start."""
+    argv = list(msg.argv or [])
+    path = msg.path or (argv[0] if argv else "")
+    if not path:
+        raise StartError(EXIT_NOT_FOUND, "exec: no program path and no argv")
+    if not argv:
+        argv = [path]
+    extra = list(msg.extra_fds)
+    bad = [fd for fd in extra if not 3 <= fd <= MAX_FD]
+    if bad or len(set(extra)) != len(extra):
+        raise StartError(
+            EXIT_CANNOT_RUN,
+            f"exec {path}: extra fds must be distinct numbers from 3 to {MAX_FD}, got {extra}",
+        )
+    cwd = msg.cwd or None
+    fds: list[int] = []  # everything to close in the agent after the spawn
+    try:
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        fds += [in_r, in_w, out_r, out_w, err_r, err_w]
+        outputs = [(out_r, 1), (err_r, 2)]
+        mapping: list[tuple[int, int]] = []
+        for target in extra:
+            r, w = os.pipe()
+            fds += [r, w]
+            # above every target, so no dup2 in the child clobbers a pipe not yet moved
+            high = fcntl.fcntl(w, fcntl.F_DUPFD_CLOEXEC, MAX_FD + 1)
+            fds.append(high)
+            mapping.append((high, target))
+            outputs.append((r, target))
+        for r, _ in outputs:
+            _grow(r)
+    except OSError as exc:
+        for fd in fds:
+            os.close(fd)
+        raise StartError(EXIT_CANNOT_RUN, f"exec {path}: cannot create pipes: {exc}") from exc
+
+    def place_extra_fds() -> None:  # runs in the child, between fork and exec
+        for src, target in mapping:
+            os.dup2(src, target)  # inheritable: survives the exec
+
+    keep = {in_w, out_r, err_r, *(r for r, _ in outputs)}
+    try:
+        proc = subprocess.Popen(
+            argv,
+            executable=path,
+            stdin=in_r,
+            stdout=out_w,
+            stderr=err_w,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            # pass_fds needs the target numbers open in the agent, so extra fds are
+            # placed by a pre-exec hook instead; the agent's own fds are all close-on-exec
+            close_fds=not mapping,
+            preexec_fn=place_extra_fds if mapping else None,
+        )
+    except BaseException as exc:
+        for fd in fds:
+            os.close(fd)
+        raise _start_error(exc, path, cwd) from exc
+    for fd in fds:
+        if fd not in keep:
+            os.close(fd)
+    log.info("started %s (pid %d)", path, proc.pid, extra={"argv": argv, "cwd": cwd or ""})
+    return Command(proc, _ChildStdin(in_w, log), outputs)
+
+
+def _start_error(exc: BaseException, path: str, cwd: str | None) -> StartError:
+    if isinstance(exc, OSError):
+        reason = exc.strerror or str(exc)
+        if cwd is not None and exc.filename == cwd:
+            return StartError(EXIT_CANNOT_RUN, f"exec {path}: chdir {cwd}: {reason}")
+        if isinstance(exc, FileNotFoundError):
+            return StartError(EXIT_NOT_FOUND, f"exec {path}: {reason}")
+        return StartError(EXIT_CANNOT_RUN, f"exec {path}: {reason}")
+    if isinstance(exc, (ValueError, TypeError, subprocess.SubprocessError)):
+        return StartError(EXIT_CANNOT_RUN, f"exec {path}: {exc}")
+    raise exc  # KeyboardInterrupt and the like are not start failures
+
+
+class Session:
+    """One connection: optional config, file ops and PATH queries, at most one command.
+
+    ``abort_read`` (sockets) unblocks a read in progress when the session ends
+    so the reading thread finishes; for stdio the process exit does that.
+    """
+
+    def __init__(
+        self,
+        reader: Any,
+        writer: Any,
+        *,
+        root: str | None = None,
+        grace: float = DEFAULT_GRACE,
+        log_level: int = logging.INFO,
+        name: str = "stdio",
+        abort_read: Callable[[], None] | None = None,
+    ):
+        # not registered with logging.getLogger: one logger per connection must not leak
+        self.log = logging.Logger(f"agentproto.agent.{name}")
+        self.log.parent = _agent_log
+        self.mux = Mux(reader, writer, logger=self.log, side="agent")
+        self._log_handler = MuxLogHandler(self.mux, log_level)
+        self.log.addHandler(self._log_handler)
+        self.root = root
+        self.grace = grace
+        self._abort_read = abort_read
+        self._fileops: FileOpServer | None = None
+        self._fileops_lock = threading.Lock()
+        self._env_filter = EnvFilter()
+        self._wake = threading.Event()
+        self._aborted = False
+        self.command: Command | None = None
+        self.mux.on_file_op(self._file_op)
+        self.mux.on_path_query(self._path_query)
+
+    # --- services ------------------------------------------------------------------------
+
+    def _file_op(self, req: FileOpReq) -> FileOpResp:
+        with self._fileops_lock:
+            if self._fileops is None:
+                from .fileops import FileOpServer  # only sessions doing file ops need it
+
+                self._fileops = FileOpServer(self.root)
+            server = self._fileops
+        return server.handle(req)
+
+    def _path_query(self, query: PathQuery) -> PathInfo:
+        return query_path(query.paths)
+
+    def _send_error(self, text: str) -> None:
+        with contextlib.suppress(ConnectionClosedError):
+            self.mux.send(Frame(type=FrameType.ERROR, error=text))
+
+    def abort(self) -> None:
+        """End the session from outside (agent shutdown): the child is terminated."""
+        self._aborted = True
+        self._wake.set()
+        if self._abort_read is not None:
+            with contextlib.suppress(OSError):
+                self._abort_read()
+
+    # --- the session -------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve the connection to its end; the exit code, or -1 if no command ran to its end."""
+        try:
+            msg = self._before_exec()
+            if msg is None:
+                return -1
+            return self._run_command(msg)
+        finally:
+            with self._fileops_lock:
+                if self._fileops is not None:
+                    self._fileops.close_all()
+            self.log.removeHandler(self._log_handler)
+            self.mux.close()
+            if self._abort_read is not None:
+                with contextlib.suppress(OSError):
+                    self._abort_read()
+
+    def _before_exec(self) -> ExecMsg | None:
+        while not self._aborted:
+            try:
+                frame = self.mux.decode_one()
+            except RemoteProtocolError as exc:
+                self.log.error("bad input from the runner: %s", exc)
+                self._send_error(f"protocol error: {exc}")
+                return None
+            except (OSError, ValueError) as exc:
+                self.log.debug("connection failed: %s", exc)
+                return None
+            if frame is None:
+                self.log.debug("the runner closed the connection without a command")
+                return None
+            if frame.type == FrameType.CONFIG:
+                self._env_filter = EnvFilter.from_config(frame.config)
+                for problem in self._env_filter.errors:
+                    self.log.warning("config: %s (pattern ignored)", problem)
+                    self._send_error(f"config: {problem} (pattern ignored)")
+            elif frame.type == FrameType.EXEC:
+                return frame.exec or ExecMsg()
+            else:
+                self.mux.dispatch(frame)
+        return None
+
+    def _run_command(self, msg: ExecMsg) -> int:
+        env = self._env_filter.build(msg.env, os.environ)
+        try:
+            command = _spawn(msg, env, self.log)
+        except StartError as exc:
+            self.log.error("%s", exc.message)
+            self._send_error(exc.message)
+            self._send_exit(exc.code)
+            return exc.code
+        self.command = command
+        mux = self.mux
+        mux.register_stream(0, command.stdin)
+        mux.on_signal(self._signal)
+        for fd, stream in command.outputs:
+            pump = threading.Thread(
+                target=self._pump, args=(fd, stream), name=f"agent-stream-{stream}", daemon=True
+            )
+            pump.start()
+            command.pumps.append(pump)
+        child_done = threading.Event()
+        reader_done = threading.Event()
+
+        def wait_child() -> None:
+            command.proc.wait()
+            for pump in command.pumps:
+                pump.join()
+            child_done.set()
+            self._wake.set()
+
+        def read() -> None:
+            try:
+                mux.read_loop()
+            finally:
+                reader_done.set()
+                self._wake.set()
+
+        threading.Thread(target=wait_child, name="agent-wait", daemon=True).start()
+        threading.Thread(target=read, name="agent-read", daemon=True).start()
+        finished = False
+        try:
+            self._wake.wait()
+            if child_done.is_set() and not self._aborted:
+                code = command.exit_code
+                self.log.info("command exited with code %d", code)
+                self._send_exit(code)
+                finished = True
+                return code
+            if isinstance(mux.error, RemoteProtocolError):
+                self.log.error("bad input from the runner: %s", mux.error)
+                self._send_error(f"protocol error: {mux.error}")
+            elif reader_done.is_set():
+                self.log.info("the runner disconnected: terminating the command")
+            return -1
+        finally:
+            if not finished:
+                command.terminate(self.grace, self.log)
+
+    def _send_exit(self, code: int) -> None:
+        # Exit is the last frame: nothing (logs, late file-op answers) may follow it
+        self.log.removeHandler(self._log_handler)
+        with contextlib.suppress(ConnectionClosedError):
+            self.mux.send(Frame(type=FrameType.EXIT, code=code))
+        self.mux.close()
+
+    def _signal(self, signo: int) -> None:
+        command = self.command
+        if command is None:
+            return
+        if not 1 <= signo < signal.NSIG:
+            self.log.warning("ignored invalid signal number %d", signo)
+            return
+        try:
+            command.signal(signo)
+            self.log.info("delivered signal %d to process group %d", signo, command.pgid)
+        except (ProcessLookupError, PermissionError) as exc:
+            self.log.info("signal %d not delivered: %s", signo, exc.strerror)
+
+    def _pump(self, fd: int, stream: int) -> None:
+        """Copy one child output to the runner until EOF, then send FrameEOF."""
+        send = self.mux.send_data
+        read = os.read
+        try:
+            while True:
+                try:
+                    data = read(fd, READ_SIZE)
+                except InterruptedError:
+                    continue
+                if not data:
+                    break
+                send(stream, data)
+            self.mux.send_eof(stream)
+        except ConnectionClosedError:
+            pass  # the runner is gone: the session terminates the child
+        except OSError as exc:
+            self.log.warning("reading stream %d failed: %s", stream, exc)
+        finally:
+            os.close(fd)
+
+
+# --- serving ------------------------------------------------------------------------------------
+
+
+def _serve_stdio(args: argparse.Namespace) -> int:
+    # Keep the protocol fds private: stray prints (ours or a library's) must not
+    # corrupt the frame stream, so fd 1 becomes stderr and fd 0 /dev/null.
+    proto_in, proto_out = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    reader = open(proto_in, "rb", buffering=0)  # noqa: SIM115 - lives as long as the process
+    writer = open(proto_out, "wb", buffering=0)  # noqa: SIM115
+    session = Session(reader, writer, root=args.root, grace=args.grace, log_level=args.log_level)
+    try:
+        session.run()
+    finally:
+        if session.command is not None and session.command.proc.returncode is None:
+            session.command.terminate(args.grace, session.log)
+    return 0
+
+
+def _parse_listen(spec: str) -> tuple[str, Any]:
+    kind, sep, rest = spec.partition(":")
+    if kind == "unix" and sep and rest:
+        return "unix", rest
+    if kind == "tcp" and sep:
+        host, colon, port = rest.rpartition(":")
+        if not colon:
+            host, port = "", rest
+        host = host.strip("[]") or "127.0.0.1"
+        try:
+            number = int(port)
+        except ValueError:
+            number = -1
+        if not 0 <= number <= 65535:
+            raise ValueError(f"--listen {spec}: bad port {port!r}")
+        return "tcp", (host, number)
+    raise ValueError(f"--listen {spec}: expected unix:/path or tcp:[HOST:]PORT")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _listen(spec: str) -> tuple[socket.socket, str, str | None]:
+    """Open the listening socket: (socket, address for humans, unix path to remove)."""
+    kind, addr = _parse_listen(spec)
+    if kind == "unix":
+        path = os.path.abspath(addr)
+        if os.path.lexists(path):
+            if not stat.S_ISSOCK(os.lstat(path).st_mode):
+                raise ValueError(f"--listen {spec}: {path} exists and is not a socket")
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(path)
+            except OSError:
+                os.unlink(path)  # stale socket of a dead agent
+            else:
+                raise ValueError(f"--listen {spec}: another agent is listening on {path}")
+            finally:
+                probe.close()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)  # created owner-only: whoever connects can run commands
+        try:
+            sock.bind(path)
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)
+        sock.listen(16)
+        return sock, f"unix:{path}", path
+    host, port = addr
+    if not _is_loopback(host):
+        _agent_log.warning(
+            "listening on non-loopback address %s: anyone who can reach it can run commands "
+            "as this user",
+            host,
+        )
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(16)
+    bound = sock.getsockname()
+    shown = f"[{bound[0]}]" if family == socket.AF_INET6 else bound[0]
+    return sock, f"tcp:{shown}:{bound[1]}", None
+
+
+def _serve_listener(args: argparse.Namespace) -> int:
+    try:
+        sock, shown, unix_path = _listen(args.listen)
+    except (OSError, ValueError) as exc:
+        print(f"agentproto-agent: error: {exc}", file=sys.stderr)
+        return 2
+    sessions: set[Session] = set()
+    lock = threading.Lock()
+    counter = 0
+
+    def serve(conn: socket.socket, name: str) -> None:
+        def shut() -> None:
+            conn.shutdown(socket.SHUT_RDWR)
+
+        try:
+            session = Session(
+                conn.makefile("rb", buffering=0),
+                conn.makefile("wb", buffering=0),
+                root=args.root,
+                grace=args.grace,
+                log_level=args.log_level,
+                name=name,
+                abort_read=shut,
+            )
+            with lock:
+                sessions.add(session)
+            try:
+                session.run()
+            finally:
+                with lock:
+                    sessions.discard(session)
+        except Exception:
+            _agent_log.exception("connection %s failed", name)
+        finally:
+            conn.close()
+
+    print(f"agentproto-agent: listening on {shown}", file=sys.stderr, flush=True)
+    threads: list[threading.Thread] = []
+    try:
+        while True:
+            conn, _ = sock.accept()
+            counter += 1
+            thread = threading.Thread(
+                target=serve, args=(conn, f"conn{counter}"), name=f"conn{counter}", daemon=True
+            )
+            thread.start()
+            threads = [t for t in threads if t.is_alive()] + [thread]
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        sock.close()
+        if unix_path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(unix_path)
+        with lock:
+            live = list(sessions)
+        for session in live:
+            session.abort()
+        for thread in threads:
+            thread.join(args.grace + 5)
+    return 0
+
+
+def _on_signal(signo: int, _frame: PyFrame | None) -> None:
+    raise SystemExit(128 + signo)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the agent (the ``agentproto-agent`` console script); returns the process status."""
+    parser = argparse.ArgumentParser(
+        prog="agentproto-agent",
+        description="Run commands for an agentproto runner over stdin/stdout or a socket.",
+    )
+    parser.add_argument(
+        "--listen",
+        metavar="ADDR",
+        help="serve connections on unix:/path (mode 0600) or tcp:[HOST:]PORT "
+        "(default host 127.0.0.1) instead of stdin/stdout",
+    )
+    parser.add_argument("--root", metavar="DIR", help="confine file ops to this directory")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="level of the agent's logs (stderr and FrameLog); default info",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=DEFAULT_GRACE,
+        help="seconds between SIGTERM and SIGKILL when the runner disconnects",
+    )
+    args = parser.parse_args(argv)
+    args.log_level = getattr(logging, args.log_level.upper())
+    if args.root is not None:
+        if not os.path.isdir(args.root):
+            parser.error(f"--root {args.root}: not a directory")
+        args.root = os.path.abspath(args.root)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter(f"agentproto-agent[{os.getpid()}]: %(levelname)s %(message)s")
+    )
+    _agent_log.addHandler(handler)
+    _agent_log.setLevel(args.log_level)
+    _agent_log.propagate = False
+    for signo in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signo, _on_signal)
+    try:
+        if args.listen:
+            return _serve_listener(args)
+        return _serve_stdio(args)
+    except (KeyboardInterrupt, SystemExit):
+        return 1
+    except AgentProtoError as exc:
+        print(f"agentproto-agent: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

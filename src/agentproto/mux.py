@@ -1,0 +1,824 @@
+"""The frame multiplexer (the Go ``Mux``): streams, signals, logs and RPCs on one connection.
+
+A :class:`Mux` sits on a reader (incoming frames) and a writer (outgoing
+frames), typically the two ends of an SSH session's stdio, a subprocess's
+pipes or a socket. It is used on both sides:
+
+- **runner side**: register stream handlers for stdout (1), stderr (2) and
+  extra fds (3+), send ``FrameExec``, stdin data and signals, then call
+  :meth:`Mux.read_loop`, which returns the code of ``FrameExit`` (-1 when the
+  connection ended without one). File-op and PATH RPCs (:meth:`Mux.file_op`,
+  :meth:`Mux.path_query`) need somebody reading: either the caller's own
+  ``read_loop`` in another thread, or :meth:`Mux.start`, which runs it in a
+  daemon thread (``wait()`` then returns its result). RPCs therefore work
+  with or without a command running.
+- **agent side**: :meth:`Mux.decode_one` reads the first frames (config,
+  exec) before the loop; :meth:`Mux.on_file_op` and :meth:`Mux.on_path_query`
+  install the servers, :meth:`Mux.on_signal` the signal delivery.
+
+File-op request ids are per-mux, start at 1 and wrap around skipping 0: a
+response missing its ``id`` decodes as 0 and so can never be taken for an
+answer. PATH queries carry no id: answers are matched first-in first-out, and
+a query that timed out leaves a placeholder that swallows its late answer.
+
+When the loop ends (end of stream, protocol error, ``FrameExit``) or the mux
+is closed, every RPC still waiting gets :class:`ConnectionClosedError`, and
+later RPCs fail at once. Frames of unknown type, for streams nobody
+registered, or (with ``side=``) going the wrong way are dropped with a
+rate-limited log line. Frames over ``max_frame_size`` end the loop with
+:class:`FrameTooLargeError` in :attr:`Mux.error`, without being buffered.
+
+Hot path: data frames are encoded by hand (byte-identical to
+``Frame.to_cbor()``), written with one ``os.writev`` straight to the file
+descriptor, and decoded without cbor2; a recorder gets the very bytes that
+went over the wire.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import errno
+import fcntl
+import logging
+import os
+import stat
+import threading
+from collections.abc import Callable
+from typing import Any, Literal, Protocol
+
+from .codec import DEFAULT_MAX_FRAME_SIZE, READ_SIZE, Encoder, Incomplete, item_end
+from .errors import (
+    AgentProtoError,
+    ConnectionClosedError,
+    FrameTooLargeError,
+    RemoteProtocolError,
+    RPCTimeoutError,
+    TruncatedError,
+)
+from .recording import Recorder
+from .types import (
+    Direction,
+    FileOpReq,
+    FileOpResp,
+    Frame,
+    FrameType,
+    LogEntry,
+    PathInfo,
+    PathQuery,
+    decode_cbor_item,
+)
+
+__all__ = [
+    "Mux",
+    "StreamHandler",
+    "encode_data_frame_head",
+    "writer_handler",
+]
+
+_log = logging.getLogger("agentproto.mux")
+
+# Frame types each side may receive; the others are dropped when ``side`` is set.
+_AGENT_RECEIVES = frozenset(
+    {
+        FrameType.EXEC,
+        FrameType.DATA,
+        FrameType.EOF,
+        FrameType.SIGNAL,
+        FrameType.CONFIG,
+        FrameType.PATH_QUERY,
+        FrameType.FILE_OP,
+    }
+)
+_RUNNER_RECEIVES = frozenset(
+    {
+        FrameType.DATA,
+        FrameType.EOF,
+        FrameType.EXIT,
+        FrameType.ERROR,
+        FrameType.LOG,
+        FrameType.PATH_INFO,
+        FrameType.FILE_RESP,
+    }
+)
+_PIPE_SIZE = 1024 * 1024  # Linux default pipe-max-size; fewer, larger reads and writes
+
+
+class StreamHandler(Protocol):
+    """Receives the data and the end of one stream (the Go ``StreamHandler``)."""
+
+    def write(self, data: bytes) -> None:
+        """Take one chunk of the stream's data."""
+
+    def eof(self) -> None:
+        """The sender closed the stream."""
+
+
+class _WriterHandler:
+    def __init__(self, fileobj: Any):
+        self._file = fileobj
+        self._flush: Callable[[], Any] | None = getattr(fileobj, "flush", None)
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+        if self._flush is not None:
+            self._flush()
+
+    def eof(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._file.close()
+
+
+def writer_handler(fileobj: Any) -> StreamHandler:
+    """A :class:`StreamHandler` writing each chunk to ``fileobj`` (flushed), closing it on EOF."""
+    return _WriterHandler(fileobj)
+
+
+# --- hand-made data frames (the hot path) ----------------------------------------------
+
+
+def _uint_head(major: int, value: int) -> bytes:
+    mt = major << 5
+    if value < 24:
+        return bytes((mt | value,))
+    if value < 0x100:
+        return bytes((mt | 24, value))
+    if value < 0x10000:
+        return bytes((mt | 25,)) + value.to_bytes(2, "big")
+    if value < 0x1_0000_0000:
+        return bytes((mt | 26,)) + value.to_bytes(4, "big")
+    return bytes((mt | 27,)) + value.to_bytes(8, "big")
+
+
+def encode_data_frame_head(stream: int, size: int) -> bytes:
+    """Encoded ``Frame{Type: Data, Stream: stream, Data: <size bytes>}`` up to the data.
+
+    Appending the data gives exactly ``Frame(type=DATA, stream=..., data=...).to_cbor()``
+    (Go's omitempty drops a zero stream and empty data), so a chunk can be sent
+    with ``writev`` and never copied into a frame buffer.
+    """
+    if not 0 <= stream <= 0xFFFF_FFFF:
+        raise ValueError(f"stream {stream} is not a uint32")
+    pairs = 1 + (stream != 0) + (size != 0)
+    parts = [bytes((0xA0 | pairs,)), b"\x61t\x02"]
+    if stream:
+        parts += [b"\x61s", _uint_head(0, stream)]
+    if size:
+        parts += [b"\x61d", _uint_head(2, size)]
+    return b"".join(parts)
+
+
+def _read_uint(item: bytes | bytearray, pos: int, major: int) -> tuple[int, int]:
+    """Read an unsigned head of ``major`` at ``pos``; (-1, pos) if it is not one."""
+    head = item[pos]
+    if head >> 5 != major:
+        return -1, pos
+    info = head & 0x1F
+    if info < 24:
+        return info, pos + 1
+    if info > 27:
+        return -1, pos
+    size = 1 << (info - 24)
+    return int.from_bytes(item[pos + 1 : pos + 1 + size], "big"), pos + 1 + size
+
+
+def _fast_data_frame(item: bytes | bytearray) -> tuple[int, bytes] | None:
+    """(stream, data) when ``item`` is a data frame in Go's exact layout, else None.
+
+    Anything else (other types, other key order, case-folded keys) returns None
+    and takes the general path through cbor2.
+    """
+    if len(item) < 6 or item[1:4] != b"\x61t\x02":
+        return None
+    pairs = item[0]
+    if pairs not in (0xA2, 0xA3):
+        return None
+    pos = 4
+    stream = 0
+    try:
+        if item[pos : pos + 2] == b"\x61s":
+            stream, pos = _read_uint(item, pos + 2, 0)
+            if not 0 <= stream <= 0xFFFF_FFFF:
+                return None
+            if pairs == 0xA2:  # stream only: an empty data frame
+                return (stream, b"") if pos == len(item) else None
+        elif pairs == 0xA3:
+            return None
+        if item[pos : pos + 2] != b"\x61d":
+            return None
+        size, pos = _read_uint(item, pos + 2, 2)
+    except IndexError:
+        return None
+    if size < 0 or pos + size != len(item):
+        return None
+    return stream, bytes(memoryview(item)[pos:])  # one copy, even from a bytearray
+
+
+# --- reading frames ------------------------------------------------------------------------
+
+_DIRECT = 64 * 1024  # items at least this large are read straight into their own buffer
+
+
+class FrameReader:
+    """Cut a byte stream into encoded frames, with as few copies as possible.
+
+    The same contract as :meth:`agentproto.codec.Decoder.decode_bytes` (and the
+    same :func:`~agentproto.codec.item_end` scan, so the same frame-size limit
+    before buffering, the same errors with stream offsets), tuned for the
+    mux's hot path: once a frame's head says it is large, the rest is read
+    with ``readinto`` straight into a buffer of exactly its size, which is
+    returned as it is (a ``bytearray``): no copy in user space at all. Small
+    frames are cut out of a shared read buffer. Reads never ask for bytes
+    beyond the current frame unless they are already there (``read1``).
+    """
+
+    def __init__(self, reader: Any, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE):
+        read1 = getattr(reader, "read1", None)
+        self._read: Callable[[int], bytes | None] = read1 if read1 is not None else reader.read
+        self._readinto: Callable[[Any], int | None] | None = getattr(reader, "readinto", None)
+        self._buf = bytearray()
+        self._pos = 0  # start of the next item in _buf
+        self._consumed = 0  # stream offset of _buf[0]
+        self._eof = False
+        self.max_frame_size = max_frame_size
+
+    @property
+    def offset(self) -> int:
+        """Stream offset of the next item."""
+        return self._consumed + self._pos
+
+    def next_item(self) -> bytes | bytearray | None:
+        """The next encoded item; None at a clean end of stream."""
+        while True:
+            buf, pos = self._buf, self._pos
+            try:
+                end = item_end(buf, pos)
+            except Incomplete as more:
+                needed = more.needed - pos  # at least this many bytes for the item
+                if needed > self.max_frame_size:
+                    raise FrameTooLargeError(
+                        f"frame of at least {needed} bytes exceeds the limit of "
+                        f"{self.max_frame_size}",
+                        offset=self.offset,
+                    ) from None
+                if not self._more(needed):
+                    return None
+                continue
+            except RemoteProtocolError as exc:
+                raise exc.at(self.offset) from None
+            if end - pos > self.max_frame_size:
+                raise FrameTooLargeError(
+                    f"frame of {end - pos} bytes exceeds the limit of {self.max_frame_size}",
+                    offset=self.offset,
+                )
+            if pos == 0 and end == len(buf):
+                # the buffer is exactly this item: hand it over, start a fresh one
+                self._buf = bytearray()
+                self._consumed += end
+                return buf
+            self._pos = end
+            return bytes(memoryview(buf)[pos:end])
+
+    def _more(self, needed: int) -> bool:
+        """Buffer at least ``needed`` bytes of the item; False at a clean end of stream."""
+        have = len(self._buf) - self._pos
+        if self._pos:
+            # drop consumed bytes so the item starts the buffer
+            del self._buf[: self._pos]
+            self._consumed += self._pos
+            self._pos = 0
+        if needed >= _DIRECT and self._readinto is not None and not self._eof:
+            # a large item: its remaining bytes go straight into a buffer of its size
+            item = bytearray(needed)
+            view = memoryview(item)
+            view[:have] = self._buf
+            filled = have
+            while filled < needed:
+                n = self._readinto(view[filled:])
+                if not n:
+                    self._eof = True
+                    break
+                filled += n
+            view.release()
+            if filled < needed:
+                del item[filled:]
+            self._buf = item
+        else:
+            while len(self._buf) < needed and not self._eof:
+                chunk = self._read(max(READ_SIZE, needed - len(self._buf)))
+                if not chunk:
+                    self._eof = True
+                    break
+                self._buf += chunk
+        have = len(self._buf)
+        if have >= needed:
+            return True
+        if have == 0:
+            return False
+        raise TruncatedError(
+            f"stream ended inside a frame ({have} of at least {needed} bytes)",
+            offset=self.offset,
+        )
+
+
+# --- RPC waiters ---------------------------------------------------------------------------
+
+
+class _Waiter:
+    __slots__ = ("abandoned", "error", "event", "result")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.abandoned = False
+
+    def set(self, result: Any) -> None:
+        self.result = result
+        self.event.set()
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self.event.set()
+
+
+class Mux:
+    """Multiplex frames over a reader/writer pair (the Go ``Mux``); see the module docs.
+
+    ``reader`` is a binary file object (``read1`` or ``read``); ``writer`` a
+    binary file object or anything with ``write``. When the writer has a
+    blocking file descriptor, frames go to it with ``os.write`` directly.
+    ``side`` ("runner" or "agent") makes the mux drop frames that only the
+    other side may receive (a hostile peer's ``FrameExit`` cannot end an
+    agent's loop); None accepts every type.
+    """
+
+    def __init__(
+        self,
+        reader: Any,
+        writer: Any,
+        *,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        logger: logging.Logger | None = None,
+        side: Literal["runner", "agent"] | None = None,
+    ):
+        self._reader = reader
+        self._writer = writer
+        self._frames = FrameReader(reader, max_frame_size=max_frame_size)
+        self.log = logger if logger is not None else _log
+        self._accepts: frozenset[int] | None = (
+            _AGENT_RECEIVES if side == "agent" else _RUNNER_RECEIVES if side == "runner" else None
+        )
+        self._send_lock = threading.Lock()
+        self._fd = self._writer_fd(writer)
+        self._encoder = Encoder(writer) if self._fd is None else None
+        for f in (writer, reader):
+            _grow_pipe(f)
+
+        self._streams: dict[int, StreamHandler] = {}
+        self._on_signal: Callable[[int], None] | None = None
+        self._on_log: Callable[[LogEntry], None] | None = None
+        self._on_file_op: Callable[[FileOpReq], FileOpResp] | None = None
+        self._on_path_query: Callable[[PathQuery], PathInfo] | None = None
+        self._on_error: Callable[[str], None] | None = None
+        self._recorder: Recorder | None = None
+        self._seq = 0
+
+        self._rpc_lock = threading.Lock()
+        self._next_id = 1
+        self._file_waiters: dict[int, _Waiter] = {}
+        self._path_waiters: collections.deque[_Waiter] = collections.deque()
+        self._finished: str | None = None  # why RPCs can no longer be answered
+
+        self._send_closed = False
+        self._closed = False
+        self._reading = False
+        self._drops: collections.Counter[str] = collections.Counter()
+        self._thread: threading.Thread | None = None
+        self._done = threading.Event()
+        self.exit_code: int | None = None
+        """The result of the loop run by :meth:`start` (None while it runs)."""
+        self.error: BaseException | None = None
+        """The error that ended the last read loop (protocol error, I/O error), if any."""
+
+    @staticmethod
+    def _writer_fd(writer: Any) -> int | None:
+        try:
+            fd = int(writer.fileno())
+            if not os.get_blocking(fd):
+                return None  # a socket with a timeout: let the file object deal with it
+        except (AttributeError, OSError, ValueError):
+            return None
+        flush = getattr(writer, "flush", None)
+        if flush is not None:
+            flush()  # anything buffered earlier goes first
+        return fd
+
+    # --- registration ------------------------------------------------------------------
+
+    def register_stream(self, stream_id: int, handler: StreamHandler) -> None:
+        """Send the data and EOF frames of ``stream_id`` to ``handler``."""
+        self._streams[stream_id] = handler
+
+    def on_signal(self, fn: Callable[[int], None]) -> None:
+        """Call ``fn(signo)`` for each ``FrameSignal`` (agent side)."""
+        self._on_signal = fn
+
+    def on_log(self, fn: Callable[[LogEntry], None]) -> None:
+        """Call ``fn(entry)`` for each ``FrameLog`` (runner side)."""
+        self._on_log = fn
+
+    def on_file_op(self, fn: Callable[[FileOpReq], FileOpResp]) -> None:
+        """Serve ``FrameFileOp`` with ``fn`` (agent side); the request id is copied to the answer.
+
+        ``fn`` runs on the reading thread, so answers go out in request order.
+        An exception in ``fn`` is answered with EIO and logged.
+        """
+        self._on_file_op = fn
+
+    def on_path_query(self, fn: Callable[[PathQuery], PathInfo]) -> None:
+        """Answer ``FramePathQuery`` with ``FramePathInfo`` from ``fn`` (agent side)."""
+        self._on_path_query = fn
+
+    def on_error(self, fn: Callable[[str], None]) -> None:
+        """Call ``fn(text)`` for each ``FrameError`` (runner side)."""
+        self._on_error = fn
+
+    def set_recorder(self, recorder: Recorder, seq: int) -> None:
+        """Record every frame sent (Direction.SEND) and received (RECV) as command ``seq``."""
+        self._seq = seq
+        self._recorder = recorder
+
+    # --- sending -----------------------------------------------------------------------------
+
+    def _write(self, parts: list[bytes]) -> None:
+        """Write an encoded frame, whole; the caller holds the send lock."""
+        if self._send_closed:
+            raise ConnectionClosedError("the connection is closed for sending")
+        try:
+            fd = self._fd
+            if fd is None:
+                assert self._encoder is not None
+                self._encoder.write_encoded(parts[0] if len(parts) == 1 else b"".join(parts))
+                return
+            total = sum(len(p) for p in parts)
+            written = os.writev(fd, parts)
+            while written < total:  # partial write (sockets, signals): finish the rest
+                rest = b"".join(parts)[written:]
+                parts, total, written = [rest], len(rest), os.write(fd, rest)
+        except (OSError, ValueError) as exc:
+            self._send_closed = True
+            raise ConnectionClosedError(f"cannot send frame: {exc}") from exc
+
+    def _send_parts(self, parts: list[bytes]) -> None:
+        recorder = self._recorder
+        with self._send_lock:
+            if recorder is None:
+                self._write(parts)
+                return
+            data = parts[0] if len(parts) == 1 else b"".join(parts)
+            self._write([data])
+            # inside the lock: the recording shows frames in wire order
+            self._record(recorder, Direction.SEND, data)
+
+    def _record(self, recorder: Recorder, direction: Direction, data: bytes) -> None:
+        try:
+            recorder.write_frame(self._seq, direction, data)
+        except (OSError, ValueError) as exc:
+            self._drop("record", f"cannot record frame: {exc}", logging.WARNING)
+
+    def send(self, frame: Frame) -> None:
+        """Encode and send one frame; thread-safe. Raises ConnectionClosedError if it cannot."""
+        self._send_parts([frame.to_cbor()])
+
+    def send_data(self, stream: int, data: bytes) -> None:
+        """Send a ``FrameData`` for ``stream`` (``data`` is not copied when not recording)."""
+        if not data:
+            self._send_parts([encode_data_frame_head(stream, 0)])
+            return
+        self._send_parts([encode_data_frame_head(stream, len(data)), data])
+
+    def send_eof(self, stream: int) -> None:
+        """Send a ``FrameEOF`` for ``stream``."""
+        self.send(Frame(type=FrameType.EOF, stream=stream))
+
+    # --- receiving -----------------------------------------------------------------------------
+
+    def _next_item(self) -> bytes | bytearray | None:
+        item = self._frames.next_item()
+        if item is not None and self._recorder is not None:
+            self._record(self._recorder, Direction.RECV, bytes(item))
+        return item
+
+    def decode_one(self) -> Frame | None:
+        """Read one frame without dispatching it (None at the end of the stream).
+
+        For the frames before the loop (``FrameConfig``, ``FrameExec``).
+        Raises :class:`RemoteProtocolError` (and subclasses) for bad input.
+        """
+        item = self._next_item()
+        if item is None:
+            return None
+        return Frame.from_map(decode_cbor_item(bytes(item)))
+
+    def read_loop(self, *, stop: threading.Event | None = None) -> int:
+        """Read and dispatch frames until ``FrameExit``, the end of stream or an error.
+
+        Returns the exit code of ``FrameExit``, or -1 when the loop ended without
+        one (then :attr:`error` says why, None for a clean end of stream).
+        ``stop`` is checked between frames; to end a loop blocked in a read,
+        close the connection (or the peer). When the loop ends, every RPC
+        still waiting fails with :class:`ConnectionClosedError`.
+        """
+        self._reading = True
+        self.error = None
+        reason = "the connection ended"
+        code = -1
+        try:
+            while stop is None or not stop.is_set():
+                item = self._next_item()
+                if item is None:
+                    break
+                fast = _fast_data_frame(item)
+                if fast is not None:
+                    self._deliver_data(fast[0], fast[1])
+                    continue
+                try:
+                    frame = Frame.from_map(decode_cbor_item(bytes(item)))
+                except RemoteProtocolError as exc:
+                    self._drop("invalid", f"dropped an invalid frame: {exc}", logging.WARNING)
+                    continue
+                result = self.dispatch(frame)
+                if result is not None:
+                    code = result
+                    reason = "the command exited"
+                    break
+        except (AgentProtoError, OSError, ValueError) as exc:
+            # ValueError: a file object closed under us
+            self.error = exc
+            reason = f"the connection failed: {exc}"
+            self.log.debug("read loop ended: %s", exc)
+        finally:
+            self._reading = False
+            self._finish(reason)
+        return code
+
+    def dispatch(self, frame: Frame) -> int | None:
+        """Act on one received frame; returns the code if it is an accepted ``FrameExit``."""
+        ftype = frame.type
+        if not isinstance(ftype, FrameType):
+            self._drop(f"type{ftype}", f"dropped a frame of unknown type {ftype}")
+            return None
+        if self._accepts is not None and ftype not in self._accepts:
+            self._drop(f"dir{ftype}", f"dropped a {ftype.name} frame: the peer may not send it")
+            return None
+        if ftype == FrameType.DATA:
+            self._deliver_data(frame.stream, frame.data)
+        elif ftype == FrameType.EOF:
+            handler = self._streams.get(frame.stream)
+            if handler is None:
+                self._drop(
+                    f"s{frame.stream}", f"dropped EOF for unregistered stream {frame.stream}"
+                )
+            else:
+                self._call("stream EOF handler", handler.eof)
+        elif ftype == FrameType.EXIT:
+            return frame.code
+        elif ftype == FrameType.SIGNAL:
+            self._callback("signal", self._on_signal, frame.signal)
+        elif ftype == FrameType.LOG:
+            self._callback("log", self._on_log, frame.log or LogEntry())
+        elif ftype == FrameType.ERROR:
+            self._callback("error", self._on_error, frame.error)
+        elif ftype == FrameType.FILE_OP:
+            self._serve_file_op(frame.file_op or FileOpReq())
+        elif ftype == FrameType.FILE_RESP:
+            self._answer_file_op(frame.file_resp or FileOpResp())
+        elif ftype == FrameType.PATH_QUERY:
+            self._serve_path_query(frame.query or PathQuery())
+        elif ftype == FrameType.PATH_INFO:
+            self._answer_path_query(frame.info or PathInfo())
+        else:
+            self._drop(f"type{ftype}", f"dropped a {ftype.name} frame: nothing handles it here")
+        return None
+
+    def _deliver_data(self, stream: int, data: bytes) -> None:
+        handler = self._streams.get(stream)
+        if handler is None:
+            self._drop(f"s{stream}", f"dropped data for unregistered stream {stream}")
+            return
+        self._call("stream handler", handler.write, data)
+
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:  # a handler's bug must not end the connection
+            self._drop(what, f"{what} failed: {exc!r}", logging.WARNING)
+
+    def _callback(self, kind: str, fn: Callable[[Any], None] | None, arg: Any) -> None:
+        if fn is None:
+            self._drop(kind, f"dropped a {kind} frame: no handler")
+        else:
+            self._call(f"{kind} handler", fn, arg)
+
+    def _drop(self, key: str, message: str, level: int = logging.INFO) -> None:
+        """Log a dropped frame or a failed handler: the first 3 of a kind, then every 10x."""
+        count = self._drops[key] = self._drops[key] + 1
+        if count <= 3 or (count % 10 == 0 and str(count).rstrip("0") == "1"):
+            more = f" ({count} so far)" if count > 3 else ""
+            self.log.log(level, "%s%s", message, more)
+
+    # --- agent side RPC service ------------------------------------------------------------------
+
+    def _serve_file_op(self, req: FileOpReq) -> None:
+        fn = self._on_file_op
+        if fn is None:
+            resp = FileOpResp(errno=errno.ENOSYS, err_msg="file ops are not served here")
+        else:
+            try:
+                resp = fn(req)
+            except Exception as exc:
+                self.log.warning("file op %s failed: %r", req.op, exc)  # a server bug
+                resp = FileOpResp(errno=errno.EIO, err_msg=f"internal error: {exc}")
+        resp.req_id = req.req_id
+        self._send_quietly(Frame(type=FrameType.FILE_RESP, file_resp=resp))
+
+    def _serve_path_query(self, query: PathQuery) -> None:
+        fn = self._on_path_query
+        info = PathInfo(entries=[])
+        if fn is None:
+            self._drop("pathq", "PATH query with no handler: answered with no entries")
+        else:
+            try:
+                info = fn(query)
+            except Exception as exc:
+                self.log.warning("PATH query failed: %r", exc)
+                self._send_quietly(Frame(type=FrameType.ERROR, error=f"PATH query failed: {exc}"))
+        self._send_quietly(Frame(type=FrameType.PATH_INFO, info=info))
+
+    def _send_quietly(self, frame: Frame) -> None:
+        try:
+            self.send(frame)
+        except ConnectionClosedError as exc:
+            self._drop("send", f"cannot answer: {exc}")
+
+    # --- runner side RPC clients ------------------------------------------------------------------
+
+    def _answer_file_op(self, resp: FileOpResp) -> None:
+        with self._rpc_lock:
+            waiter = self._file_waiters.pop(resp.req_id, None)
+        if waiter is None:
+            self._drop("fresp", f"dropped a file-op response with unknown id {resp.req_id}")
+        else:
+            waiter.set(resp)
+
+    def _answer_path_query(self, info: PathInfo) -> None:
+        with self._rpc_lock:
+            waiter = self._path_waiters.popleft() if self._path_waiters else None
+        if waiter is None:
+            self._drop("pinfo", "dropped a PATH answer nobody asked for")
+        elif not waiter.abandoned:
+            waiter.set(info)
+
+    def _check_open(self) -> None:
+        if self._finished is not None:
+            raise ConnectionClosedError(f"no answer possible: {self._finished}")
+
+    def file_op(self, request: FileOpReq, *, timeout: float | None = 30.0) -> FileOpResp:
+        """Send a file-op request with a fresh id and wait for its answer (thread-safe).
+
+        ``request`` is not modified (a copy carries the id). Raises
+        :class:`RPCTimeoutError` after ``timeout`` seconds (None: wait forever)
+        and :class:`ConnectionClosedError` when the connection ends first.
+        Needs a running read loop (see :meth:`start`).
+        """
+        waiter = _Waiter()
+        with self._rpc_lock:
+            self._check_open()
+            req_id = self._next_id
+            while req_id in self._file_waiters or req_id == 0:
+                req_id = (req_id + 1) & 0xFFFF_FFFF
+            self._next_id = (req_id + 1) & 0xFFFF_FFFF or 1
+            self._file_waiters[req_id] = waiter
+        try:
+            self.send(
+                Frame(type=FrameType.FILE_OP, file_op=dataclasses.replace(request, req_id=req_id))
+            )
+        except BaseException:
+            with self._rpc_lock:
+                self._file_waiters.pop(req_id, None)
+            raise
+        if not waiter.event.wait(timeout):
+            with self._rpc_lock:
+                self._file_waiters.pop(req_id, None)
+            if not waiter.event.is_set():
+                raise RPCTimeoutError(
+                    f"file op {request.op!s} (id {req_id}): no answer in {timeout}s"
+                )
+        if waiter.error is not None:
+            raise waiter.error
+        result: FileOpResp = waiter.result
+        return result
+
+    def path_query(
+        self, paths: list[str] | None = None, *, timeout: float | None = 30.0
+    ) -> PathInfo:
+        """Ask the agent for the executables on ``paths`` (None or empty: its own $PATH)."""
+        waiter = _Waiter()
+        with self._rpc_lock:
+            self._check_open()
+            self._path_waiters.append(waiter)
+            try:
+                # under the RPC lock: queries go out in the order of the waiter queue
+                self.send(
+                    Frame(type=FrameType.PATH_QUERY, query=PathQuery(paths=list(paths or [])))
+                )
+            except BaseException:
+                self._path_waiters.remove(waiter)
+                raise
+        if not waiter.event.wait(timeout):
+            waiter.abandoned = True  # stays queued to swallow the late answer
+            if not waiter.event.is_set():
+                raise RPCTimeoutError(f"PATH query: no answer in {timeout}s")
+        if waiter.error is not None:
+            raise waiter.error
+        result: PathInfo = waiter.result
+        return result
+
+    def _finish(self, reason: str) -> None:
+        """No answer can come any more: fail every waiter, refuse new RPCs."""
+        with self._rpc_lock:
+            self._finished = reason
+            waiters = [*self._file_waiters.values(), *self._path_waiters]
+            self._file_waiters.clear()
+            self._path_waiters.clear()
+        for waiter in waiters:
+            waiter.fail(ConnectionClosedError(f"no answer: {reason}"))
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> threading.Thread:
+        """Run :meth:`read_loop` in a daemon thread (for RPCs); :meth:`wait` gives its result."""
+        if self._thread is not None:
+            raise RuntimeError("the read loop is already started")
+
+        def run() -> None:
+            try:
+                self.exit_code = self.read_loop()
+            finally:
+                self._done.set()
+
+        self._thread = threading.Thread(target=run, name="agentproto-mux-reader", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait for the loop run by :meth:`start`; its result, or None if still running."""
+        if self._thread is None:
+            raise RuntimeError("the read loop was not started with start()")
+        self._done.wait(timeout)
+        return self.exit_code
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    def close(self) -> None:
+        """Stop RPCs (waiters get ConnectionClosedError) and close the writer; idempotent.
+
+        The peer sees the end of its input. The reader is closed too unless a
+        read loop is running on it (closing it under a blocked read is unsafe);
+        that loop ends when the peer closes its side.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._finish("the mux was closed")
+        with self._send_lock:
+            self._send_closed = True
+            with contextlib.suppress(OSError, ValueError):
+                self._writer.close()
+        if not self._reading:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                self._reader.close()
+
+    def __enter__(self) -> Mux:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _grow_pipe(fileobj: Any) -> None:
+    """Enlarge a pipe's kernel buffer (Linux): fewer context switches per megabyte."""
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if set_size is None:
+        return
+    try:
+        fd = int(fileobj.fileno())
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            fcntl.fcntl(fd, set_size, _PIPE_SIZE)
+    except (AttributeError, OSError, ValueError):
+        pass  # not a pipe, or the limit is lower: the default size works too

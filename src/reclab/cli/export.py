@@ -1,0 +1,161 @@
+"""``reclab export``: a recording's tables as CSV, JSON lines or Parquet."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Annotated, Any
+
+import typer
+
+from .app import app, fail, warn
+
+TABLE_NAMES = ("commands", "frames", "fileops", "logs", "session")
+
+
+class LazyProgress:
+    """A rich progress bar on stderr that appears only if the work takes more than a moment.
+
+    It is shown when stderr is a terminal, or when forced; redirected
+    output never gets escape codes. ``update(done, total)`` is the
+    progress callback of the model and the export.
+    """
+
+    def __init__(self, enabled: bool | None, delay: float = 0.5):
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.delay = delay
+        self.started = time.monotonic()
+        self.description = ""
+        self._progress: Any = None
+        self._task: Any = None
+
+    def stage(self, description: str) -> None:
+        """Name the current stage (indexing, exporting); resets the bar."""
+        self.description = description
+        if self._progress is not None:
+            self._progress.reset(self._task, description=description)
+
+    def update(self, done: int, total: int) -> None:
+        """Progress callback: ``done`` of ``total`` bytes."""
+        if not self.enabled:
+            return
+        if self._progress is None:
+            if time.monotonic() - self.started < self.delay:
+                return
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True, force_terminal=self.enabled or None),
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(self.description, total=total)
+        self._progress.update(self._task, completed=done, total=total)
+
+    def __enter__(self) -> LazyProgress:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+@app.command()
+def export(
+    recording: Annotated[Path, typer.Argument(help="A .cbor session recording.")],
+    table: Annotated[
+        str,
+        typer.Option(
+            "--table", "-t", help="commands, frames, fileops, logs or session.", show_default=True
+        ),
+    ] = "commands",
+    csv: Annotated[bool, typer.Option("--csv", help="Write CSV.")] = False,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="Write JSON lines.")] = False,
+    parquet: Annotated[bool, typer.Option("--parquet", help="Write Parquet (needs -o).")] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Output file (default: stdout).")
+    ] = None,
+    where: Annotated[
+        str | None,
+        typer.Option(
+            "--where", "-w", help="Keep rows matching a pandas query, e.g. \"type == 'data'\"."
+        ),
+    ] = None,
+    batch_rows: Annotated[
+        int, typer.Option("--batch-rows", help="Rows per batch (memory bound).", min=1)
+    ] = 65536,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Show a progress bar on stderr (default: when stderr is a terminal).",
+        ),
+    ] = None,
+) -> None:
+    """Export a table of a recording as CSV, JSON lines or Parquet, streaming in batches."""
+    formats = [name for name, on in (("csv", csv), ("jsonl", jsonl), ("parquet", parquet)) if on]
+    if len(formats) != 1:
+        fail("choose exactly one of --csv, --jsonl or --parquet")
+    fmt = formats[0]
+    if table not in TABLE_NAMES:
+        fail(f"unknown table {table!r}: choose from {', '.join(TABLE_NAMES)}")
+    if fmt == "parquet" and output is None:
+        fail("--parquet needs an output file: -o FILE")
+    if output is not None and output.is_dir():
+        fail(f"{output}: is a directory")
+
+    from ..export import ExportError, export_table
+    from ..model import RecordingError, UnknownCommandError, open_recording
+
+    with LazyProgress(progress) as bar:
+        bar.stage("indexing")
+        try:
+            rec = open_recording(recording, progress=bar.update)
+        except RecordingError as exc:
+            fail(str(exc))
+        with rec:
+            if rec.truncation is not None:
+                t = rec.truncation
+                warn(
+                    f"{recording}: {t.message} at byte {t.offset}; "
+                    f"exporting the {rec.record_count} complete records"
+                )
+            bar.stage(f"exporting {table}")
+            try:
+                export_table(
+                    rec,
+                    table,
+                    fmt,
+                    output if output is not None else sys.stdout,
+                    where=where,
+                    batch_rows=batch_rows,
+                    progress=bar.update,
+                )
+            except (ExportError, UnknownCommandError, RecordingError) as exc:
+                fail(str(exc))
+            except BrokenPipeError:
+                # The reader (e.g. `| head`) went away: stop quietly, like cat.
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                raise typer.Exit(1) from None
+            except OSError as exc:
+                fail(f"{output or 'stdout'}: {exc.strerror or exc}")

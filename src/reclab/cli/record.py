@@ -1,0 +1,332 @@
+"""``reclab run``: run commands through an agent, pass their I/O through, record the session.
+
+A thin shell over :mod:`reclab.runner`: one agent connection per command,
+stdin/stdout/stderr passed through byte for byte, SIGINT/SIGTERM forwarded,
+the command's exit code as reclab's own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agentproto import AgentConfig, ExecMsg, LogEntry
+
+from .app import app, fail, warn
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+_SLOG_NAMES = {-4: "DEBUG", 0: "INFO", 4: "WARN", 8: "ERROR"}
+EXIT_AGENT_FAILED = 255  # what ssh exits with when the connection fails
+
+
+def default_output(directory: Path | None = None) -> Path:
+    """A fresh timestamped recording name in ``directory`` (default: the cwd)."""
+    base = directory or Path.cwd()
+    stem = time.strftime("reclab-%Y%m%d-%H%M%S")
+    path = base / f"{stem}.cbor"
+    n = 2
+    while path.exists():
+        path = base / f"{stem}-{n}.cbor"
+        n += 1
+    return path
+
+
+def parse_script(text: str, *, source: str = "script") -> list[list[str]]:
+    """Commands of a script: one shell-quoted command per line; blank and ``#`` lines skipped."""
+    commands: list[list[str]] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        try:
+            argv = shlex.split(stripped, comments=True)
+        except ValueError as exc:
+            raise ValueError(f"{source}:{number}: {exc}") from None
+        if argv:
+            commands.append(argv)
+    return commands
+
+
+def _print_log(entry: LogEntry) -> None:
+    level = _SLOG_NAMES.get(entry.level, str(entry.level))
+    attrs = " ".join(entry.attrs)
+    print(f"reclab: agent log: {level} {entry.msg} {attrs}".rstrip(), file=sys.stderr, flush=True)
+
+
+def _print_agent_error(text: str) -> None:
+    print(f"reclab: agent error: {text}", file=sys.stderr, flush=True)
+
+
+def _print_agent_stderr(line: str) -> None:
+    print(f"reclab: agent stderr: {line}", file=sys.stderr, flush=True)
+
+
+@app.command(
+    "run",
+    context_settings={"allow_interspersed_args": False},
+)
+def run(
+    command: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="The program and its arguments (after --).",
+            metavar="PROGRAM [ARGS]...",
+            show_default=False,
+        ),
+    ] = None,
+    agent: Annotated[
+        str | None,
+        typer.Option(
+            help="Agent command line, split like a shell would, e.g. 'ssh host mproxy-agent'. "
+            "Default: this package's agent as a local subprocess.",
+            metavar="CMD",
+            show_default=False,
+        ),
+    ] = None,
+    agent_log_level: Annotated[
+        str | None,
+        typer.Option(
+            help="Log level of the default agent (debug, info, warning, error); its logs are "
+            "recorded as FrameLog.",
+            metavar="LEVEL",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Recording file. Default: reclab-YYYYmmdd-HHMMSS.cbor in the current directory.",
+            metavar="FILE",
+            show_default=False,
+        ),
+    ] = None,
+    env: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=VALUE for the command's environment (repeatable).",
+            metavar="NAME=VALUE",
+            show_default=False,
+        ),
+    ] = None,
+    env_keep: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Agent variables to pass to the command: glob or /regex/ (repeatable).",
+            metavar="PATTERN",
+            show_default=False,
+        ),
+    ] = None,
+    env_remove: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Variables to drop from the command's environment (repeatable).",
+            metavar="PATTERN",
+            show_default=False,
+        ),
+    ] = None,
+    cwd: Annotated[
+        str | None,
+        typer.Option(
+            help="Working directory of the command on the agent's machine.",
+            metavar="DIR",
+            show_default=False,
+        ),
+    ] = None,
+    fd: Annotated[
+        list[int] | None,
+        typer.Option(
+            help="Extra descriptor N (3 or more) the command writes to; its output goes to "
+            "reclab's own fd N (repeatable), e.g. --fd 3 ... 3>out.txt.",
+            metavar="N",
+            show_default=False,
+        ),
+    ] = None,
+    script: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run the commands of FILE, one shell-quoted command per line, in one session "
+            "(they get no stdin).",
+            metavar="FILE",
+            show_default=False,
+        ),
+    ] = None,
+    parallel: Annotated[
+        bool, typer.Option("--parallel", help="Run the --script commands concurrently.")
+    ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="Show the agent's logs and stderr on stderr."),
+    ] = False,
+) -> None:
+    """Run a command through an agent and record the session.
+
+    stdin, stdout and stderr pass through byte for byte; SIGINT and SIGTERM go to the command.
+
+    The third signal gives up on the command. reclab exits with the command's exit code.
+
+    With --script: 0 if every command succeeded, else the code of the first that failed.
+    """
+    from ..runner import (
+        ABANDON_AFTER,
+        AgentLostError,
+        AgentStartError,
+        RecordedSession,
+        agent_command,
+    )
+
+    argvs = _commands(command, script, parallel)
+    try:
+        agent_argv = agent_command(agent, log_level=None if agent else agent_log_level)
+    except ValueError as exc:
+        fail(f"--agent: {exc}")
+    if agent is not None and agent_log_level is not None:
+        warn("--agent-log-level applies to the default agent only: ignored")
+    if agent_log_level is not None and agent_log_level not in LOG_LEVELS:
+        fail(f"--agent-log-level: expected one of {', '.join(LOG_LEVELS)}")
+    extra_fds = _extra_fds(fd or [])
+    exec_env = _exec_env(env, env_keep)
+    config = (
+        AgentConfig(env_keep=env_keep, env_remove=env_remove) if env_keep or env_remove else None
+    )
+    execs = [
+        ExecMsg(
+            path=argv[0],
+            argv=argv,
+            env=list(exec_env) if exec_env is not None else None,
+            cwd=cwd or "",
+        )
+        for argv in argvs
+    ]
+
+    if output is None:
+        output = default_output()
+        print(f"reclab: recording to {output}", file=sys.stderr, flush=True)
+    elif output.is_dir():
+        fail(f"{output}: is a directory")
+    try:
+        session = RecordedSession(
+            output,
+            agent=agent_argv,
+            config=config,
+            on_log=_print_log if verbose else None,
+            on_error=_print_agent_error,
+            on_agent_stderr=_print_agent_stderr if verbose else None,
+        )
+    except OSError as exc:
+        fail(f"cannot write the recording {output}: {exc.strerror or exc}")
+
+    lost: list[str] = []
+    _route_library_warnings()
+
+    def on_abandon(signo: int) -> None:
+        print(
+            f"reclab: signal {signo} received {ABANDON_AFTER} times: abandoning the command",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def on_lost(_command: object, exc: AgentLostError) -> None:
+        detail = exc.agent_stderr.strip().splitlines()
+        lost.append(f"{exc}" + (f": {detail[-1]}" if detail else ""))
+
+    try:
+        with session:
+            if script is None:
+                codes = session.run_all(
+                    execs, extra_fds=extra_fds, on_lost=on_lost, on_abandon=on_abandon
+                )
+            else:
+                codes = session.run_all(
+                    execs,
+                    parallel=parallel,
+                    stdin=subprocess.DEVNULL,
+                    extra_fds=extra_fds,
+                    on_lost=on_lost,
+                    on_abandon=on_abandon,
+                )
+    except AgentStartError as exc:
+        fail(str(exc), EXIT_AGENT_FAILED)
+    except KeyboardInterrupt:
+        # a Ctrl-C before the signal relay was installed (or after it was removed)
+        raise typer.Exit(130) from None
+    if session.abandoned_by:
+        raise typer.Exit(128 + session.abandoned_by)
+    for message in lost:
+        print(f"reclab: error: {message}", file=sys.stderr)
+    failed = [code for code in codes if code != 0]
+    raise typer.Exit(_exit_status(failed[0]) if failed else 0)
+
+
+def _route_library_warnings() -> None:
+    """Show agentproto's warnings (an invalid frame from the agent) as reclab's one-liners."""
+    log = logging.getLogger("agentproto")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("reclab: warning: %(message)s"))
+        handler.setLevel(logging.WARNING)
+        log.addHandler(handler)
+        log.propagate = False
+
+
+def _exit_status(code: int) -> int:
+    return code if 0 <= code <= 255 else EXIT_AGENT_FAILED
+
+
+def _commands(command: list[str] | None, script: Path | None, parallel: bool) -> list[list[str]]:
+    if command and script is not None:
+        fail("give either -- PROGRAM ARGS... or --script FILE, not both")
+    if parallel and script is None:
+        fail("--parallel needs --script FILE")
+    if script is None:
+        if not command:
+            fail("nothing to run: give -- PROGRAM ARGS... or --script FILE")
+        return [list(command)]
+    try:
+        text = script.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        fail(f"{script}: is a directory")
+    except OSError as exc:
+        fail(f"{script}: {exc.strerror or exc}")
+    except UnicodeDecodeError:
+        fail(f"{script}: not a UTF-8 text file")
+    try:
+        argvs = parse_script(text, source=str(script))
+    except ValueError as exc:
+        fail(str(exc))
+    if not argvs:
+        fail(f"{script}: no commands in the script")
+    return argvs
+
+
+def _extra_fds(numbers: list[int]) -> dict[int, int | None]:
+    fds: dict[int, int | None] = {}
+    for n in numbers:
+        if not 3 <= n <= 1023:
+            fail(f"--fd {n}: extra descriptors are numbered 3 to 1023")
+        try:
+            os.fstat(n)
+        except OSError:
+            fail(f"--fd {n}: descriptor {n} is not open here (redirect it, e.g. {n}>file)")
+        fds[n] = None  # the command's fd n goes to our own fd n
+    return fds
+
+
+def _exec_env(env: list[str] | None, env_keep: list[str] | None) -> list[str] | None:
+    """ExecMsg.env: None (the agent's whole environment) unless --env or --env-keep are given."""
+    if not env and not env_keep:
+        return None
+    for entry in env or []:
+        name, sep, _ = entry.partition("=")
+        if not sep or not name:
+            fail(f"--env {entry!r}: expected NAME=VALUE")
+    return list(env or [])

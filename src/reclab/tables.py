@@ -1,0 +1,770 @@
+"""pandas tables of a recording: session, commands, frames, file ops, logs, streams.
+
+Every table is built from a :class:`~reclab.model.Recording` (indexed or
+not yet fully indexed: what is indexed is what you get). Conventions:
+
+- times are timezone-aware UTC datetimes (``datetime64[ns, UTC]``);
+  durations and latencies are float seconds;
+- small closed sets (frame type, direction, file-op name, log level) are
+  pandas categoricals;
+- integers that can be missing are nullable ``Int64``; text is ``str``.
+
+The large tables (frames, file ops, logs) also come as iterators of
+DataFrame batches (``iter_*_batches``) so an export of a huge recording
+never holds the whole table in memory; the ``*_table`` functions
+concatenate those batches.
+"""
+
+from __future__ import annotations
+
+import errno as errno_module
+import shlex
+import signal as signal_module
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from agentproto import Direction, FileOp, FrameType
+
+from .model import KIND_OTHER_FRAME, Recording
+
+__all__ = [
+    "DIRECTIONS",
+    "FILE_OPS",
+    "FRAME_TYPES",
+    "TABLES",
+    "TABLE_FUNCTIONS",
+    "commands_table",
+    "fileops_table",
+    "frames_table",
+    "iter_fileops_batches",
+    "iter_frames_batches",
+    "iter_logs_batches",
+    "iter_table",
+    "level_name",
+    "logs_table",
+    "session_table",
+    "stream_table",
+    "streams",
+]
+
+ProgressCallback = Callable[[int, int], None]
+DEFAULT_BATCH_ROWS = 65536
+
+FRAME_TYPES = [t.name.lower() for t in FrameType]  # category codes are value - 1
+DIRECTIONS = [d.name.lower() for d in Direction]
+FILE_OPS = [op.name.lower() for op in FileOp]
+STREAM_NAMES = {0: "stdin", 1: "stdout", 2: "stderr"}
+
+_FILE_OP = int(FrameType.FILE_OP)
+_FILE_RESP = int(FrameType.FILE_RESP)
+_LOG = int(FrameType.LOG)
+# File ops whose offset/size/n fields are meaningful even when omitted (zero).
+_OFFSET_OPS = {int(FileOp.READ_AT), int(FileOp.WRITE_AT)}
+_SIZE_OPS = {int(FileOp.READ_AT), int(FileOp.TRUNCATE), int(FileOp.FTRUNCATE)}
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+def _times(values: Iterable[int | None]) -> pd.Series:
+    """Unix nanoseconds (None for missing) as ``datetime64[ns, UTC]``."""
+    arr = np.array([v if v is not None else np.iinfo(np.int64).min for v in values], "int64")
+    return pd.Series(arr.view("datetime64[ns]")).dt.tz_localize("UTC")
+
+
+def _times_np(arr: np.ndarray[Any, Any]) -> pd.Series:
+    return pd.Series(arr.astype("int64").view("datetime64[ns]")).dt.tz_localize("UTC")
+
+
+def _ints(values: list[int | None]) -> pd.arrays.IntegerArray:
+    return pd.array(values, dtype="Int64")
+
+
+def _strs(values: list[str | None]) -> pd.Series:
+    return pd.Series(values, dtype="str")
+
+
+def _category(codes: Iterable[int], categories: list[str]) -> Any:
+    """A categorical from integer codes (-1 for missing): far faster than from values."""
+    return pd.Categorical.from_codes(
+        np.fromiter(codes, np.int16), categories=pd.Index(categories, dtype=object)
+    )
+
+
+def _type_code(t: Any) -> int:
+    return t - 1 if t.__class__ is int and 1 <= t <= len(FRAME_TYPES) else -1
+
+
+def _dir_code(d: Any) -> int:
+    return d - 1 if d == 1 or d == 2 else -1
+
+
+def level_name(level: int) -> str:
+    """Go slog's name of a level: -4/0/4/8 are DEBUG/INFO/WARN/ERROR, others "INFO+2"."""
+    if level >= 8:
+        base, value = "ERROR", 8
+    elif level >= 4:
+        base, value = "WARN", 4
+    elif level >= 0:
+        base, value = "INFO", 0
+    else:
+        base, value = "DEBUG", -4
+    return base if level == value else f"{base}{level - value:+d}"
+
+
+def _level_category(values: list[str]) -> Any:
+    # Order categories by severity so sorting and comparisons mean something.
+    order = {"DEBUG": 0, "INFO": 1, "WARN": 2, "ERROR": 3}
+
+    def key(name: str) -> tuple[int, int]:
+        for base, rank in order.items():
+            if name.startswith(base):
+                rest = name[len(base) :]
+                return rank, int(rest) if rest else 0
+        return 9, 0
+
+    cats = sorted(set(values) | {"DEBUG", "INFO", "WARN", "ERROR"}, key=key)
+    return pd.Categorical(values, categories=cats, ordered=True)
+
+
+def _signal_name(sig: int) -> str:
+    try:
+        return signal_module.Signals(sig).name
+    except ValueError:
+        return str(sig)
+
+
+def _command_starts(rec: Recording) -> dict[int, int]:
+    """Per command, the time that "since start" counts from (start record, else first frame)."""
+    starts = {}
+    for seq, cmd in list(rec.commands.items()):
+        t = cmd.start_time if cmd.start_time is not None else cmd.first_frame_time
+        if t is not None:
+            starts[seq] = t
+    return starts
+
+
+def _kind_indexes(rec: Recording, wanted: Iterable[int]) -> Iterator[int]:
+    """Indexes of records whose kind (frame type or record code) is in ``wanted``."""
+    kinds = np.frombuffer(rec.kinds, dtype=np.uint8, count=rec.record_count)
+    mask = np.isin(kinds, np.fromiter(wanted, np.uint8))
+    for chunk in np.array_split(np.flatnonzero(mask), max(1, int(mask.size // 1_000_000))):
+        yield from chunk.tolist()
+
+
+# --- session and commands ------------------------------------------------------------
+
+
+def session_table(rec: Recording) -> pd.DataFrame:
+    """One row describing the session: header fields, footer fields, truncation."""
+    h = rec.header
+    f = rec.footer
+    return pd.DataFrame(
+        {
+            "version": _strs([h.version if h else None]),
+            "start_time": _times([h.start_time if h else None]),
+            "local_user": _strs([h.local_user if h else None]),
+            "local_pid": _ints([h.local_pid if h else None]),
+            "backend_type": _strs([h.backend_type if h else None]),
+            "backend_addr": _strs([h.backend_addr if h else None]),
+            "agent_path": _strs([h.agent_path if h else None]),
+            "end_time": _times([f.end_time if f else None]),
+            "command_count": _ints([f.command_count if f else None]),
+            "commands_recorded": _ints([len(rec.commands)]),
+            "records": _ints([rec.record_count]),
+            "truncated": pd.Series([rec.truncation is not None], dtype=bool),
+            "truncation": _strs([rec.truncation.kind if rec.truncation else None]),
+        }
+    )
+
+
+def commands_table(rec: Recording) -> pd.DataFrame:
+    """One row per command, in sequence order, from the index alone (no frame decoding).
+
+    Columns: seq, path, argv (a shell-quoted command line), cwd, env_count,
+    start_time, end_time, duration (s), exit_code, exit_frame_code, frames,
+    stdin_bytes, stdout_bytes, stderr_bytes, extra_fd_bytes, signals (names,
+    comma-separated), errors (count), first_error, logs, file_ops, complete,
+    first_frame_time, last_frame_time.
+    """
+    cmds = list(rec.commands.values())
+
+    def received(c: Any, stream: int) -> int:
+        return int(c.bytes_received.get(stream, 0))
+
+    return pd.DataFrame(
+        {
+            "seq": pd.Series([c.seq for c in cmds], dtype="int64"),
+            "path": _strs([c.exec.path for c in cmds]),
+            "argv": _strs([shlex.join(c.exec.argv or []) for c in cmds]),
+            "cwd": _strs([c.exec.cwd for c in cmds]),
+            "env_count": _ints([len(c.exec.env or []) for c in cmds]),
+            "start_time": _times([c.start_time for c in cmds]),
+            "end_time": _times([c.end_time for c in cmds]),
+            "duration": pd.Series([c.duration for c in cmds], dtype="float64"),
+            "exit_code": _ints([c.exit_code for c in cmds]),
+            "exit_frame_code": _ints([c.exit_frame_code for c in cmds]),
+            "frames": pd.Series([c.frame_count for c in cmds], dtype="int64"),
+            "stdin_bytes": pd.Series([c.bytes_sent.get(0, 0) for c in cmds], dtype="int64"),
+            "stdout_bytes": pd.Series([received(c, 1) for c in cmds], dtype="int64"),
+            "stderr_bytes": pd.Series([received(c, 2) for c in cmds], dtype="int64"),
+            "extra_fd_bytes": pd.Series(
+                [sum(n for s, n in c.bytes_received.items() if s >= 3) for c in cmds],
+                dtype="int64",
+            ),
+            "signals": _strs([",".join(_signal_name(s) for s in c.signals) for c in cmds]),
+            "errors": pd.Series([len(c.errors) for c in cmds], dtype="int64"),
+            "first_error": _strs([c.errors[0] if c.errors else None for c in cmds]),
+            "logs": pd.Series([c.log_count for c in cmds], dtype="int64"),
+            "file_ops": pd.Series([c.file_op_count for c in cmds], dtype="int64"),
+            "complete": pd.Series([c.complete for c in cmds], dtype=bool),
+            "first_frame_time": _times([c.first_frame_time for c in cmds]),
+            "last_frame_time": _times([c.last_frame_time for c in cmds]),
+        }
+    )
+
+
+# --- frames ------------------------------------------------------------------------------
+
+FRAME_COLUMNS = [
+    "index",
+    "offset",
+    "seq",
+    "timestamp",
+    "since_start",
+    "direction",
+    "type",
+    "stream",
+    "size",
+    "signal",
+    "code",
+    "error",
+    "log_level",
+    "log_message",
+    "fileop_id",
+    "fileop_op",
+    "errno",
+]
+
+
+class _FrameColumns:
+    """Column lists for one batch of the frames table."""
+
+    def __init__(self) -> None:
+        self.index: list[int] = []
+        self.offset: list[int] = []
+        self.seq: list[int] = []
+        self.ts: list[int] = []
+        self.direction: list[int] = []
+        self.type: list[int] = []
+        self.stream: list[int | None] = []
+        self.size: list[int] = []
+        self.signal: list[int | None] = []
+        self.code: list[int | None] = []
+        self.error: list[str | None] = []
+        self.log_level: list[str | None] = []
+        self.log_message: list[str | None] = []
+        self.fileop_id: list[int | None] = []
+        self.fileop_op: list[int] = []
+        self.errno: list[int | None] = []
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def add(self, index: int, offset: int, rf: dict[str, Any]) -> None:
+        frame = rf.get("frame")
+        if frame.__class__ is not dict:
+            frame = {}
+        assert isinstance(frame, dict)
+        t = frame.get("t", 0)
+        self.index.append(index)
+        self.offset.append(offset)
+        self.seq.append(rf.get("seq", 0))
+        self.ts.append(rf.get("ts", 0))
+        self.direction.append(_dir_code(rf.get("dir")))
+        self.type.append(_type_code(t))
+        stream = signal = code = fop_id = errno = None
+        error = level = message = None
+        op = -1
+        data = frame.get("d")
+        size = len(data) if data.__class__ is bytes else 0
+        if t == 2 or t == 3:
+            stream = frame.get("s", 0)
+        elif t == 4:
+            signal = frame.get("sig", 0)
+        elif t == 5:
+            code = frame.get("c", 0)
+        elif t == 6:
+            error = frame.get("e", "")
+        elif t == _LOG:
+            log = frame.get("l")
+            if log.__class__ is dict:
+                lvl = log.get("lvl", 0)
+                level = level_name(lvl) if lvl.__class__ is int else None
+                message = log.get("msg", "")
+        elif t in (_FILE_OP, _FILE_RESP):
+            body = frame.get("fop" if t == _FILE_OP else "frp")
+            if body.__class__ is dict:
+                fop_id = body.get("id", 0)
+                d = body.get("d")
+                size = len(d) if d.__class__ is bytes else 0
+                if t == _FILE_OP:
+                    o = body.get("op", 0)
+                    op = o - 1 if o.__class__ is int and 1 <= o <= len(FILE_OPS) else -1
+                else:
+                    errno = body.get("er", 0)
+        self.stream.append(stream)
+        self.size.append(size)
+        self.signal.append(signal)
+        self.code.append(code)
+        self.error.append(error)
+        self.log_level.append(level)
+        self.log_message.append(message)
+        self.fileop_id.append(fop_id)
+        self.fileop_op.append(op)
+        self.errno.append(errno)
+
+    def frame(self, starts: dict[int, int]) -> pd.DataFrame:
+        ts = np.array(self.ts, dtype="int64")
+        seq = np.array(self.seq, dtype="int64")
+        base = np.array([starts.get(s, t) for s, t in zip(self.seq, self.ts, strict=True)], "int64")
+        return pd.DataFrame(
+            {
+                "index": np.array(self.index, dtype="int64"),
+                "offset": np.array(self.offset, dtype="int64"),
+                "seq": seq,
+                "timestamp": _times_np(ts),
+                "since_start": (ts - base) / 1e9,
+                "direction": _category(self.direction, DIRECTIONS),
+                "type": _category(self.type, FRAME_TYPES),
+                "stream": _ints(self.stream),
+                "size": np.array(self.size, dtype="int64"),
+                "signal": _ints(self.signal),
+                "code": _ints(self.code),
+                "error": _strs(self.error),
+                "log_level": _strs(self.log_level),
+                "log_message": _strs(self.log_message),
+                "fileop_id": _ints(self.fileop_id),
+                "fileop_op": _category(self.fileop_op, FILE_OPS),
+                "errno": _ints(self.errno),
+            }
+        )
+
+
+def iter_frames_batches(
+    rec: Recording,
+    seq: int | None = None,
+    *,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    progress: ProgressCallback | None = None,
+) -> Iterator[pd.DataFrame]:
+    """Yield the frames table in DataFrames of at most ``batch_rows`` rows (see frames_table)."""
+    starts = _command_starts(rec)
+    if seq is None:
+        indexes: Iterable[int] = _kind_indexes(rec, range(1, KIND_OTHER_FRAME + 1))
+    else:
+        indexes = rec.command(seq).record_indexes
+    total = rec.indexed_bytes
+    cols = _FrameColumns()
+    yielded = False
+    for index, offset, rf in rec.raw_frames(indexes):
+        cols.add(index, offset, rf)
+        if len(cols) >= batch_rows:
+            yield cols.frame(starts)
+            yielded = True
+            cols = _FrameColumns()
+            if progress is not None:
+                progress(offset, total)
+    if len(cols) or not yielded:
+        yield cols.frame(starts)
+    if progress is not None:
+        progress(total, total)
+
+
+def frames_table(rec: Recording, seq: int | None = None) -> pd.DataFrame:
+    """One row per frame (of command ``seq``, or all), in file order.
+
+    Columns: index (record index), offset (byte offset), seq, timestamp,
+    since_start (s since the command's start), direction (send/recv), type,
+    stream (data/eof), size (data bytes carried), signal, code (exit),
+    error, log_level, log_message, fileop_id, fileop_op (requests), errno
+    (responses).
+    """
+    return _concat(iter_frames_batches(rec, seq))
+
+
+def _concat(batches: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    parts = list(batches)
+    if len(parts) == 1:
+        return parts[0]
+    nonempty = [p for p in parts if len(p)] or parts[:1]
+    out = pd.concat(nonempty, ignore_index=True)
+    for name in parts[0].columns:
+        first = parts[0][name]
+        if isinstance(first.dtype, pd.CategoricalDtype) and out[name].dtype != first.dtype:
+            cats = sorted({c for p in nonempty for c in p[name].cat.categories})
+            out[name] = pd.Categorical(out[name], categories=cats)
+    return out
+
+
+# --- file ops ------------------------------------------------------------------------------
+
+FILEOP_COLUMNS = [
+    "seq",
+    "id",
+    "op",
+    "path",
+    "new_path",
+    "handle",
+    "offset",
+    "size",
+    "request_bytes",
+    "request_time",
+    "response_time",
+    "latency",
+    "errno",
+    "errno_name",
+    "message",
+    "n",
+    "eof",
+    "response_bytes",
+    "request_index",
+    "response_index",
+]
+
+
+def _fileops_frame(rows: list[list[Any]]) -> pd.DataFrame:
+    cols: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * 18
+    (
+        seq,
+        rid,
+        op,
+        path,
+        new_path,
+        handle,
+        offset,
+        size,
+        req_bytes,
+        req_time,
+        resp_time,
+        errno,
+        message,
+        n,
+        eof,
+        resp_bytes,
+        req_index,
+        resp_index,
+    ) = cols
+    req_ns = np.array([t if t is not None else -1 for t in req_time], "int64")
+    resp_ns = np.array([t if t is not None else -1 for t in resp_time], "int64")
+    latency = np.where((req_ns >= 0) & (resp_ns >= 0), (resp_ns - req_ns) / 1e9, np.nan)
+    return pd.DataFrame(
+        {
+            "seq": pd.Series(seq, dtype="int64"),
+            "id": pd.Series(rid, dtype="int64"),
+            "op": _category(
+                (o - 1 if o is not None and 1 <= o <= 25 else -1 for o in op), FILE_OPS
+            ),
+            "path": _strs(list(path)),
+            "new_path": _strs(list(new_path)),
+            "handle": _ints(list(handle)),
+            "offset": _ints(list(offset)),
+            "size": _ints(list(size)),
+            "request_bytes": _ints(list(req_bytes)),
+            "request_time": _times(req_time),
+            "response_time": _times(resp_time),
+            "latency": pd.Series(latency, dtype="float64"),
+            "errno": _ints(list(errno)),
+            "errno_name": _strs(
+                [
+                    None if e is None else ("" if e == 0 else errno_module.errorcode.get(e, str(e)))
+                    for e in errno
+                ]
+            ),
+            "message": _strs(list(message)),
+            "n": _ints(list(n)),
+            "eof": pd.array(list(eof), dtype="boolean"),
+            "response_bytes": _ints(list(resp_bytes)),
+            "request_index": _ints(list(req_index)),
+            "response_index": _ints(list(resp_index)),
+        }
+    )
+
+
+def iter_fileops_batches(
+    rec: Recording,
+    *,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    progress: ProgressCallback | None = None,
+    max_held_rows: int = 4 * DEFAULT_BATCH_ROWS,
+) -> Iterator[pd.DataFrame]:
+    """Yield the file-ops table in batches (see :func:`fileops_table`).
+
+    Rows are in request order. A batch is released once its requests are
+    answered; to keep memory bounded, when an unanswered request holds back
+    more than ``max_held_rows`` rows (or four batches, if more), rows are
+    released with it unanswered, and a late response gets a row of its own.
+    """
+    hold = max(max_held_rows, 4 * batch_rows)
+    total = rec.indexed_bytes
+    rows: deque[list[Any]] = deque()
+    # (seq, id) -> rows waiting for a response, oldest first (ids may be reused).
+    pending: dict[tuple[int, int], deque[list[Any]]] = {}
+    answered = 0  # leading rows of `rows` known complete
+    for index, offset, rf in rec.raw_frames(_kind_indexes(rec, (_FILE_OP, _FILE_RESP))):
+        frame = rf.get("frame")
+        if frame.__class__ is not dict:
+            continue
+        assert isinstance(frame, dict)
+        seq = rf.get("seq", 0)
+        ts = rf.get("ts", 0)
+        t = frame.get("t")
+        if t == _FILE_OP:
+            body = frame.get("fop")
+            if body.__class__ is not dict:
+                continue
+            assert isinstance(body, dict)
+            op = body.get("op", 0)
+            data = body.get("d")
+            row: list[Any] = [
+                seq,
+                body.get("id", 0),
+                op,
+                body.get("p") or None,
+                body.get("np") or None,
+                body.get("h") or None,
+                body.get("of", 0) if op in _OFFSET_OPS else (body.get("of") or None),
+                body.get("sz", 0) if op in _SIZE_OPS else (body.get("sz") or None),
+                len(data) if data.__class__ is bytes else 0,
+                ts,
+                None,  # response time
+                None,  # errno
+                None,  # message
+                None,  # n
+                None,  # eof
+                None,  # response bytes
+                index,
+                None,  # response index
+            ]
+            rows.append(row)
+            pending.setdefault((seq, row[1]), deque()).append(row)
+        elif t == _FILE_RESP:
+            body = frame.get("frp")
+            if body.__class__ is not dict:
+                continue
+            assert isinstance(body, dict)
+            rid = body.get("id", 0)
+            waiting = pending.get((seq, rid))
+            if waiting:
+                row = waiting.popleft()
+                if not waiting:
+                    del pending[(seq, rid)]
+            else:  # a response nobody asked for (or asked before the cut): its own row
+                row = [seq, rid] + [None] * 16
+                rows.append(row)
+            data = body.get("d")
+            row[10] = ts
+            row[11] = body.get("er", 0)
+            row[12] = body.get("em") or None
+            row[13] = body.get("n", 0)
+            row[14] = bool(body.get("eof", False))
+            row[15] = len(data) if data.__class__ is bytes else 0
+            row[17] = index
+            if row[5] is None and body.get("h"):
+                row[5] = body.get("h")
+        # Release complete leading rows in batches.
+        while answered < len(rows) and rows[answered][10] is not None:
+            answered += 1
+        if answered >= batch_rows or len(rows) >= hold:
+            take = batch_rows if answered >= batch_rows else len(rows)
+            out = [rows.popleft() for _ in range(take)]
+            for r in out:
+                if r[10] is None:  # released unanswered: forget it, a late answer is an orphan
+                    waiting = pending.get((r[0], r[1]))
+                    if waiting and r in waiting:
+                        waiting.remove(r)
+                        if not waiting:
+                            del pending[(r[0], r[1])]
+            answered = max(0, answered - take)
+            yield _fileops_frame(out)
+            if progress is not None:
+                progress(offset, total)
+    rest = list(rows)
+    for start in range(0, max(len(rest), 1), batch_rows):
+        yield _fileops_frame(rest[start : start + batch_rows])
+    if progress is not None:
+        progress(total, total)
+
+
+def fileops_table(rec: Recording) -> pd.DataFrame:
+    """One row per file-op RPC, request paired with response by (seq, id).
+
+    Responses may arrive in any order. Columns: seq, id, op, path, new_path,
+    handle (request's, else the one returned), offset, size, request_bytes,
+    request_time, response_time, latency (s), errno, errno_name, message,
+    n, eof, response_bytes, request_index, response_index. An unanswered
+    request has NaT/NA response columns; a response with no request has NA
+    request columns.
+    """
+    return _concat(iter_fileops_batches(rec))
+
+
+# --- logs --------------------------------------------------------------------------------
+
+
+def iter_logs_batches(
+    rec: Recording,
+    *,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    progress: ProgressCallback | None = None,
+) -> Iterator[pd.DataFrame]:
+    """Yield the logs table in batches (see :func:`logs_table`)."""
+    total = rec.indexed_bytes
+    rows: list[tuple[Any, ...]] = []
+
+    def batch() -> pd.DataFrame:
+        cols = list(zip(*rows, strict=True)) if rows else [(), (), (), (), (), ()]
+        index, seq, ts, lvl, msg, attrs = cols
+        return pd.DataFrame(
+            {
+                "index": pd.Series(index, dtype="int64"),
+                "seq": pd.Series(seq, dtype="int64"),
+                "time": _times(ts),
+                "level": _level_category([level_name(v) for v in lvl]),
+                "level_value": pd.Series(lvl, dtype="int64"),
+                "message": _strs(list(msg)),
+                "attrs": _strs(list(attrs)),
+            }
+        )
+
+    for index, offset, rf in rec.raw_frames(_kind_indexes(rec, (_LOG,))):
+        frame = rf.get("frame")
+        log = frame.get("l") if frame.__class__ is dict else None
+        if log.__class__ is not dict:
+            continue
+        assert isinstance(log, dict)
+        lvl = log.get("lvl", 0)
+        attrs = log.get("a") or []
+        rows.append(
+            (
+                index,
+                rf.get("seq", 0),
+                rf.get("ts", 0),
+                lvl if lvl.__class__ is int else 0,
+                str(log.get("msg", "")),
+                " ".join(str(a) for a in attrs) if isinstance(attrs, list) else "",
+            )
+        )
+        if len(rows) >= batch_rows:
+            yield batch()
+            rows = []
+            if progress is not None:
+                progress(offset, total)
+    yield batch()
+    if progress is not None:
+        progress(total, total)
+
+
+def logs_table(rec: Recording) -> pd.DataFrame:
+    """One row per agent log record: index, seq, time, level (DEBUG/INFO/WARN/ERROR or
+    "INFO+2"-style), level_value, message, attrs (``key=value`` strings joined by spaces)."""
+    return _concat(iter_logs_batches(rec))
+
+
+# --- streams -------------------------------------------------------------------------------
+
+
+def streams(rec: Recording, seq: int) -> dict[str, bytes]:
+    """The reconstructed byte streams of command ``seq``: stdin, stdout, stderr, fd3...
+
+    Keys are ``stdin``/``stdout``/``stderr`` for streams 0-2 and ``fdN``
+    for the extra descriptors; only streams that carried data appear.
+    """
+    parts: dict[int, list[bytes]] = {}
+    for stream, _direction, data in rec.stream_chunks(seq):
+        parts.setdefault(stream, []).append(data)
+    return {_stream_name(s): b"".join(chunks) for s, chunks in sorted(parts.items())}
+
+
+def _stream_name(stream: int) -> str:
+    return STREAM_NAMES.get(stream, f"fd{stream}")
+
+
+def stream_table(rec: Recording, seq: int) -> pd.DataFrame:
+    """One row per data chunk of command ``seq``: where it sits in its reconstructed stream.
+
+    Columns: index, timestamp, since_start (s), direction, stream, name
+    (stdin/stdout/stderr/fdN), size, stream_offset (bytes of the same stream
+    before this chunk), data (the bytes).
+    """
+    cmd = rec.command(seq)
+    start = cmd.start_time if cmd.start_time is not None else (cmd.first_frame_time or 0)
+    data_indexes = [i for i in cmd.record_indexes if rec.kinds[i] == FrameType.DATA]
+    rows = []
+    position: dict[int, int] = {}
+    for index, _offset, rf in rec.raw_frames(data_indexes):
+        frame = rf.get("frame")
+        if frame.__class__ is not dict:
+            continue
+        assert isinstance(frame, dict)
+        data = frame.get("d")
+        if data.__class__ is not bytes or not data:
+            continue
+        stream = frame.get("s", 0)
+        at = position.get(stream, 0)
+        position[stream] = at + len(data)
+        rows.append((index, rf.get("ts", 0), rf.get("dir"), stream, len(data), at, data))
+    cols: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * 7
+    indexes, ts, direction, stream_nums, size, at_col, data_col = cols
+    ts_arr = np.array(ts, dtype="int64")
+    return pd.DataFrame(
+        {
+            "index": pd.Series(indexes, dtype="int64"),
+            "timestamp": _times_np(ts_arr),
+            "since_start": (ts_arr - start) / 1e9,
+            "direction": _category((_dir_code(d) for d in direction), DIRECTIONS),
+            "stream": pd.Series(stream_nums, dtype="int64"),
+            "name": _strs([_stream_name(s) for s in stream_nums]),
+            "size": pd.Series(size, dtype="int64"),
+            "stream_offset": pd.Series(at_col, dtype="int64"),
+            "data": pd.Series(data_col, dtype=object),
+        }
+    )
+
+
+# --- by name ---------------------------------------------------------------------------------
+
+TABLES = ("commands", "frames", "fileops", "logs", "session")
+TABLE_FUNCTIONS: dict[str, Callable[[Recording], pd.DataFrame]] = {
+    "commands": commands_table,
+    "frames": frames_table,
+    "fileops": fileops_table,
+    "logs": logs_table,
+    "session": session_table,
+}
+
+
+def iter_table(
+    rec: Recording,
+    name: str,
+    *,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    progress: ProgressCallback | None = None,
+) -> Iterator[pd.DataFrame]:
+    """Yield table ``name`` (one of :data:`TABLES`) in batches of at most ``batch_rows`` rows."""
+    if name == "frames":
+        yield from iter_frames_batches(rec, batch_rows=batch_rows, progress=progress)
+    elif name == "fileops":
+        yield from iter_fileops_batches(rec, batch_rows=batch_rows, progress=progress)
+    elif name == "logs":
+        yield from iter_logs_batches(rec, batch_rows=batch_rows, progress=progress)
+    elif name in ("commands", "session"):
+        table = commands_table(rec) if name == "commands" else session_table(rec)
+        for start in range(0, max(len(table), 1), batch_rows):
+            yield table.iloc[start : start + batch_rows].reset_index(drop=True)
+    else:
+        raise ValueError(f"unknown table {name!r}: choose from {', '.join(TABLES)}")

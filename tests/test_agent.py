@@ -1,0 +1,639 @@
+"""The runnable agent as a subprocess, driven through our Mux (stdio and --listen)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from agentproto import (
+    AgentConfig,
+    Direction,
+    ExecMsg,
+    FileOp,
+    FileOpReq,
+    Frame,
+    FrameType,
+    LogEntry,
+    Mux,
+    Recorder,
+    RecordType,
+    read_recording,
+)
+from agentproto.mux import encode_data_frame_head
+
+TIMEOUT = 30.0
+AGENT = [sys.executable, "-m", "agentproto.agent"]
+
+
+class Sink:
+    """Collects one stream; can hash instead of keeping the bytes (large outputs)."""
+
+    def __init__(self, keep: bool = True) -> None:
+        self.keep = keep
+        self.chunks: list[bytes] = []
+        self.sha = hashlib.sha256()
+        self.size = 0
+        self.eofs = 0
+        self.first = threading.Event()
+
+    def write(self, data: bytes) -> None:
+        if self.keep:
+            self.chunks.append(data)
+        else:
+            self.sha.update(data)
+        self.size += len(data)
+        self.first.set()
+
+    def eof(self) -> None:
+        self.eofs += 1
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+class Agent:
+    """An agent subprocess on stdio with a runner Mux on its pipes; always cleaned up."""
+
+    def __init__(self, tmp: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.stderr_path = tmp / f"agent-{time.monotonic_ns()}.log"
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                [*AGENT, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env
+            )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.mux = Mux(self.proc.stdout, self.proc.stdin, side="runner")
+        self.logs: list[LogEntry] = []
+        self.errors: list[str] = []
+        self.mux.on_log(self.logs.append)
+        self.mux.on_error(self.errors.append)
+        self.streams: dict[int, Sink] = {}
+
+    def sink(self, stream: int, keep: bool = True) -> Sink:
+        self.streams[stream] = Sink(keep)
+        self.mux.register_stream(stream, self.streams[stream])
+        return self.streams[stream]
+
+    def close(self) -> int | None:
+        self.mux.close()
+        try:
+            return self.proc.wait(TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None
+        finally:
+            assert self.proc.stdout is not None
+            self.proc.stdout.close()
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def agents(tmp_path: Path) -> Iterator[list[Agent]]:
+    started: list[Agent] = []
+    yield started
+    for agent in started:
+        agent.close()
+
+
+@dataclass
+class Result:
+    code: int | None
+    agent: Agent
+    out: bytes = b""
+    err: bytes = b""
+    streams: dict[int, Sink] = field(default_factory=dict)
+
+
+def run(
+    agents: list[Agent],
+    tmp: Path,
+    argv: list[str],
+    *,
+    path: str | None = None,
+    stdin: bytes | None = None,
+    env: list[str] | None = None,
+    cwd: str = "",
+    fds: tuple[int, ...] = (),
+    config: AgentConfig | None = None,
+    agent_args: tuple[str, ...] = (),
+    agent_env: dict[str, str] | None = None,
+) -> Result:
+    agent = Agent(tmp, *agent_args, env=agent_env)
+    agents.append(agent)
+    for stream in (1, 2, *fds):
+        agent.sink(stream)
+    if config is not None:
+        agent.mux.send(Frame(type=FrameType.CONFIG, config=config))
+    msg = ExecMsg(path=path or argv[0], argv=argv, env=env, cwd=cwd, extra_fds=list(fds))
+    agent.mux.send(Frame(type=FrameType.EXEC, exec=msg))
+    agent.mux.start()
+    if stdin is not None:
+        agent.mux.send_data(0, stdin)
+        agent.mux.send_eof(0)
+    code = agent.mux.wait(TIMEOUT)
+    return Result(
+        code,
+        agent,
+        agent.streams[1].data,
+        agent.streams[2].data,
+        agent.streams,
+    )
+
+
+def gone(pid: int, timeout: float = TIMEOUT) -> bool:
+    """True once ``pid`` no longer exists (reaped by the agent)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+# --- commands ----------------------------------------------------------------------
+
+
+def test_echo(agents: list[Agent], tmp_path: Path) -> None:
+    r = run(agents, tmp_path, ["echo", "hello", "world"], path="/bin/echo")
+    assert (r.code, r.out, r.err) == (0, b"hello world\n", b"")
+    assert r.streams[1].eofs == 1 and r.streams[2].eofs == 1
+    assert r.agent.close() == 0
+    assert any(e.msg.startswith("started /bin/echo") for e in r.agent.logs)
+
+
+def test_stdin_to_cat(agents: list[Agent], tmp_path: Path) -> None:
+    data = os.urandom(300_000)
+    r = run(agents, tmp_path, ["cat"], path="/bin/cat", stdin=data)
+    assert r.code == 0 and r.out == data
+
+
+def test_stderr_and_exit_code(agents: list[Agent], tmp_path: Path) -> None:
+    r = run(agents, tmp_path, ["sh", "-c", "echo out; echo err >&2; exit 3"], path="/bin/sh")
+    assert (r.code, r.out, r.err) == (3, b"out\n", b"err\n")
+
+
+def test_path_lookup_and_argv0(agents: list[Agent], tmp_path: Path) -> None:
+    r = run(
+        agents, tmp_path, ["custom-name", "-c", 'echo "$0"'], path="sh", env=["PATH=/usr/bin:/bin"]
+    )
+    assert (r.code, r.out) == (0, b"custom-name\n")
+
+
+def test_cwd(agents: list[Agent], tmp_path: Path) -> None:
+    r = run(agents, tmp_path, ["pwd"], path="/bin/pwd", cwd=str(tmp_path))
+    assert r.out.decode().strip() == os.path.realpath(tmp_path)
+
+
+def test_signal_to_process_group(agents: list[Agent], tmp_path: Path) -> None:
+    agent = Agent(tmp_path)
+    agents.append(agent)
+    out = agent.sink(1)
+    agent.sink(2)
+    script = "echo ready; sleep 30; echo never"
+    agent.mux.send(
+        Frame(type=FrameType.EXEC, exec=ExecMsg(path="/bin/sh", argv=["sh", "-c", script]))
+    )
+    agent.mux.start()
+    assert out.first.wait(TIMEOUT)
+    agent.mux.send(Frame(type=FrameType.SIGNAL, signal=signal.SIGTERM))
+    assert agent.mux.wait(TIMEOUT) == 128 + signal.SIGTERM  # 143, as a shell reports it
+    assert out.data == b"ready\n"
+
+
+def test_extra_fds(agents: list[Agent], tmp_path: Path) -> None:
+    script = "echo three >&3; echo five >&5; echo out"
+    r = run(agents, tmp_path, ["sh", "-c", script], path="/bin/sh", fds=(3, 5))
+    assert r.code == 0
+    assert (r.out, r.streams[3].data, r.streams[5].data) == (b"out\n", b"three\n", b"five\n")
+    assert r.streams[3].eofs == 1 and r.streams[5].eofs == 1
+
+
+def test_bad_extra_fd_is_refused(agents: list[Agent], tmp_path: Path) -> None:
+    r = run(agents, tmp_path, ["true"], path="/bin/true", fds=(1,))
+    assert r.code == 126 and "extra fds" in r.agent.errors[0]
+
+
+@pytest.mark.parametrize(
+    ("what", "code"), [("missing", 127), ("not-executable", 126), ("bad-cwd", 126)]
+)
+def test_command_that_cannot_start(
+    agents: list[Agent], tmp_path: Path, what: str, code: int
+) -> None:
+    script = tmp_path / "script.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o644)
+    path, cwd = {
+        "missing": (str(tmp_path / "no-such-program"), ""),
+        "not-executable": (str(script), ""),
+        "bad-cwd": ("/bin/true", str(tmp_path / "no-such-dir")),
+    }[what]
+    r = run(agents, tmp_path, [path], path=path, cwd=cwd)
+    assert r.code == code
+    assert len(r.agent.errors) == 1 and r.agent.errors[0].startswith("exec ")
+    assert r.agent.close() == 0  # the agent ends cleanly
+
+
+# --- large output -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_large_output_is_byte_exact(agents: list[Agent], tmp_path: Path) -> None:
+    size = 100 * 1000 * 1000
+    source = tmp_path / "big.bin"
+    expected = hashlib.sha256()
+    block = os.urandom(1 << 20)
+    with open(source, "wb") as f:
+        written = 0
+        i = 0
+        while written < size:
+            chunk = (i.to_bytes(8, "big") + block)[: min(1 << 20, size - written)]
+            f.write(chunk)
+            expected.update(chunk)
+            written += len(chunk)
+            i += 1
+    agent = Agent(tmp_path)
+    agents.append(agent)
+    out = agent.sink(1, keep=False)
+    agent.sink(2)
+    agent.mux.send(
+        Frame(type=FrameType.EXEC, exec=ExecMsg(path="/bin/cat", argv=["cat", str(source)]))
+    )
+    agent.mux.start()
+    assert agent.mux.wait(TIMEOUT * 2) == 0
+    source.unlink()
+    assert out.size == size and out.sha.hexdigest() == expected.hexdigest()
+
+
+# --- environment ----------------------------------------------------------------------
+
+
+def env_of(out: bytes) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in out.decode().splitlines() if "=" in line)
+
+
+def test_config_env_filtering(agents: list[Agent], tmp_path: Path) -> None:
+    agent_env = {
+        **os.environ,
+        "KEEP_ONE": "1",
+        "KEEP_TWO": "2",
+        "SECRET_TOKEN": "s",
+        "SECRET_OK": "ok",
+        "OTHER": "o",
+    }
+    config = AgentConfig(env_keep=["KEEP_*", "/^SECRET/"], env_remove=["SECRET_TOKEN", "/DROP/"])
+    r = run(
+        agents,
+        tmp_path,
+        ["env"],
+        path="/usr/bin/env",
+        env=["REQ=a", "REQ_DROP=b", "KEEP_TWO=override"],
+        config=config,
+        agent_env=agent_env,
+    )
+    assert r.code == 0
+    assert env_of(r.out) == {"KEEP_ONE": "1", "KEEP_TWO": "override", "SECRET_OK": "ok", "REQ": "a"}
+
+
+def test_nil_env_inherits_agent_environment(agents: list[Agent], tmp_path: Path) -> None:
+    agent_env = {**os.environ, "FROM_AGENT": "yes", "DROP_ME": "x"}
+    config = AgentConfig(env_keep=None, env_remove=["DROP_*"])
+    r = run(
+        agents, tmp_path, ["env"], path="/usr/bin/env", env=None, config=config, agent_env=agent_env
+    )
+    got = env_of(r.out)
+    assert got["FROM_AGENT"] == "yes" and "DROP_ME" not in got
+
+
+def test_bad_config_pattern_is_reported(agents: list[Agent], tmp_path: Path) -> None:
+    config = AgentConfig(env_keep=["/([/"], env_remove=None)
+    r = run(agents, tmp_path, ["env"], path="/usr/bin/env", env=["A=1"], config=config)
+    assert r.code == 0 and env_of(r.out) == {"A": "1"}
+    assert any("invalid pattern" in e for e in r.agent.errors)
+
+
+# --- RPCs ---------------------------------------------------------------------
+
+
+def test_path_query_without_command(agents: list[Agent], tmp_path: Path) -> None:
+    d1, d2 = tmp_path / "d1", tmp_path / "d2"
+    for d in (d1, d2):
+        d.mkdir()
+    for d, name, mode in [
+        (d1, "tool", 0o755),
+        (d1, "data", 0o644),
+        (d2, "tool", 0o755),
+        (d2, "other", 0o750),
+    ]:
+        (d / name).write_text(f"#!/bin/sh\necho {d.name}\n")
+        (d / name).chmod(mode)
+    (d1 / "subdir").mkdir(mode=0o755)
+    (d1 / "link").symlink_to(d2 / "other")
+    agent = Agent(tmp_path)
+    agents.append(agent)
+    agent.mux.start()
+    info = agent.mux.path_query([str(d1), str(d2)], timeout=TIMEOUT)
+    entries = {e.name: e for e in info.entries or []}
+    assert sorted(entries) == ["link", "other", "tool"]
+    assert entries["tool"].remote_path == str(d1 / "tool")
+    assert entries["tool"].mode == 0o755 and entries["link"].mode == 0o750
+    assert entries["tool"].size == (d1 / "tool").stat().st_size
+    assert entries["tool"].mtime_nanos == (d1 / "tool").stat().st_mtime_ns
+    # empty paths: the agent's own $PATH
+    own = agent.mux.path_query(timeout=TIMEOUT)
+    assert "sh" in {e.name for e in own.entries or []}
+    assert agent.close() == 0
+
+
+def test_concurrent_file_ops_against_agent(agents: list[Agent], tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    for t in range(16):
+        (root / f"f{t}").write_bytes(b"x" * (t + 1))
+    agent = Agent(tmp_path, "--root", str(root))
+    agents.append(agent)
+    agent.mux.start()
+    failures: list[str] = []
+
+    def caller(t: int) -> None:
+        for i in range(50):
+            name = f"f{(t + i) % 16}"
+            resp = agent.mux.file_op(FileOpReq(op=FileOp.STAT, path=name), timeout=TIMEOUT)
+            st = resp.stat
+            if resp.errno or st is None or (st.name, st.size) != (name, (t + i) % 16 + 1):
+                failures.append(f"{name}: {resp}")
+
+    threads = [threading.Thread(target=caller, args=(t,)) for t in range(16)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(TIMEOUT * 2)
+    assert failures == []
+    escape = agent.mux.file_op(FileOpReq(op=FileOp.STAT, path="/etc/passwd"), timeout=TIMEOUT)
+    assert escape.errno != 0  # confined to --root
+    assert agent.close() == 0
+
+
+def test_file_ops_while_command_runs(agents: list[Agent], tmp_path: Path) -> None:
+    agent = Agent(tmp_path)
+    agents.append(agent)
+    agent.sink(1)
+    agent.sink(2)
+    agent.mux.send(Frame(type=FrameType.EXEC, exec=ExecMsg(path="/bin/cat", argv=["cat"])))
+    agent.mux.start()
+    resp = agent.mux.file_op(FileOpReq(op=FileOp.GETWD), timeout=TIMEOUT)
+    assert resp.errno == 0 and resp.path == os.getcwd()
+    agent.mux.send_eof(0)
+    assert agent.mux.wait(TIMEOUT) == 0
+
+
+# --- disconnects and hostile peers ---------------------------------------------------------------
+
+
+def start_long_child(agent: Agent, script: str) -> int:
+    out = agent.sink(1)
+    agent.sink(2)
+    agent.mux.send(
+        Frame(type=FrameType.EXEC, exec=ExecMsg(path="/bin/sh", argv=["sh", "-c", script]))
+    )
+    agent.mux.start()
+    assert out.first.wait(TIMEOUT)
+    deadline = time.monotonic() + TIMEOUT
+    while b"\n" not in out.data and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return int(out.data.split()[0])
+
+
+def test_runner_disconnect_kills_child(agents: list[Agent], tmp_path: Path) -> None:
+    agent = Agent(tmp_path)
+    agents.append(agent)
+    pid = start_long_child(agent, "echo $$; exec sleep 60")
+    assert agent.close() == 0
+    assert gone(pid)
+
+
+def test_child_ignoring_sigterm_gets_sigkill(agents: list[Agent], tmp_path: Path) -> None:
+    agent = Agent(tmp_path, "--grace", "0.3")
+    agents.append(agent)
+    pid = start_long_child(agent, "trap '' TERM; echo $$; sleep 60; sleep 60")
+    assert agent.close() == 0
+    assert gone(pid)
+    assert "ignored SIGTERM" in agent.stderr
+
+
+def test_disconnect_mid_frame_kills_child(agents: list[Agent], tmp_path: Path) -> None:
+    agent = Agent(tmp_path)
+    agents.append(agent)
+    pid = start_long_child(agent, "echo $$; exec sleep 60")
+    assert agent.proc.stdin is not None
+    agent.proc.stdin.write(Frame(type=FrameType.DATA, data=b"y" * 100).to_cbor()[:30])
+    agent.proc.stdin.flush()
+    agent.proc.stdin.close()
+    assert agent.mux.wait(TIMEOUT) == -1
+    assert any("protocol error" in e for e in agent.errors)
+    assert agent.proc.wait(TIMEOUT) == 0
+    assert gone(pid)
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"\xff\x00\x01garbage",
+        encode_data_frame_head(0, 1 << 40),  # a terabyte frame: refused, not buffered
+        b"\x85\x01\x02\x03\x04\x05",  # CBOR, but not a frame
+    ],
+    ids=["garbage", "huge-frame", "not-a-map"],
+)
+def test_hostile_input_before_exec(agents: list[Agent], tmp_path: Path, garbage: bytes) -> None:
+    agent = Agent(tmp_path)
+    agents.append(agent)
+    assert agent.proc.stdin is not None
+    agent.proc.stdin.write(garbage)
+    agent.proc.stdin.flush()
+    agent.mux.start()
+    assert agent.mux.wait(TIMEOUT) == -1  # the agent ends the connection
+    assert any("protocol error" in e for e in agent.errors)
+    assert agent.proc.wait(TIMEOUT) == 0
+    assert "Traceback" not in agent.stderr
+
+
+def test_wrong_frames_during_command_are_dropped(agents: list[Agent], tmp_path: Path) -> None:
+    agent = Agent(tmp_path)
+    agents.append(agent)
+    out = agent.sink(1)
+    agent.sink(2)
+    agent.mux.send(Frame(type=FrameType.EXEC, exec=ExecMsg(path="/bin/cat", argv=["cat"])))
+    agent.mux.send(Frame(type=FrameType.EXIT, code=9))  # may not end the agent's loop
+    agent.mux.send(Frame(type=FrameType.EXEC, exec=ExecMsg(path="/bin/true")))
+    agent.mux.send(Frame(type=99))
+    agent.mux.send_data(0, b"still fine\n")
+    agent.mux.send_eof(0)
+    agent.mux.start()
+    assert agent.mux.wait(TIMEOUT) == 0
+    assert out.data == b"still fine\n"
+    assert "Traceback" not in agent.stderr
+
+
+# --- recording ----------------------------------------------------------------------
+
+
+def test_recording_against_agent(agents: list[Agent], tmp_path: Path) -> None:
+    path = tmp_path / "rec.cbor"
+    with Recorder(path) as rec:
+        rec.write_session_header()
+        msg = ExecMsg(path="/bin/cat", argv=["cat"], env=[])
+        seq = rec.write_command_start(msg)
+        agent = Agent(tmp_path, "--log-level", "warning")
+        agents.append(agent)
+        agent.mux.set_recorder(rec, seq)
+        agent.sink(1)
+        agent.sink(2)
+        agent.mux.send(Frame(type=FrameType.EXEC, exec=msg))
+        agent.mux.start()
+        agent.mux.send_data(0, b"recorded\n")
+        agent.mux.send_eof(0)
+        code = agent.mux.wait(TIMEOUT)
+        assert code == 0
+        rec.write_command_end(seq, code)
+    frames = [r.frame for r in read_recording(path) if r.type == RecordType.FRAME and r.frame]
+    sent = [f.frame.type for f in frames if f.direction == Direction.SEND]
+    got = [(f.frame.type, f.frame.stream, f.frame.data) for f in frames if f.direction == 2]
+    assert sent == [FrameType.EXEC, FrameType.DATA, FrameType.EOF]
+    assert (FrameType.DATA, 1, b"recorded\n") in got
+    assert got[-1][0] == FrameType.EXIT
+
+
+# --- listening ----------------------------------------------------------------------
+
+
+class Listener:
+    def __init__(self, tmp: Path, spec: str) -> None:
+        self.proc = subprocess.Popen(
+            [*AGENT, "--listen", spec, "--log-level", "warning"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stderr is not None
+        self.address = ""
+        self.lines: list[str] = []
+        ready = threading.Event()
+
+        def drain() -> None:
+            assert self.proc.stderr is not None
+            for line in self.proc.stderr:
+                self.lines.append(line)
+                m = re.search(r"listening on (\S+)", line)
+                if m:
+                    self.address = m.group(1)
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+        assert ready.wait(TIMEOUT), "agent did not start listening"
+        assert self.address, "".join(self.lines)
+
+    def connect(self) -> tuple[socket.socket, Mux]:
+        kind, _, rest = self.address.partition(":")
+        if kind == "unix":
+            sock = socket.socket(socket.AF_UNIX)
+            sock.connect(rest)
+        else:
+            host, _, port = rest.rpartition(":")
+            sock = socket.create_connection((host, int(port)), timeout=TIMEOUT)
+            sock.settimeout(None)
+        mux = Mux(sock.makefile("rb", buffering=0), sock.makefile("wb", buffering=0), side="runner")
+        return sock, mux
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+def exec_on(mux: Mux, argv: list[str]) -> Sink:
+    out = Sink()
+    mux.register_stream(1, out)
+    mux.register_stream(2, Sink())
+    mux.send(Frame(type=FrameType.EXEC, exec=ExecMsg(path=argv[0], argv=argv)))
+    mux.start()
+    return out
+
+
+def test_listen_unix_concurrent_connections(tmp_path: Path) -> None:
+    sock_path = tmp_path / "agent.sock"
+    listener = Listener(tmp_path, f"unix:{sock_path}")
+    socks: list[socket.socket] = []
+    try:
+        assert stat.S_IMODE(os.stat(sock_path).st_mode) == 0o600
+        s1, m1 = listener.connect()
+        s2, m2 = listener.connect()
+        socks += [s1, s2]
+        out1 = exec_on(m1, ["/bin/cat"])  # waits for its stdin
+        out2 = exec_on(m2, ["/bin/echo", "second"])
+        assert m2.wait(TIMEOUT) == 0 and out2.data == b"second\n"
+        assert m1.exit_code is None  # the first command is still running
+        m1.send_data(0, b"first\n")
+        m1.send_eof(0)
+        assert m1.wait(TIMEOUT) == 0 and out1.data == b"first\n"
+    finally:
+        for s in socks:
+            s.close()
+        assert listener.stop() == 0
+    assert not sock_path.exists()
+
+
+def test_listen_tcp(tmp_path: Path) -> None:
+    listener = Listener(tmp_path, "tcp:127.0.0.1:0")
+    try:
+        assert listener.address.startswith("tcp:127.0.0.1:")
+        sock, mux = listener.connect()
+        with contextlib.closing(sock):
+            out = exec_on(mux, ["/bin/echo", "over tcp"])
+            assert mux.wait(TIMEOUT) == 0 and out.data == b"over tcp\n"
+            info_sock, info_mux = listener.connect()
+            with contextlib.closing(info_sock):
+                info_mux.start()
+                info = info_mux.path_query(["/bin"], timeout=TIMEOUT)
+                assert "sh" in {e.name for e in info.entries or []}
+    finally:
+        assert listener.stop() == 0
+
+
+def test_listen_rejects_bad_address(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [*AGENT, "--listen", "udp:1234"], capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert r.returncode == 2 and "expected unix:/path" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_non_loopback_warns(tmp_path: Path) -> None:
+    listener = Listener(tmp_path, "tcp:0.0.0.0:0")
+    try:
+        assert any("non-loopback" in line for line in listener.lines)
+    finally:
+        listener.stop()

@@ -1,0 +1,381 @@
+"""reclab.check: every finding code on hand-built records, and the file-level pass."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import cbor2
+import pytest
+
+from agentproto import (
+    CommandEnd,
+    CommandStart,
+    Direction,
+    ExecMsg,
+    FileOp,
+    FileOpReq,
+    FileOpResp,
+    Frame,
+    FrameType,
+    Record,
+    RecordedFrame,
+    Recorder,
+    RecordType,
+    SessionFooter,
+    SessionHeader,
+)
+from reclab.check import CODES, Severity, check_recording, check_records, next_record_start
+
+T0 = 1_700_000_000_000_000_000
+SEND, RECV = Direction.SEND, Direction.RECV
+
+
+def header(t: int = T0) -> Record:
+    return Record(
+        type=RecordType.SESSION_HEADER,
+        header=SessionHeader(
+            version="1.3.4", start_time=t, local_user="ci", local_pid=42, agent_path="/a"
+        ),
+    )
+
+
+def start(seq: int, t: int = T0 + 1000) -> Record:
+    exec_msg = ExecMsg(path="/bin/echo", argv=["echo", "hi"], env=[], cwd="/tmp")
+    return Record(
+        type=RecordType.COMMAND_START,
+        cmd_start=CommandStart(seq=seq, start_time=t, exec=exec_msg),
+    )
+
+
+def frame(seq: int, t: int, direction: int, f: Frame) -> Record:
+    return Record(
+        type=RecordType.FRAME,
+        frame=RecordedFrame(seq=seq, timestamp=t, direction=direction, frame=f),
+    )
+
+
+def data(seq: int, t: int, stream: int, payload: bytes) -> Record:
+    direction = SEND if stream == 0 else RECV
+    return frame(seq, t, direction, Frame(type=FrameType.DATA, stream=stream, data=payload))
+
+
+def eof(seq: int, t: int, stream: int) -> Record:
+    direction = SEND if stream == 0 else RECV
+    return frame(seq, t, direction, Frame(type=FrameType.EOF, stream=stream))
+
+
+def exit_(seq: int, t: int, code: int) -> Record:
+    return frame(seq, t, RECV, Frame(type=FrameType.EXIT, code=code))
+
+
+def end(seq: int, t: int, code: int) -> Record:
+    return Record(
+        type=RecordType.COMMAND_END, cmd_end=CommandEnd(seq=seq, end_time=t, exit_code=code)
+    )
+
+
+def footer(count: int, t: int = T0 + 10**9) -> Record:
+    return Record(
+        type=RecordType.SESSION_FOOTER, footer=SessionFooter(end_time=t, command_count=count)
+    )
+
+
+def fop(seq: int, t: int, req_id: int) -> Record:
+    req = FileOpReq(req_id=req_id, op=FileOp.STAT, path="/etc/hosts")
+    return frame(seq, t, SEND, Frame(type=FrameType.FILE_OP, file_op=req))
+
+
+def frp(seq: int, t: int, req_id: int) -> Record:
+    return frame(
+        seq, t, RECV, Frame(type=FrameType.FILE_RESP, file_resp=FileOpResp(req_id=req_id, n=1))
+    )
+
+
+def command(seq: int, base: int, code: int = 0) -> list[Record]:
+    """A well-formed command: start, stdin, output, EOFs, exit, end."""
+    return [
+        start(seq, base),
+        frame(seq, base + 1, SEND, Frame(type=FrameType.EXEC, exec=start(seq).cmd_start.exec)),  # type: ignore[union-attr]
+        data(seq, base + 2, 0, b"in"),
+        eof(seq, base + 3, 0),
+        data(seq, base + 4, 1, b"hello\n"),
+        data(seq, base + 5, 2, b"oops\n"),
+        fop(seq, base + 6, 7),
+        frp(seq, base + 7, 7),
+        eof(seq, base + 8, 1),
+        eof(seq, base + 9, 2),
+        exit_(seq, base + 10, code),
+        end(seq, base + 11, code),
+    ]
+
+
+def good() -> list[Record]:
+    return [header(), *command(1, T0 + 100), *command(2, T0 + 200, 3), footer(2)]
+
+
+def numbered(records: list[Record]) -> list[tuple[int, int, Record]]:
+    # Offsets only need to be distinct and increasing for the pure checker.
+    return [(i, i * 100, r) for i, r in enumerate(records)]
+
+
+def codes_of(records: list[Record]) -> dict[str, int]:
+    return check_records(numbered(records)).code_counts
+
+
+def test_good_recording_has_no_findings() -> None:
+    report = check_records(numbered(good()))
+    assert report.findings == []
+    assert report.ok
+    assert report.records == len(good())
+
+
+def test_concurrent_interleaved_commands_are_fine() -> None:
+    a, b = command(1, T0 + 100), command(2, T0 + 150)
+    mixed = [header(), a[0], b[0]]
+    for x, y in zip(a[1:], b[1:], strict=True):
+        mixed += [x, y]
+    mixed.append(footer(2))
+    assert check_records(numbered(mixed)).findings == []
+
+
+def _insert(records: list[Record], index: int, *new: Record) -> list[Record]:
+    return records[:index] + list(new) + records[index:]
+
+
+def _replace(records: list[Record], index: int, new: Record) -> list[Record]:
+    out = list(records)
+    out[index] = new
+    return out
+
+
+G = good()
+C1_EXIT = 11  # index of command 1's FrameExit in good()
+C1_END = 12
+
+# (code, records, index of the record the finding must point at or None)
+CASES: list[tuple[str, Callable[[], list[Record]], int | None]] = [
+    ("missing-header", lambda: G[1:], 0),
+    ("header-not-first", lambda: [G[1], G[0], *G[2:]], 1),
+    ("duplicate-header", lambda: _insert(G, 1, header()), 1),
+    ("missing-footer", lambda: G[:-1], None),
+    ("duplicate-footer", lambda: [*G, footer(2)], len(G)),
+    ("record-after-footer", lambda: [*G, data(2, T0 + 300, 1, b"x")], len(G)),
+    ("footer-count-mismatch", lambda: [*G[:-1], footer(5)], len(G) - 1),
+    ("duplicate-start", lambda: _insert(G, 2, start(1)), 2),
+    ("seq-out-of-order", lambda: [header(), *command(2, T0 + 100), footer(1)], 1),
+    ("end-without-start", lambda: _insert(G, 1, end(9, T0, 0)), 1),
+    ("duplicate-end", lambda: _insert(G, C1_END + 1, end(1, T0 + 112, 0)), C1_END + 1),
+    ("command-without-end", lambda: [*G[:C1_END], *G[C1_END + 1 :]], 1),
+    ("frame-unknown-seq", lambda: _insert(G, 2, data(5, T0 + 101, 1, b"x")), 2),
+    ("frame-after-exit", lambda: _insert(G, C1_EXIT + 1, data(1, T0 + 110, 1, b"x")), 12),
+    ("frame-after-end", lambda: _insert(G, C1_END + 1, data(1, T0 + 112, 1, b"x")), 13),
+    ("duplicate-exit", lambda: _insert(G, C1_EXIT + 1, exit_(1, T0 + 110, 0)), 12),
+    ("exit-code-mismatch", lambda: _replace(G, C1_END, end(1, T0 + 111, 9)), C1_END),
+    ("end-without-exit-frame", lambda: [*G[:C1_EXIT], *G[C1_EXIT + 1 :]], C1_EXIT),
+    ("data-after-eof", lambda: _insert(G, 5, data(1, T0 + 103, 0, b"late")), 5),
+    ("duplicate-eof", lambda: _insert(G, 5, eof(1, T0 + 103, 0)), 5),
+    ("response-without-request", lambda: _insert(G, 9, frp(1, T0 + 107, 8)), 9),
+    ("duplicate-request-id", lambda: _insert(G, 8, fop(1, T0 + 106, 7)), 8),
+    ("request-unanswered", lambda: _insert(G, 8, fop(1, T0 + 106, 99)), 8),
+    ("timestamp-backwards", lambda: _insert(G, 5, data(1, T0 + 50, 1, b"x")), 5),
+    ("unknown-record-type", lambda: _insert(G, 1, Record(type=9)), 1),
+    (
+        "unknown-frame-type",
+        lambda: _insert(G, 3, frame(1, T0 + 101, RECV, Frame(type=42))),
+        3,
+    ),
+    (
+        "unknown-direction",
+        lambda: _insert(G, 3, frame(1, T0 + 101, 7, Frame(type=FrameType.LOG))),
+        3,
+    ),
+    (
+        "unexpected-direction",
+        lambda: _insert(G, 3, frame(1, T0 + 101, SEND, Frame(type=FrameType.EXIT, code=1))),
+        3,
+    ),
+    ("record-payload-mismatch", lambda: _insert(G, 1, Record(type=RecordType.FRAME)), 1),
+]
+
+
+@pytest.mark.parametrize(("code", "build", "where"), CASES, ids=[c[0] for c in CASES])
+def test_each_code_on_hand_built_records(
+    code: str, build: Callable[[], list[Record]], where: int | None
+) -> None:
+    report = check_records(numbered(build()))
+    hits = [f for f in report.findings if f.code == code]
+    assert hits, report.findings
+    assert hits[0].severity in (CODES[code][0], Severity.WARNING)
+    if where is not None:
+        assert hits[0].index == where
+        assert hits[0].offset == where * 100
+    assert report.ok == (report.counts["error"] == 0)
+
+
+def test_severity_drives_ok() -> None:
+    assert not check_records(numbered(_insert(G, 1, header()))).ok
+    # a missing footer alone is a warning: the recording is still usable
+    report = check_records(numbered(G[:-1]))
+    assert report.ok and report.counts["warning"] == 1
+
+
+def test_late_runner_frame_is_a_warning_agent_frame_an_error() -> None:
+    late_stdin = _insert(G, C1_EXIT + 1, data(1, T0 + 110, 0, b"x"))
+    late_stdout = _insert(G, C1_EXIT + 1, data(1, T0 + 110, 1, b"x"))
+    (a,) = [f for f in check_records(numbered(late_stdin)).findings if f.code == "frame-after-exit"]
+    (b,) = [
+        f for f in check_records(numbered(late_stdout)).findings if f.code == "frame-after-exit"
+    ]
+    assert a.severity == Severity.WARNING and b.severity == Severity.ERROR
+
+
+def test_record_with_two_payloads_is_a_warning() -> None:
+    both = Record(
+        type=RecordType.COMMAND_END, cmd_end=end(1, T0, 0).cmd_end, footer=footer(1).footer
+    )
+    (f,) = check_records(numbered(_insert(G, 1, both))).findings[:1]
+    assert (f.code, f.severity, f.index) == ("record-payload-mismatch", Severity.WARNING, 1)
+    assert "also carries footer" in f.message
+
+
+def test_findings_are_capped_and_counted() -> None:
+    records = [*G, *(data(1, T0 + 400 + i, 1, b"x") for i in range(30))]
+    report = check_records(numbered(records), max_per_code=5)
+    kept = [f for f in report.findings if f.code == "record-after-footer"]
+    assert len(kept) == 5
+    assert report.code_counts["record-after-footer"] == 30
+    # each late frame is also after its command's end and after its stdout EOF
+    expected = {"record-after-footer": 25, "frame-after-end": 25, "data-after-eof": 25}
+    assert report.suppressed == expected
+    assert sum(f.code == "findings-suppressed" for f in report.findings) == 3
+    assert report.counts["error"] == 90
+
+
+def test_seq_out_of_order_reports_each_gap_once() -> None:
+    records = [header(), *command(1, T0), *command(3, T0 + 100), *command(4, T0 + 200), footer(3)]
+    found = [f for f in check_records(numbered(records)).findings if f.code == "seq-out-of-order"]
+    assert [f.seq for f in found] == [3]
+
+
+def test_empty_stream() -> None:
+    report = check_records([])
+    assert [f.code for f in report.findings] == ["missing-header"]
+
+
+# --- file level: invalid items, cut and garbage, with offsets checked by plain cbor2 ----------
+
+
+def _write(path: Path, records: list[Record], raw_tail: bytes = b"") -> list[int]:
+    offsets = []
+    with path.open("wb") as fp:
+        rec = Recorder(fp)
+        for r in records:
+            offsets.append(fp.tell())
+            rec.write_record(r)
+        fp.write(raw_tail)
+    return offsets
+
+
+def test_check_recording_clean_file(tmp_path: Path) -> None:
+    path = tmp_path / "good.cbor"
+    _write(path, G)
+    report = check_recording(path)
+    assert report.findings == [] and report.records == len(G)
+
+
+def test_check_recording_cut_file(tmp_path: Path) -> None:
+    path = tmp_path / "cut.cbor"
+    offsets = _write(path, G[:-1])
+    blob = path.read_bytes()
+    cut_at = offsets[-1] + 3
+    path.write_bytes(blob[:cut_at])
+    report = check_recording(path)
+    assert report.records == len(G) - 2
+    (trunc,) = [f for f in report.findings if f.code == "truncated"]
+    assert trunc.offset == offsets[-1] and trunc.severity == Severity.ERROR
+    assert report.code_counts["missing-footer"] == 1
+    assert not report.ok
+
+
+def test_check_recording_garbage_and_invalid_items(tmp_path: Path) -> None:
+    path = tmp_path / "bad.cbor"
+    # a valid CBOR item that is not a record, then garbage that is not CBOR at all
+    invalid = cbor2.dumps({"type": "frame"})
+    offsets = _write(path, G[:3], invalid + b"\xff\xff\xff garbage")
+    invalid_at = offsets[-1] + len(G[2].to_cbor())
+    report = check_recording(path)
+    codes = {f.code: f for f in report.findings}
+    assert codes["invalid-record"].offset == invalid_at
+    assert codes["invalid-record"].index == 3
+    assert codes["garbage"].offset == invalid_at + len(invalid)
+    assert "bytes not read" in codes["garbage"].message
+    assert report.records == 4
+
+
+def test_every_code_is_exercised() -> None:
+    covered = {c[0] for c in CASES} | {
+        "invalid-record",
+        "truncated",
+        "garbage",
+        "findings-suppressed",
+    }
+    assert covered == set(CODES)
+
+
+@pytest.mark.parametrize(("code", "build", "where"), CASES, ids=[c[0] for c in CASES])
+def test_file_pass_matches_pure_pass(
+    code: str, build: Callable[[], list[Record]], where: int | None, tmp_path: Path
+) -> None:
+    # check_recording reads data/EOF frames straight from the CBOR maps: same findings
+    records = build()
+    path = tmp_path / "case.cbor"
+    offsets = _write(path, records)
+    from_file = check_recording(path)
+    pure = check_records([(i, offsets[i], r) for i, r in enumerate(records)])
+    assert from_file.findings == pure.findings
+    assert from_file.code_counts == pure.code_counts
+
+
+def test_fast_path_refuses_what_from_map_refuses(tmp_path: Path) -> None:
+    good_frame = data(1, T0 + 101, 1, b"x").to_map()
+    variants = []
+    for key, value in (("t", 2.0), ("s", -1), ("d", "text"), ("t", True)):
+        m = cbor2.loads(cbor2.dumps(good_frame))
+        m["frame"]["frame"][key] = value
+        variants.append(cbor2.dumps(m))
+    path = tmp_path / "odd.cbor"
+    _write(path, G[:2], b"".join(variants))
+    report = check_recording(path)
+    assert report.code_counts.get("invalid-record") == len(variants), report.findings
+
+
+def test_check_resumes_after_garbage(tmp_path: Path) -> None:
+    path = tmp_path / "holes.cbor"
+    junk = b"\xff\xfe not cbor \xff"
+    with path.open("wb") as fp:
+        for i, r in enumerate(G):
+            if i in (5, 9):
+                fp.write(junk)
+            fp.write(r.to_cbor())
+    report = check_recording(path)
+    assert report.records == len(G)  # every record was read despite the holes
+    garbage = [f for f in report.findings if f.code == "garbage"]
+    first_at = sum(len(r.to_cbor()) for r in G[:5])
+    assert [(f.index, f.offset) for f in garbage] == [
+        (5, first_at),
+        (9, first_at + len(junk) + sum(len(r.to_cbor()) for r in G[5:9])),
+    ]
+    assert f"skipped {len(junk)} bytes" in garbage[0].message
+    assert set(report.code_counts) == {"garbage"}
+
+
+def test_next_record_start_across_chunks() -> None:
+    import io
+
+    record = G[1].to_cbor()
+    for pad in range(0, 12):
+        blob = b"\x00" * pad + b"\xff" * 7 + record
+        found = next_record_start(io.BytesIO(blob), 0, chunk_size=4)
+        assert found == pad + 7
+    assert next_record_start(io.BytesIO(b"\xff" * 100), 0, chunk_size=8) is None

@@ -1,0 +1,467 @@
+"""The Mux over real pipes: streams, callbacks, file-op and PATH RPCs, recording, logs."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import cbor2
+import pytest
+
+from agentproto import (
+    ConnectionClosedError,
+    Direction,
+    FileOp,
+    FileOpReq,
+    FileOpResp,
+    FrameTooLargeError,
+    LogEntry,
+    PathInfo,
+    PathInfoEntry,
+    PathQuery,
+    Recorder,
+    RecordType,
+    RPCTimeoutError,
+    TruncatedError,
+    read_recording,
+)
+from agentproto.logs import MuxLogHandler, emit_log_entry, log_entry_level, slog_level
+from agentproto.mux import Mux, _fast_data_frame, encode_data_frame_head, writer_handler
+from agentproto.types import Frame, FrameType
+
+TIMEOUT = 20.0
+
+
+class Sink:
+    """A stream handler collecting what arrives."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.eofs = 0
+        self.done = threading.Event()
+
+    def write(self, data: bytes) -> None:
+        self.chunks.append(bytes(data))
+
+    def eof(self) -> None:
+        self.eofs += 1
+        self.done.set()
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+class Pair:
+    """Two muxes connected by two os.pipe()s: ``runner`` and ``agent``."""
+
+    def __init__(self, *, agent_side: bool = True, **runner_kw: Any) -> None:
+        a_r, r_w = os.pipe()  # runner -> agent
+        r_r, a_w = os.pipe()  # agent -> runner
+        pipes = ((r_r, "rb"), (r_w, "wb"), (a_r, "rb"), (a_w, "wb"))
+        self.files = [open(fd, mode, buffering=0) for fd, mode in pipes]  # noqa: SIM115
+        self.runner = Mux(self.files[0], self.files[1], side="runner", **runner_kw)
+        self.agent = Mux(self.files[2], self.files[3], side="agent" if agent_side else None)
+
+    def close(self) -> None:
+        self.runner.close()
+        self.agent.close()
+        for f in self.files:
+            with contextlib.suppress(OSError, ValueError):
+                f.close()
+
+
+@pytest.fixture
+def pair() -> Iterator[Pair]:
+    p = Pair()
+    yield p
+    p.close()
+
+
+def start_agent_loop(p: Pair) -> threading.Thread:
+    t = threading.Thread(target=p.agent.read_loop, daemon=True)
+    t.start()
+    return t
+
+
+# --- encoding ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [0, 1, 2, 23, 24, 255, 256, 65535, 65536, 2**32 - 1])
+@pytest.mark.parametrize("size", [0, 1, 23, 24, 255, 256, 65536, 70000])
+def test_data_frame_head_is_go_encoding(stream: int, size: int) -> None:
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    expected = Frame(type=FrameType.DATA, stream=stream, data=data).to_cbor()
+    assert encode_data_frame_head(stream, size) + data == expected
+    if stream or size:  # a bare {"t": 2} is left to the general path
+        assert _fast_data_frame(expected) == (stream, data)
+
+
+def test_fast_path_declines_other_layouts() -> None:
+    reordered = cbor2.dumps({"d": b"xy", "t": 2, "s": 1})
+    assert _fast_data_frame(reordered) is None
+    assert _fast_data_frame(Frame(type=FrameType.EOF, stream=1).to_cbor()) is None
+    wrong_len = bytearray(Frame(type=FrameType.DATA, stream=1, data=b"abc").to_cbor())
+    assert _fast_data_frame(bytes(wrong_len[:-1])) is None
+
+
+# --- streams and callbacks ------------------------------------------------------------------
+
+
+def test_data_eof_and_exit_over_pipes(pair: Pair) -> None:
+    out, err = Sink(), Sink()
+    pair.runner.register_stream(1, out)
+    pair.runner.register_stream(2, err)
+    pair.agent.send_data(1, b"hello ")
+    pair.agent.send_data(1, b"world")
+    pair.agent.send_data(2, b"oops")
+    pair.agent.send_eof(1)
+    pair.agent.send_eof(2)
+    pair.agent.send(Frame(type=FrameType.EXIT, code=7))
+    assert pair.runner.read_loop() == 7
+    assert (out.data, out.eofs, err.data, err.eofs) == (b"hello world", 1, b"oops", 1)
+    assert pair.runner.error is None
+
+
+def test_reordered_keys_take_the_general_path(pair: Pair) -> None:
+    out = Sink()
+    pair.runner.register_stream(1, out)
+    pair.files[3].write(cbor2.dumps({"d": b"xy", "s": 1, "t": 2}))
+    pair.files[3].write(cbor2.dumps({"T": 5, "c": 3}))  # Go matches keys case-insensitively
+    assert pair.runner.read_loop() == 3
+    assert out.data == b"xy"
+
+
+def test_stdin_signal_log_error_callbacks(pair: Pair) -> None:
+    stdin = Sink()
+    signals: list[int] = []
+    pair.agent.register_stream(0, stdin)
+    pair.agent.on_signal(signals.append)
+    start_agent_loop(pair)
+    pair.runner.send_data(0, b"input")
+    pair.runner.send(Frame(type=FrameType.SIGNAL, signal=15))
+    pair.runner.send_eof(0)
+    assert stdin.done.wait(TIMEOUT)
+    assert stdin.data == b"input"
+    assert signals == [15]
+
+    logs: list[LogEntry] = []
+    errors: list[str] = []
+    pair.runner.on_log(logs.append)
+    pair.runner.on_error(errors.append)
+    pair.agent.send(Frame(type=FrameType.LOG, log=LogEntry(level=4, msg="careful", attrs=["k=v"])))
+    pair.agent.send(Frame(type=FrameType.ERROR, error="broken"))
+    pair.agent.send(Frame(type=FrameType.EXIT, code=0))
+    assert pair.runner.read_loop() == 0
+    assert logs == [LogEntry(level=4, msg="careful", attrs=["k=v"])]
+    assert errors == ["broken"]
+
+
+def test_unknown_and_unroutable_frames_are_dropped_rate_limited(
+    pair: Pair, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = Sink()
+    pair.runner.register_stream(1, out)
+    for _ in range(25):
+        pair.files[3].write(cbor2.dumps({"t": 99}))  # unknown type
+        pair.agent.send_data(9, b"nobody listens")  # unregistered stream
+    pair.agent.send(Frame(type=FrameType.EXEC))  # the wrong way: runners do not run commands
+    pair.agent.send_data(1, b"still alive")
+    pair.agent.send(Frame(type=FrameType.EXIT, code=1))
+    with caplog.at_level(logging.INFO, logger="agentproto.mux"):
+        assert pair.runner.read_loop() == 1
+    assert out.data == b"still alive"
+    type_lines = [r for r in caplog.records if "type 99" in r.getMessage()]
+    stream_lines = [r for r in caplog.records if "stream 9" in r.getMessage()]
+    # 3 first ones, then the 10th: 25 repeats cost 4 lines each
+    assert len(type_lines) == 4 and len(stream_lines) == 4
+    assert any("EXEC" in r.getMessage() for r in caplog.records)
+
+
+def test_agent_side_ignores_exit_from_peer(pair: Pair) -> None:
+    stop = threading.Event()
+    pair.runner.send(Frame(type=FrameType.EXIT, code=3))
+    pair.runner.close()  # end of stream ends the agent's loop, not the hostile Exit
+    assert pair.agent.read_loop(stop=stop) == -1
+
+
+def test_handler_exception_does_not_end_the_loop(pair: Pair) -> None:
+    class Broken:
+        def write(self, data: bytes) -> None:
+            raise RuntimeError("bug")
+
+        def eof(self) -> None:
+            raise RuntimeError("bug")
+
+    pair.runner.register_stream(1, Broken())
+    pair.agent.send_data(1, b"x")
+    pair.agent.send_eof(1)
+    pair.agent.send(Frame(type=FrameType.EXIT, code=5))
+    assert pair.runner.read_loop() == 5
+
+
+def test_oversized_frame_is_refused_without_buffering() -> None:
+    p = Pair(max_frame_size=1024)
+    try:
+        # a data frame announcing 1 GiB: the loop must stop at the head
+        p.files[3].write(encode_data_frame_head(1, 1 << 30) + b"x" * 100)
+        assert p.runner.read_loop() == -1
+        assert isinstance(p.runner.error, FrameTooLargeError)
+    finally:
+        p.close()
+
+
+def test_garbage_ends_the_loop_with_an_error(pair: Pair) -> None:
+    pair.files[3].write(b"\xff\xff\xff")
+    assert pair.runner.read_loop() == -1
+    assert pair.runner.error is not None
+
+
+def test_writer_handler_writes_and_closes() -> None:
+    buf = io.BytesIO()
+    closed: list[bool] = []
+
+    class Spy(io.BytesIO):
+        def close(self) -> None:
+            closed.append(True)
+            buf.write(self.getvalue())
+            super().close()
+
+    spy = Spy()
+    handler = writer_handler(spy)
+    handler.write(b"abc")
+    handler.write(b"def")
+    handler.eof()
+    assert buf.getvalue() == b"abcdef" and closed == [True]
+
+
+# --- file-op RPCs ------------------------------------------------------------------------------
+
+
+def echo_file_op(req: FileOpReq) -> FileOpResp:
+    """A fake server: answers with the request's path and offset so answers are checkable."""
+    return FileOpResp(req_id=12345, data=req.path.encode(), n=req.offset)  # id is overwritten
+
+
+def test_concurrent_file_ops_each_get_their_own_answer(pair: Pair) -> None:
+    pair.agent.on_file_op(echo_file_op)
+    start_agent_loop(pair)
+    pair.runner.start()
+    failures: list[str] = []
+
+    def caller(t: int) -> None:
+        for i in range(50):
+            req = FileOpReq(op=FileOp.STAT, path=f"/t{t}/f{i}", offset=t * 1000 + i)
+            resp = pair.runner.file_op(req, timeout=TIMEOUT)
+            if resp.data != req.path.encode() or resp.n != req.offset or resp.req_id == 0:
+                failures.append(f"{req} -> {resp}")
+            if req.req_id != 0:
+                failures.append("request was modified")
+
+    threads = [threading.Thread(target=caller, args=(t,)) for t in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT * 2)
+    assert not any(t.is_alive() for t in threads)
+    assert failures == []
+    assert pair.runner._file_waiters == {}
+
+
+def test_file_op_timeout_removes_the_waiter_and_drops_the_late_answer(pair: Pair) -> None:
+    release = threading.Event()
+
+    def slow(req: FileOpReq) -> FileOpResp:
+        release.wait(TIMEOUT)
+        return FileOpResp(n=1)
+
+    pair.agent.on_file_op(slow)
+    start_agent_loop(pair)
+    pair.runner.start()
+    with pytest.raises(RPCTimeoutError):
+        pair.runner.file_op(FileOpReq(op=FileOp.GETWD), timeout=0.2)
+    assert pair.runner._file_waiters == {}
+    release.set()  # the late answer arrives and is dropped; the next call works
+    pair.agent.on_file_op(echo_file_op)
+    resp = pair.runner.file_op(FileOpReq(op=FileOp.STAT, path="/x"), timeout=TIMEOUT)
+    assert resp.data == b"/x"
+
+
+def test_file_op_without_server_is_enosys(pair: Pair) -> None:
+    start_agent_loop(pair)
+    pair.runner.start()
+    resp = pair.runner.file_op(FileOpReq(op=FileOp.STAT, path="/"), timeout=TIMEOUT)
+    assert resp.errno == 38
+
+
+def test_waiters_get_connection_closed_when_peer_disconnects_mid_frame(pair: Pair) -> None:
+    got_request = threading.Event()
+    pair.agent.on_file_op(lambda req: (got_request.set(), FileOpResp())[1])
+    errors: list[BaseException] = []
+
+    def caller() -> None:
+        try:
+            pair.runner.file_op(FileOpReq(op=FileOp.GETWD), timeout=TIMEOUT)
+        except BaseException as exc:
+            errors.append(exc)
+
+    pair.runner.start()
+    threads = [threading.Thread(target=caller) for _ in range(4)]
+    for t in threads:
+        t.start()
+    # the "agent" reads the requests but answers with half a frame, then disconnects
+    for _ in range(4):
+        assert pair.agent.decode_one() is not None
+    frame = Frame(type=FrameType.FILE_RESP, file_resp=FileOpResp(req_id=1, data=b"z" * 100))
+    pair.files[3].write(frame.to_cbor()[:20])
+    pair.files[3].close()
+    for t in threads:
+        t.join(TIMEOUT)
+    assert len(errors) == 4 and all(isinstance(e, ConnectionClosedError) for e in errors)
+    assert pair.runner.wait(TIMEOUT) == -1
+    assert isinstance(pair.runner.error, TruncatedError)
+    with pytest.raises(ConnectionClosedError):
+        pair.runner.file_op(FileOpReq(op=FileOp.GETWD))
+    with pytest.raises(ConnectionClosedError):
+        pair.runner.path_query()
+
+
+def test_close_fails_waiters(pair: Pair) -> None:
+    pair.runner.start()
+    errors: list[BaseException] = []
+
+    def caller() -> None:
+        try:
+            pair.runner.file_op(FileOpReq(op=FileOp.GETWD), timeout=TIMEOUT)
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=caller)
+    t.start()
+    deadline = time.monotonic() + TIMEOUT
+    while not pair.runner._file_waiters and time.monotonic() < deadline:
+        time.sleep(0.01)
+    pair.runner.close()
+    t.join(TIMEOUT)
+    assert len(errors) == 1 and isinstance(errors[0], ConnectionClosedError)
+
+
+# --- PATH queries ---------------------------------------------------------------------------------
+
+
+def test_path_query_fifo_and_late_answer_after_timeout(pair: Pair) -> None:
+    release = threading.Event()
+    asked: list[list[str]] = []
+
+    def answer(query: PathQuery) -> PathInfo:
+        asked.append(query.paths)
+        if query.paths == ["/slow"]:
+            release.wait(TIMEOUT)
+        name = query.paths[0] if query.paths else "own"
+        return PathInfo(entries=[PathInfoEntry(name=name, remote_path=name, mode=0o755, size=1)])
+
+    pair.agent.on_path_query(answer)
+    start_agent_loop(pair)
+    pair.runner.start()
+    with pytest.raises(RPCTimeoutError):
+        pair.runner.path_query(["/slow"], timeout=0.2)
+    release.set()
+    info = pair.runner.path_query(["/fast"], timeout=TIMEOUT)
+    assert [e.name for e in info.entries or []] == ["/fast"]  # not the late "/slow" answer
+    info = pair.runner.path_query(timeout=TIMEOUT)
+    assert [e.name for e in info.entries or []] == ["own"]
+    assert asked == [["/slow"], ["/fast"], []]
+
+
+# --- recording ----------------------------------------------------------------------
+
+
+def test_recording_both_directions_exact_bytes(tmp_path: Any, pair: Pair) -> None:
+    path = tmp_path / "session.cbor"
+    rec = Recorder(path)
+    rec.write_session_header()
+    from agentproto import ExecMsg
+
+    seq = rec.write_command_start(ExecMsg(path="/bin/true", argv=["true"]))
+    pair.runner.set_recorder(rec, seq)
+    pair.agent.on_file_op(echo_file_op)
+    pair.agent.register_stream(0, Sink())
+    start_agent_loop(pair)
+    pair.runner.start()
+    pair.runner.send_data(0, b"in" * 1000)
+    resp = pair.runner.file_op(FileOpReq(op=FileOp.STAT, path="/r"), timeout=TIMEOUT)
+    pair.agent.send_data(1, b"out")
+    pair.agent.send(Frame(type=FrameType.EXIT, code=4))
+    assert pair.runner.wait(TIMEOUT) == 4
+    rec.write_command_end(seq, 4)
+    rec.close()
+    records = read_recording(path)
+    frames = [r.frame for r in records if r.type == RecordType.FRAME and r.frame is not None]
+    assert all(f.seq == seq and f.timestamp > 0 for f in frames)
+    sent = [(f.frame.type, f.frame.stream) for f in frames if f.direction == Direction.SEND]
+    got = [(f.frame.type, f.frame.stream) for f in frames if f.direction == Direction.RECV]
+    assert sent == [(FrameType.DATA, 0), (FrameType.FILE_OP, 0)]
+    assert got == [(FrameType.FILE_RESP, 0), (FrameType.DATA, 1), (FrameType.EXIT, 0)]
+    file_resp = next(f.frame.file_resp for f in frames if f.frame.type == FrameType.FILE_RESP)
+    assert file_resp == resp
+    assert frames[0].frame.data == b"in" * 1000
+
+
+# --- logs ----------------------------------------------------------------------
+
+
+def test_slog_level_mapping() -> None:
+    assert [slog_level(x) for x in (10, 20, 30, 40, 50)] == [-4, 0, 4, 8, 8]
+    assert slog_level(25) == 2 and slog_level(0) == -8 and slog_level(45) == 8
+    assert [log_entry_level(x) for x in (-4, 0, 4, 8, 12)] == [10, 20, 30, 40, 50]
+
+
+def test_mux_log_handler_forwards_records(pair: Pair) -> None:
+    logger = logging.Logger("agent-test")
+    logger.addHandler(MuxLogHandler(pair.agent, logging.INFO))
+    logger.debug("below the level")
+    logger.warning("disk %s is full", "/dev/x", extra={"device": "x", "pct": 99})
+    try:
+        raise ValueError("bad thing")
+    except ValueError:
+        logger.exception("it failed")
+    pair.agent.send(Frame(type=FrameType.EXIT, code=0))
+    entries: list[LogEntry] = []
+    pair.runner.on_log(entries.append)
+    assert pair.runner.read_loop() == 0
+    assert [(e.level, e.msg) for e in entries] == [(4, "disk /dev/x is full"), (8, "it failed")]
+    assert entries[0].attrs == ["device=x", "pct=99"]
+    assert entries[1].attrs[0].startswith("exc=Traceback") and "bad thing" in entries[1].attrs[0]
+
+
+def test_mux_log_handler_does_not_recurse_or_raise(pair: Pair) -> None:
+    logger = logging.Logger("agent-test")
+    handler = MuxLogHandler(pair.agent)
+    logger.addHandler(handler)
+    pair.agent.log = logger  # the mux logs through the handler that sends through the mux
+    pair.files[2].close()
+    pair.files[0].close()  # the runner is gone: sends fail with EPIPE
+    logger.error("nobody hears this")  # must not raise nor recurse
+    with pytest.raises(ConnectionClosedError):
+        pair.agent.send_data(1, b"x")
+    pair.agent.close()
+    logger.error("closed mux")  # dropped quietly
+
+
+def test_emit_log_entry() -> None:
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    logger = logging.Logger("runner-test")
+    logger.addHandler(Keep())
+    emit_log_entry(logger, LogEntry(level=4, msg="careful", attrs=["a=1"]))
+    assert seen[0].levelno == logging.WARNING and seen[0].getMessage() == "careful a=1"
