@@ -59,8 +59,9 @@ def synthesise(path: Path, frames: int = 1_000_000, seed: int = 1) -> int:
 
     rng = random.Random(seed)
     stdout = [
-        Frame(type=FrameType.DATA, stream=1 + (i % 7 == 0), data=rng.randbytes(rng.randint(1, 600)))
-        .to_cbor()
+        Frame(
+            type=FrameType.DATA, stream=1 + (i % 7 == 0), data=rng.randbytes(rng.randint(1, 600))
+        ).to_cbor()
         for i in range(256)
     ]
     stdin = [
@@ -77,9 +78,7 @@ def synthesise(path: Path, frames: int = 1_000_000, seed: int = 1) -> int:
     reads = [
         Frame(
             type=FrameType.FILE_OP,
-            file_op=FileOpReq(
-                req_id=i, op=FileOp.READ_AT, handle=3, offset=i * 4096, size=4096
-            ),
+            file_op=FileOpReq(req_id=i, op=FileOp.READ_AT, handle=3, offset=i * 4096, size=4096),
         ).to_cbor()
         for i in range(64)
     ]
@@ -150,7 +149,24 @@ def synthesise(path: Path, frames: int = 1_000_000, seed: int = 1) -> int:
     return path.stat().st_size
 
 
-# Each measured task runs as `python benchmarks/export.py --task NAME FILE [OUT]`.
+# Each measured task runs in a fresh interpreter: _setup imports what the task
+# needs (not timed, reported apart), _task does the work (timed).
+def _setup(name: str) -> None:
+    import cbor2  # noqa: F401
+
+    if name in ("index", "info"):
+        import reclab.model
+        import reclab.summary
+    elif name in ("commands", "frames-parquet"):
+        import numpy  # noqa: F401
+        import pandas  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+
+        import reclab.cli
+        import reclab.export
+        import reclab.tables  # noqa: F401
+
+
 def _task(name: str, path: str, out: str | None) -> None:
     if name == "baseline":
         pass  # the interpreter's own footprint
@@ -159,10 +175,8 @@ def _task(name: str, path: str, out: str | None) -> None:
 
         with open(path, "rb") as fp:
             dec = cbor2.CBORDecoder(fp)
-            n = 0
             while fp.peek(1):
                 dec.decode()
-                n += 1
     elif name == "cbor2-memory":
         import io
 
@@ -180,14 +194,10 @@ def _task(name: str, path: str, out: str | None) -> None:
         open_recording(path).close()
     elif name == "info":
         from reclab.model import open_recording
+        from reclab.summary import summarize
 
         with open_recording(path) as rec:
-            try:
-                from reclab.summary import summarize
-            except ImportError:  # before `reclab info` lands: the same aggregates by hand
-                sum(c.frame_count for c in rec.commands.values())
-            else:
-                summarize(rec)
+            summarize(rec)
     elif name == "commands":
         from reclab.model import open_recording
         from reclab.tables import commands_table
@@ -206,29 +216,38 @@ def _task(name: str, path: str, out: str | None) -> None:
         raise SystemExit(f"unknown task {name}")
 
 
-def _run(name: str, path: Path, out: Path) -> tuple[float, int]:
-    """Run a task in a fresh interpreter; return (seconds of work, peak RSS bytes)."""
+def _run(name: str, path: Path, out: Path) -> tuple[float, float, int, int]:
+    """Run a task in a fresh interpreter.
+
+    Returns seconds of work, seconds of imports, its peak RSS and the peak
+    RSS of its helper process (0 if none).
+    """
     code = (
         "import sys, time, resource, runpy\n"
-        "sys.argv = [sys.argv[0]] + sys.argv[1:]\n"
         f"mod = runpy.run_path({str(Path(__file__).resolve())!r}, run_name='bench')\n"
         "t = time.perf_counter()\n"
+        "mod['_setup'](sys.argv[1])\n"
+        "t1 = time.perf_counter()\n"
         "mod['_task'](sys.argv[1], sys.argv[2], sys.argv[3])\n"
-        "dt = time.perf_counter() - t\n"
-        "print(dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)\n"
+        "t2 = time.perf_counter()\n"
+        # VmHWM is this process's own peak (ru_maxrss would include the RSS of
+        # the parent at fork time); helper processes run at the same time, so
+        # their peak is added.
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')]\n"
+        "rss = int(hwm[0].split()[1]) * 1024\n"
+        "kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024\n"
+        "print(t2 - t1, t1 - t, rss, kids)\n"
     )
-    env = dict(os.environ, PYTHONHASHSEED="0")
     result = subprocess.run(
         [sys.executable, "-c", code, name, str(path), str(out)],
         capture_output=True,
         text=True,
         timeout=1800,
-        env=env,
     )
     if result.returncode != 0:
         raise SystemExit(f"task {name} failed:\n{result.stderr}")
-    seconds, rss = result.stdout.split()[-2:]
-    return float(seconds), int(rss)
+    seconds, imports, rss, kids = result.stdout.split()[-4:]
+    return float(seconds), float(imports), int(rss), int(kids)
 
 
 def main() -> None:
@@ -245,38 +264,53 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = args.keep or Path(tmp) / "bench.cbor"
+        small = Path(tmp) / "small.cbor"
         if not path.exists():
             t = time.perf_counter()
-            size = synthesise(path, args.frames)
-            print(f"synthesised {args.frames} frames, {size / 1e6:.0f} MB in "
-                  f"{time.perf_counter() - t:.1f}s")
-        size = path.stat().st_size
+            synthesise(path, args.frames)
+            print(f"synthesised {args.frames} frames in {time.perf_counter() - t:.1f}s")
+        # A third of the size: still large enough for the two-process index.
+        synthesise(small, max(args.frames // 3, 1000), seed=2)
+        size, small_size = path.stat().st_size, small.stat().st_size
         out = Path(tmp) / "frames.parquet"
-        path.read_bytes()  # warm the page cache for everyone alike
+        with open(path, "rb") as fp:  # warm the page cache for everyone alike
+            while fp.read(1 << 24):
+                pass
 
-        def best(name: str) -> tuple[float, int]:
-            runs = [_run(name, path, out) for _ in range(args.repeat)]
-            return min(r[0] for r in runs), max(r[1] for r in runs)
+        def best(name: str, target: Path = path) -> tuple[float, float, int, int]:
+            runs = [_run(name, target, out) for _ in range(args.repeat)]
+            return (
+                min(r[0] for r in runs),
+                min(r[1] for r in runs),
+                max(r[2] for r in runs),
+                max(r[3] for r in runs),
+            )
 
-        _, base_rss = best("baseline")
-        file_s, file_rss = best("cbor2-file")
-        mem_s, _ = best("cbor2-memory")
-        print(f"recording: {size / 1e6:.0f} MB; python baseline RSS {base_rss / 1e6:.0f} MB")
+        def at_1gb(big: int, small_value: int) -> float:
+            # Linear in the file size, through this file and one a third its size.
+            slope = max(big - small_value, 0) / max(size - small_size, 1)
+            return big + slope * (GB - size)
+
+        file_s, *_ = best("cbor2-file")
+        mem_s, *_ = best("cbor2-memory")
+        print(f"recording: {size / 1e6:.0f} MB, {args.frames} frames; cpus {os.cpu_count()}")
         print(f"raw cbor2, buffered file: {file_s:6.2f}s  ({size / file_s / 1e6:5.0f} MB/s)")
         print(f"raw cbor2, from memory:   {mem_s:6.2f}s  ({size / mem_s / 1e6:5.0f} MB/s)")
         print(
-            f"{'task':16} {'seconds':>8} {'vs file':>8} {'vs memory':>10} "
-            f"{'peak RSS':>9} {'RSS @1GB':>9}"
+            f"{'task':15} {'seconds':>7} {'vs file':>8} {'vs memory':>9} {'imports':>7} "
+            f"{'peak RSS':>9} {'helper':>7} {'@1GB':>7} {'helper@1GB':>10}"
         )
         for name in args.tasks.split(","):
-            seconds, rss = best(name)
-            projected = base_rss + max(rss - base_rss, 0) * GB / size
+            seconds, imports, rss, kids = best(name)
+            _, _, small_rss, small_kids = best(name, small)
             print(
-                f"{name:16} {seconds:8.2f} {file_s / seconds:7.2f}x {mem_s / seconds:9.2f}x "
-                f"{rss / 1e6:7.0f}MB {projected / 1e6:7.0f}MB"
+                f"{name:15} {seconds:7.2f} {file_s / seconds:7.2f}x {mem_s / seconds:8.2f}x "
+                f"{imports:6.2f}s {rss / 1e6:7.0f}MB {kids / 1e6:5.0f}MB "
+                f"{at_1gb(rss, small_rss) / 1e6:5.0f}MB {at_1gb(kids, small_kids) / 1e6:8.0f}MB"
             )
-        print("(ratios: baseline time / task time, higher is faster; RSS @1GB projects the")
-        print(" growth over the interpreter's baseline linearly to a 1 GB recording)")
+        print("(vs: baseline seconds / task seconds, higher is faster; imports: module import")
+        print(" time, not included; peak RSS of the task and of its index helper process,")
+        print(" which exits once indexing is done; @1GB: projected linearly to a 1 GB file)")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ from agentproto import (
     RecordType,
     read_recording,
 )
+from agentproto.envfilter import EnvFilter, build_env
 from agentproto.mux import encode_data_frame_head
+from agentproto.pathquery import query_path
 
 TIMEOUT = 30.0
 AGENT = [sys.executable, "-m", "agentproto.agent"]
@@ -291,6 +293,57 @@ def env_of(out: bytes) -> dict[str, str]:
     return dict(line.split("=", 1) for line in out.decode().splitlines() if "=" in line)
 
 
+@pytest.mark.parametrize(
+    ("keep", "remove", "requested", "expected"),
+    [
+        # glob: whole name, case-sensitive
+        (["HOME"], None, [], {"HOME": "/h"}),
+        (["home"], None, [], {}),
+        (["H*"], None, [], {"HOME": "/h", "HOSTNAME": "box"}),
+        # regex: searched anywhere unless anchored
+        (["/OST/"], None, [], {"HOSTNAME": "box"}),
+        (["/^OST/"], None, [], {}),
+        # requested entries overlay kept ones; later duplicates win; junk ignored
+        (["HOME"], None, ["HOME=/x", "A=1", "A=2", "junk", "=v"], {"HOME": "/x", "A": "2"}),
+        # remove applies to requested entries too
+        (["*"], ["/^A/", "HOST?AME"], ["AB=1", "C=2"], {"HOME": "/h", "SECRET": "s", "C": "2"}),
+        # nil env: the agent's whole environment, minus removals
+        (None, ["HOME"], None, {"HOSTNAME": "box", "SECRET": "s"}),
+    ],
+)
+def test_env_filter_semantics(
+    keep: list[str] | None,
+    remove: list[str] | None,
+    requested: list[str] | None,
+    expected: dict[str, str],
+) -> None:
+    agent_env = {"HOME": "/h", "HOSTNAME": "box", "SECRET": "s"}
+    assert (
+        build_env(requested, AgentConfig(env_keep=keep, env_remove=remove), agent_env) == expected
+    )
+
+
+def test_env_filter_reports_bad_patterns() -> None:
+    f = EnvFilter.from_config(AgentConfig(env_keep=["/(/", "OK"], env_remove=["/[/"]))
+    assert len(f.errors) == 2 and all("invalid pattern" in e for e in f.errors)
+    assert f.build([], {"OK": "1", "NO": "2"}) == {"OK": "1"}
+
+
+def test_query_path_dedups_and_skips(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    for d, name, mode in [(a, "x", 0o755), (b, "x", 0o755), (b, "y", 0o700), (b, "z", 0o600)]:
+        (d / name).write_bytes(b"#!/bin/sh\n")
+        (d / name).chmod(mode)
+    (b / "dangling").symlink_to(tmp_path / "nowhere")
+    info = query_path([f"{a}:{tmp_path / 'missing'}", "", str(b), str(a)])
+    assert [(e.name, e.remote_path) for e in info.entries or []] == [
+        ("x", str(a / "x")),
+        ("y", str(b / "y")),
+    ]
+
+
 def test_config_env_filtering(agents: list[Agent], tmp_path: Path) -> None:
     agent_env = {
         **os.environ,
@@ -431,6 +484,17 @@ def test_runner_disconnect_kills_child(agents: list[Agent], tmp_path: Path) -> N
     assert gone(pid)
 
 
+def test_disconnect_while_stdin_is_blocked(agents: list[Agent], tmp_path: Path) -> None:
+    agent = Agent(tmp_path)
+    agents.append(agent)
+    pid = start_long_child(agent, "echo $$; exec sleep 60")  # never reads its stdin
+    agent.mux.send_data(0, b"z" * 300_000)  # more than the stdin pipe holds: the agent blocks
+    started = time.monotonic()
+    assert agent.close() == 0
+    assert gone(pid)
+    assert time.monotonic() - started < 20  # not the child's 60 seconds
+
+
 def test_child_ignoring_sigterm_gets_sigkill(agents: list[Agent], tmp_path: Path) -> None:
     agent = Agent(tmp_path, "--grace", "0.3")
     agents.append(agent)
@@ -450,6 +514,25 @@ def test_disconnect_mid_frame_kills_child(agents: list[Agent], tmp_path: Path) -
     agent.proc.stdin.close()
     assert agent.mux.wait(TIMEOUT) == -1
     assert any("protocol error" in e for e in agent.errors)
+    assert agent.proc.wait(TIMEOUT) == 0
+    assert gone(pid)
+
+
+def test_runner_that_stops_reading_output(agents: list[Agent], tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    agent = Agent(tmp_path)
+    agents.append(agent)
+    script = f"echo $$ > {pid_file}; exec yes"
+    agent.mux.send(
+        Frame(type=FrameType.EXEC, exec=ExecMsg(path="/bin/sh", argv=["sh", "-c", script]))
+    )
+    deadline = time.monotonic() + TIMEOUT
+    while not pid_file.exists() or not pid_file.read_text().strip():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    pid = int(pid_file.read_text())
+    assert agent.proc.stdout is not None
+    agent.proc.stdout.close()  # stdin stays open: only the output side is gone
     assert agent.proc.wait(TIMEOUT) == 0
     assert gone(pid)
 

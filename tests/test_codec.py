@@ -10,6 +10,8 @@ from contextlib import contextmanager, suppress
 
 import cbor2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agentproto import (
     Decoder,
@@ -347,3 +349,30 @@ def test_encoder_refuses_before_writing() -> None:
     with pytest.raises(ValueError):
         Encoder(out).encode(Frame(stream=-1))
     assert out.getvalue() == b""
+
+
+# --- whatever the bytes, only protocol errors come out ------------------------------------
+
+_RECORD = FRAMES[6].to_cbor() + FRAMES[8].to_cbor()  # a log frame and a file-op response
+
+
+@st.composite
+def damaged(draw: st.DrawFn) -> bytes:
+    if draw(st.booleans()):
+        return draw(st.binary(max_size=40))
+    data = bytearray(_RECORD)
+    for _ in range(draw(st.integers(1, 4))):
+        data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
+    return bytes(data[: draw(st.integers(0, len(data)))])
+
+
+@settings(max_examples=300, deadline=None)
+@given(damaged())
+def test_any_bytes_give_a_protocol_error_or_frames(data: bytes) -> None:
+    for attempt in (
+        lambda: Frame.from_cbor(data),
+        lambda: list(Decoder(io.BytesIO(data))),
+        lambda: list(Decoder(OneByteReader(data))),
+    ):
+        with suppress(RemoteProtocolError):
+            attempt()

@@ -32,6 +32,7 @@ from agentproto import (
     SessionFooter,
     SessionHeader,
 )
+from reclab import model
 from reclab.model import (
     KIND_COMMAND_END,
     KIND_COMMAND_START,
@@ -459,3 +460,179 @@ def test_refresh_follows_a_live_recording(tmp_path: Path) -> None:
     assert rec.refresh() == 2  # the command end and the footer
     assert rec.truncation is None and rec.command(seq).exit_code == 0
     rec.close()
+
+
+# --- the bulk (vectorised) indexer against the record-by-record reference -------------------
+
+PREFIX = bytes.fromhex("a2647479706503656672616d65a463736571")
+
+
+def varied_script(seed: int, frames: int = 1500, mimic: bool = True) -> Script:
+    """Frames in every layout the bulk scan must take or refuse, payloads that mimic records."""
+    import random
+
+    rng = random.Random(seed)
+    fake = Record(
+        type=RecordType.FRAME,
+        frame=RecordedFrame(seq=1, timestamp=T0, direction=RECV, frame=Frame(type=2, data=b"zz")),
+    ).to_cbor()
+    s = Script()
+    s.header()
+    seqs = [1, 2, 23, 24, 255, 256, 70000]
+    for q in seqs:
+        s.start(q, T0 + q, path=f"/bin/{q}", argv=[str(q)])
+    t = T0
+    for i in range(frames):
+        q = rng.choice(seqs)
+        t += rng.choice([1, 1000, 10**9])
+        ts = rng.choice([t, t, t, 5, -7, 2**40])
+        r = rng.random()
+        if r < 0.6:
+            size = rng.choice([0, 1, 23, 24, 255, 256, 1000, 70000])
+            data = rng.randbytes(size)
+            if mimic and rng.random() < 0.2 and size > 200:  # a record look-alike in the payload
+                at = rng.randrange(size - 60)
+                data = data[:at] + rng.choice([PREFIX, fake]) + data[at:]
+                data = data[:size]
+            stream = rng.choice([0, 1, 1, 2, 3, 23, 24, 255, 256])
+            direction = SEND if stream == 0 else rng.choice([RECV, RECV, SEND, 7])
+            s.frame(q, ts, direction, Frame(type=FrameType.DATA, stream=stream, data=data))
+        elif r < 0.7:
+            s.frame(q, ts, SEND, Frame(type=FrameType.EOF, stream=rng.choice([0, 1, 30])))
+        elif r < 0.75:
+            s.frame(q, ts, SEND, Frame(type=FrameType.SIGNAL, signal=rng.choice([0, 2, 15])))
+        elif r < 0.8:
+            s.frame(q, ts, RECV, Frame(type=FrameType.EXIT, code=rng.choice([0, 1, -1])))
+        elif r < 0.85:
+            s.frame(q, ts, RECV, Frame(type=FrameType.ERROR, error=f"e{i}"))
+        elif r < 0.9:
+            s.frame(q, ts, RECV, Frame(type=FrameType.LOG, log=LogEntry(level=0, msg="m")))
+        elif r < 0.95:
+            req = FileOpReq(req_id=i, op=FileOp.READ_AT, handle=1, size=10)
+            s.frame(q, ts, SEND, Frame(type=FrameType.FILE_OP, file_op=req))
+        else:
+            s.frame(q, ts, SEND, Frame(type=rng.choice([1, 13, 99])))
+        if rng.random() < 0.01:
+            s.end(q, t, rng.choice([0, 1]))
+    s.footer(t, len(seqs))
+    return s
+
+
+def index_snapshot(rec: model.Recording) -> tuple[object, ...]:
+    import dataclasses
+
+    commands = {
+        seq: [getattr(c, f.name) for f in dataclasses.fields(c)] for seq, c in rec.commands.items()
+    }
+    return (
+        rec.record_count,
+        rec.indexed_bytes,
+        list(rec._offsets),
+        list(rec.kinds),
+        list(rec.commands),
+        commands,
+        rec.header,
+        rec.footer,
+        rec.truncation,
+    )
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("chunk", [4096, 1 << 22])
+def test_bulk_index_equals_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, chunk: int
+) -> None:
+    path = tmp_path / "varied.cbor"
+    data = varied_script(seed).write(path)
+    monkeypatch.setattr(model, "_CHUNK", chunk)
+    monkeypatch.setattr(model, "_VECTOR_MIN_BYTES", 512)
+    monkeypatch.setenv("RECLAB_INDEX_WORKERS", "1")
+    with open_recording(path) as rec:
+        bulk = index_snapshot(rec)
+    monkeypatch.setattr(model, "_VECTOR_SCAN", False)
+    with open_recording(path) as rec:
+        reference = index_snapshot(rec)
+    assert bulk == reference
+    assert bulk[0] == len(varied_script(seed).records)
+    # and a cut inside the file, at a chunk boundary or not
+    for cut in (len(data) // 3, len(data) // 2 + 1):
+        path.write_bytes(data[:cut])
+        with open_recording(path) as rec:
+            cut_reference = index_snapshot(rec)
+        monkeypatch.setattr(model, "_VECTOR_SCAN", True)
+        with open_recording(path) as rec:
+            assert index_snapshot(rec) == cut_reference
+        monkeypatch.setattr(model, "_VECTOR_SCAN", False)
+
+
+@pytest.mark.slow
+def test_two_process_index_equals_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "varied.cbor"
+    data = varied_script(7, frames=3000, mimic=False).write(path)
+    monkeypatch.setenv("RECLAB_INDEX_WORKERS", "1")
+    with open_recording(path) as rec:
+        reference = index_snapshot(rec)
+    monkeypatch.delenv("RECLAB_INDEX_WORKERS")
+    monkeypatch.setattr(model, "_PARALLEL_MIN_BYTES", 1)
+    monkeypatch.setattr(model, "_SEGMENT", len(data) // 9)  # several segments to merge
+    monkeypatch.setattr(model, "_WAIT_BYTES", len(data))  # always wait for the helper here
+    monkeypatch.setattr(model.os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
+    spawned: list[object] = []
+    real_popen = model.subprocess.Popen
+
+    def popen(*args: object, **kwargs: object) -> object:
+        proc = real_popen(*args, **kwargs)  # type: ignore[call-overload]
+        spawned.append(proc)
+        return proc
+
+    monkeypatch.setattr(model.subprocess, "Popen", popen)
+    merged: list[int] = []
+    real_merge = model.Recording._merge
+
+    def merge(self: model.Recording, state: dict[str, object]) -> None:
+        merged.append(len(state["offsets"]))  # type: ignore[arg-type]
+        real_merge(self, state)
+
+    monkeypatch.setattr(model.Recording, "_merge", merge)
+    with open_recording(path) as rec:
+        assert index_snapshot(rec) == reference
+    assert spawned  # the helper process really ran
+    assert len(merged) >= 2  # and its index came in several segments
+    assert all(p.poll() is not None for p in spawned)  # type: ignore[attr-defined]
+    # A split candidate inside a payload is refused and indexing still agrees.
+    middle = len(data) // 2
+    s = Script()
+    s.header()
+    s.start(1, T0, path="/x")
+    s.data(1, T0 + 1, 1, PREFIX * 20000)  # the middle of the file is inside this payload
+    s.data(1, T0 + 2, 2, b"after")
+    s.footer(T0 + 3, 1)
+    tricky = tmp_path / "tricky.cbor"
+    s.write(tricky)
+    assert middle > 0
+    with open_recording(tricky) as rec:
+        assert rec.record_count == 5 and rec.stream_bytes(1, 2) == b"after"
+        assert rec.command(1).bytes_received == {1: len(PREFIX) * 20000, 2: 5}
+
+
+def test_refresh_while_frames_are_being_read(tmp_path: Path) -> None:
+    # A viewer reads frames while the background indexer grows the index.
+    path = tmp_path / "live.cbor"
+    s = Script()
+    s.header()
+    for i in range(50):
+        s.data(1, T0 + i, 1, b"x" * 10)
+    data = s.write(path)
+    with open_recording(path) as rec:
+        chunks = rec.frame_chunks()
+        simple, others = next(chunks)
+        frames = rec.frames()
+        next(frames)
+        more = Script()
+        for i in range(50):
+            more.data(1, T0 + 100 + i, 1, b"y")
+        path.write_bytes(data + b"".join(r.to_cbor() for r in more.records))
+        assert rec.refresh() == 50  # no BufferError from the suspended readers
+        assert len(simple["index"]) + len(others) == 50
+        assert sum(1 for _ in frames) == 99
+        assert rec.stream_bytes(1, 1) == b"x" * 500 + b"y" * 50

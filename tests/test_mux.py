@@ -32,7 +32,13 @@ from agentproto import (
     read_recording,
 )
 from agentproto.logs import MuxLogHandler, emit_log_entry, log_entry_level, slog_level
-from agentproto.mux import Mux, _fast_data_frame, encode_data_frame_head, writer_handler
+from agentproto.mux import (
+    FrameReader,
+    Mux,
+    _fast_data_frame,
+    encode_data_frame_head,
+    writer_handler,
+)
 from agentproto.types import Frame, FrameType
 
 TIMEOUT = 20.0
@@ -69,9 +75,16 @@ class Pair:
         self.runner = Mux(self.files[0], self.files[1], side="runner", **runner_kw)
         self.agent = Mux(self.files[2], self.files[3], side="agent" if agent_side else None)
 
+        self.threads: list[threading.Thread] = []
+
     def close(self) -> None:
+        # writers first: every loop sees the end of its input and returns; only then
+        # close the readers, or a loop could read from a recycled fd number
         self.runner.close()
         self.agent.close()
+        for t in [*self.threads, self.runner._thread]:
+            if t is not None:
+                t.join(TIMEOUT)
         for f in self.files:
             with contextlib.suppress(OSError, ValueError):
                 f.close()
@@ -87,6 +100,7 @@ def pair() -> Iterator[Pair]:
 def start_agent_loop(p: Pair) -> threading.Thread:
     t = threading.Thread(target=p.agent.read_loop, daemon=True)
     t.start()
+    p.threads.append(t)
     return t
 
 
@@ -109,6 +123,77 @@ def test_fast_path_declines_other_layouts() -> None:
     assert _fast_data_frame(Frame(type=FrameType.EOF, stream=1).to_cbor()) is None
     wrong_len = bytearray(Frame(type=FrameType.DATA, stream=1, data=b"abc").to_cbor())
     assert _fast_data_frame(bytes(wrong_len[:-1])) is None
+
+
+# --- cutting the stream into frames ---------------------------------------------------------
+
+
+class Trickle:
+    """A scripted reader giving at most ``step`` bytes per call (``readinto`` or ``read``)."""
+
+    def __init__(self, data: bytes, step: int, *, readinto: bool = True) -> None:
+        self.data, self.pos, self.step = data, 0, step
+        if not readinto:
+            self.readinto = None  # type: ignore[assignment]
+
+    def _take(self, n: int) -> bytes:
+        chunk = self.data[self.pos : self.pos + min(n, self.step)]
+        self.pos += len(chunk)
+        return chunk
+
+    def readinto(self, buf: memoryview) -> int:
+        chunk = self._take(len(buf))
+        buf[: len(chunk)] = chunk
+        return len(chunk)
+
+    def read(self, n: int) -> bytes:
+        return self._take(n)
+
+
+def sample_frames() -> list[bytes]:
+    return [
+        Frame(type=FrameType.EXEC).to_cbor(),
+        Frame(type=FrameType.DATA, stream=1, data=b"a" * 100).to_cbor(),
+        Frame(type=FrameType.DATA, stream=2, data=os.urandom(1 << 20)).to_cbor(),
+        cbor2.dumps({"d": b"x" * 70000, "t": 2, "s": 1}),  # data before the other keys
+        Frame(type=FrameType.DATA, stream=1, data=os.urandom(5 << 20)).to_cbor(),  # > buffer
+        *(
+            Frame(type=FrameType.DATA, stream=3, data=bytes([i]) * 900_000).to_cbor()
+            for i in range(9)
+        ),
+        Frame(type=FrameType.EXIT, code=3).to_cbor(),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("step", "readinto"), [(1 << 30, True), (65536, True), (7777, False), (1, True)]
+)
+def test_frame_reader_cuts_exact_frames(step: int, readinto: bool) -> None:
+    frames = sample_frames()
+    if step == 1:
+        frames = [f for f in frames if len(f) < 200_000]  # one byte at a time: keep it quick
+    reader = FrameReader(Trickle(b"".join(frames), step, readinto=readinto))
+    got = []
+    while (item := reader.next_item()) is not None:
+        got.append(bytes(item))
+    assert got == frames
+    assert reader.offset == sum(map(len, frames))
+
+
+def test_frame_reader_reports_cut_and_size_with_offsets() -> None:
+    frames = sample_frames()[:3]
+    cut = b"".join(frames)[:-10]
+    reader = FrameReader(Trickle(cut, 4096))
+    assert reader.next_item() is not None and reader.next_item() is not None
+    with pytest.raises(TruncatedError) as info:
+        reader.next_item()
+    assert info.value.offset == len(frames[0]) + len(frames[1])
+
+    reader = FrameReader(Trickle(b"".join(frames), 4096), max_frame_size=1000)
+    assert reader.next_item() is not None and reader.next_item() is not None
+    with pytest.raises(FrameTooLargeError) as too_large:
+        reader.next_item()
+    assert too_large.value.offset == len(frames[0]) + len(frames[1])
 
 
 # --- streams and callbacks ------------------------------------------------------------------
@@ -189,6 +274,23 @@ def test_agent_side_ignores_exit_from_peer(pair: Pair) -> None:
     pair.runner.send(Frame(type=FrameType.EXIT, code=3))
     pair.runner.close()  # end of stream ends the agent's loop, not the hostile Exit
     assert pair.agent.read_loop(stop=stop) == -1
+
+
+def test_stop_event_ends_the_loop_between_frames(pair: Pair) -> None:
+    stop = threading.Event()
+    stopped = Sink()
+
+    class StopAfterFirst(Sink):
+        def write(self, data: bytes) -> None:
+            super().write(data)
+            stop.set()
+
+    handler = StopAfterFirst()
+    pair.runner.register_stream(1, handler)
+    pair.agent.send_data(1, b"first")
+    pair.agent.send_data(1, b"second")
+    assert pair.runner.read_loop(stop=stop) == -1
+    assert handler.data == b"first" and stopped.data == b""
 
 
 def test_handler_exception_does_not_end_the_loop(pair: Pair) -> None:

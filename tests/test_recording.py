@@ -9,6 +9,8 @@ from pathlib import Path
 
 import cbor2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agentproto import (
     AgentConfig,
@@ -22,6 +24,7 @@ from agentproto import (
     FileStat,
     FileStatfs,
     Frame,
+    FrameTooLargeError,
     FrameType,
     LocalProtocolError,
     LogEntry,
@@ -41,6 +44,7 @@ from agentproto import (
     iter_records,
     read_recording,
 )
+from agentproto.recording import _record_from_map
 
 HEADER = SessionHeader(
     version="1.3.4",
@@ -408,7 +412,7 @@ def test_garbage_in_the_middle(sample: Path, tmp_path: Path, garbage: bytes, why
 
 
 def test_record_larger_than_the_limit(sample: Path) -> None:
-    with pytest.raises(RemoteProtocolError) as info:
+    with pytest.raises(FrameTooLargeError) as info:
         read_recording(sample, max_record_size=100, chunk_size=64)
     assert "larger than" in str(info.value)
 
@@ -420,9 +424,10 @@ def test_hostile_length_in_a_recording(sample: Path, tmp_path: Path) -> None:
     hostile = bytes.fromhex("a2647479706503656672616d655b") + (2**62).to_bytes(8, "big")
     path = tmp_path / "hostile.cbor"
     path.write_bytes(data[:at] + hostile + b"\x00" * 100)
-    with pytest.raises(RemoteProtocolError) as info:
+    with pytest.raises(FrameTooLargeError) as info:
         read_recording(path)
     assert info.value.offset == at
+    assert not isinstance(info.value, TruncatedError)
 
 
 def test_empty_and_missing_files(tmp_path: Path) -> None:
@@ -442,3 +447,49 @@ def test_records_compare_by_value(sample: Path) -> None:
     start = next(r.cmd_start for r in records if r.cmd_start)
     assert isinstance(start, CommandStart) and start.exec.env == []
     assert records[1].payload is start
+
+
+# --- the reader's shortcut for frame records agrees with the general decoder ---------------
+
+_ODD_VALUES = st.sampled_from(
+    [
+        *(0, 1, 2, 3, 255, 256, -1, 2**32 - 1, 2**32, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1),
+        *(True, False, None, 1.0, "x", b"x", b"", [], {}, {"t": 2}),
+    ]
+)
+
+
+@st.composite
+def frame_record_maps(draw: st.DrawFn) -> dict[object, object]:
+    frame: dict[object, object] = {"t": 2, "s": 1, "d": b"data"}
+    rf: dict[object, object] = {"seq": 1, "ts": 1_700_000_000_000_000_000, "dir": 2, "frame": frame}
+    record: dict[object, object] = {"type": 3, "frame": rf}
+    for target in (frame, rf, record):
+        for key in list(target):
+            choice = draw(st.integers(0, 9))
+            if choice == 0:
+                target[key] = draw(_ODD_VALUES)
+            elif choice == 1:
+                del target[key]
+            elif choice == 2:
+                target[key.upper() if isinstance(key, str) else key] = target.pop(key)
+        if draw(st.integers(0, 9)) == 0:
+            target[draw(st.sampled_from(["c", "x", "zz", 7, "T"]))] = draw(_ODD_VALUES)
+    return record
+
+
+@settings(max_examples=400, deadline=None)
+@given(frame_record_maps())
+def test_frame_record_shortcut_matches_general_path(m: dict[object, object]) -> None:
+    try:
+        expected: Record | str = Record.from_map(m)
+    except RemoteProtocolError as exc:
+        expected = str(exc)
+    try:
+        got: Record | str = _record_from_map(m)
+    except RemoteProtocolError as exc:
+        got = str(exc)
+    assert got == expected
+    if isinstance(got, Record) and isinstance(expected, Record):
+        assert got.to_cbor() == expected.to_cbor()
+        assert type(got.type) is type(expected.type)

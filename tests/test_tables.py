@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_model import RECV, SEND, T0, Script, sample_script
+from test_model import RECV, SEND, T0, Script, sample_script, varied_script
 
 from agentproto import FileOp, FileOpReq, FileOpResp, Frame, FrameType, LogEntry
-from reclab import tables
+from reclab import model, tables
 from reclab.model import open_recording
 
 UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
@@ -284,3 +284,23 @@ def test_cut_recording_is_marked_in_the_session(tmp_path: Path) -> None:
         df = tables.session_table(rec)
     assert bool(df.iloc[0]["truncated"]) and df.iloc[0]["truncation"] == "cut"
     assert pd.isna(df.iloc[0]["end_time"])
+
+
+@pytest.mark.parametrize("chunk", [4096, 1 << 22])
+def test_bulk_frames_table_equals_record_by_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    path = tmp_path / "varied.cbor"
+    varied_script(5).write(path)
+    monkeypatch.setattr(model, "_CHUNK", chunk)
+    with open_recording(path) as rec:
+        bulk = tables.frames_table(rec)
+        cols = tables._FrameColumns()
+        frame_indexes = [i for i in range(rec.record_count) if rec.kinds[i] <= 200]
+        for index, offset, rf in rec.raw_frames(frame_indexes):
+            cols.add(index, offset, rf)
+        reference = cols.frame(tables._command_starts(rec))
+        by_batches = pd.concat(list(tables.iter_frames_batches(rec, batch_rows=100)))
+    assert len(bulk) == len(frame_indexes)
+    pd.testing.assert_frame_equal(bulk, reference)
+    pd.testing.assert_frame_equal(by_batches.reset_index(drop=True), reference)

@@ -17,6 +17,7 @@ and out-of-range values with a RemoteProtocolError naming the field.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import cbor2
@@ -548,8 +549,6 @@ def test_decode_go_bytes(name: str) -> None:
 def test_go_vectors_are_current() -> None:
     result = run_crosscheck("vectors")
     assert result.returncode == 0, result.stderr
-    import json
-
     assert json.loads(result.stdout) == GO_HEX
 
 

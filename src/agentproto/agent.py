@@ -29,10 +29,20 @@ A connection (a *session*):
 
 A command that cannot start gets ``FrameError`` (why) and ``FrameExit`` with
 127 (program not found) or 126 (found but not runnable: permission, format,
-bad ``cwd``, bad ``fds``). If the runner disconnects (or sends something that
-is not a frame) before the child ends, the child's process group gets SIGTERM,
-then SIGKILL after ``--grace`` seconds, and is reaped. The agent's own log
-records go to stderr and, as ``FrameLog``, to the runner.
+bad ``cwd``, bad ``fds``). If the runner disconnects before the child ends
+(end of its input, even while stdin delivery is blocked; or it stops reading
+our output), the child's process group gets SIGTERM, then SIGKILL after
+``--grace`` seconds, and is reaped. The agent's own log records go to stderr
+and, as ``FrameLog``, to the runner (the command line only at debug level).
+
+Hostile or broken input: bytes that are not CBOR, a frame over the size limit
+or a cut frame end the session with ``FrameError`` (and the child as above);
+before ``FrameExec`` so does a CBOR item that is not a valid frame. During a
+command, undecodable frames, frames of unknown type or of the runner-bound
+direction (``FrameExit``, a second ``FrameExec``...) are dropped and logged.
+
+Stdin is delivered synchronously (that is its back-pressure): while the child
+does not read, later frames of the connection (signals, file ops) wait too.
 """
 
 from __future__ import annotations
@@ -43,6 +53,7 @@ import fcntl
 import ipaddress
 import logging
 import os
+import select
 import signal
 import socket
 import stat
@@ -69,6 +80,7 @@ EXIT_NOT_FOUND = 127
 EXIT_CANNOT_RUN = 126
 DEFAULT_GRACE = 2.0
 READ_SIZE = 256 * 1024
+READER_JOIN_TIMEOUT = 5.0
 MAX_FD = 1023  # highest fd number a command may ask for in ExecMsg.fds
 _PIPE_SIZE = 1024 * 1024
 
@@ -90,12 +102,24 @@ def _grow(fd: int) -> None:
 
 
 class _ChildStdin:
-    """Stream 0: runner data into the child's stdin pipe (blocking: back-pressure)."""
+    """Stream 0: runner data into the child's stdin pipe (blocking: back-pressure).
 
-    def __init__(self, fd: int, log: logging.Logger):
+    While a write waits for the child to read, the connection is watched: if the
+    runner hangs up meanwhile, ``on_gone`` is called (the session then ends the
+    child, which ends the write), since the reading thread, stuck here, cannot
+    see the end of its input.
+    """
+
+    def __init__(
+        self, fd: int, log: logging.Logger, watch_fd: int | None, on_gone: Callable[[], None]
+    ):
         self._fd = fd
         self._log = log
+        self._watch = watch_fd
+        self._on_gone = on_gone
         self._lock = threading.Lock()
+        if watch_fd is not None:
+            os.set_blocking(fd, False)  # our end only: the child's end stays blocking
 
     def write(self, data: bytes) -> None:
         with self._lock:
@@ -104,10 +128,26 @@ class _ChildStdin:
             view = memoryview(data)
             try:
                 while view:
-                    view = view[os.write(self._fd, view) :]
+                    try:
+                        view = view[os.write(self._fd, view) :]
+                    except BlockingIOError:
+                        self._wait_writable()
             except OSError as exc:
                 self._log.info("child stdin closed (%s): dropping further input", exc.strerror)
                 self._close()
+
+    def _wait_writable(self) -> None:
+        poller = select.poll()
+        poller.register(self._fd, select.POLLOUT)
+        if self._watch is not None:
+            poller.register(self._watch, select.POLLRDHUP)  # errors and hangups always count
+        while True:
+            for fd, events in poller.poll():
+                if fd == self._fd:
+                    return  # writable, or an error the next write reports
+                if events & (select.POLLRDHUP | select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                    poller.unregister(fd)  # report once, then wait for the child to go
+                    self._on_gone()
 
     def eof(self) -> None:
         with self._lock:
@@ -144,8 +184,11 @@ class Command:
         os.killpg(self.pgid, signo)
 
     def terminate(self, grace: float, log: logging.Logger) -> None:
-        """SIGTERM the group, SIGKILL it after ``grace`` seconds, reap the child."""
-        self.stdin.eof()
+        """SIGTERM the group, SIGKILL it after ``grace`` seconds, reap the child.
+
+        Stdin is closed only after the child is gone: the reading thread may be
+        blocked writing to it (back-pressure), and the child's death releases it.
+        """
         for signo in (signal.SIGTERM, signal.SIGKILL):
             try:
                 os.killpg(self.pgid, signo)
@@ -157,10 +200,20 @@ class Command:
                 except subprocess.TimeoutExpired:
                     log.warning("child %d ignored SIGTERM for %.1fs: SIGKILL", self.pgid, grace)
         self.proc.wait()
+        self.stdin.eof()
 
 
-def _spawn(msg: ExecMsg, env: dict[str, str], log: logging.Logger) -> Command:
-    """Start the child of ``msg`` with its pipes; raises StartError when it cannot start."""
+def _spawn(
+    msg: ExecMsg,
+    env: dict[str, str],
+    log: logging.Logger,
+    watch_fd: int | None = None,
+    on_gone: Callable[[], None] = lambda: None,
+) -> Command:
+    """Start the child of ``msg`` with its pipes; raises StartError when it cannot start.
+
+    ``watch_fd`` (the connection) and ``on_gone`` go to the stdin writer.
+    """
     argv = list(msg.argv or [])
     path = msg.path or (argv[0] if argv else "")
     if not path:
@@ -225,8 +278,9 @@ def _spawn(msg: ExecMsg, env: dict[str, str], log: logging.Logger) -> Command:
     for fd in fds:
         if fd not in keep:
             os.close(fd)
-    log.info("started %s (pid %d)", path, proc.pid, extra={"argv": argv, "cwd": cwd or ""})
-    return Command(proc, _ChildStdin(in_w, log), outputs)
+    log.info("started %s (pid %d)", path, proc.pid)
+    log.debug("command line", extra={"argv": argv, "cwd": cwd or ""})  # may hold secrets
+    return Command(proc, _ChildStdin(in_w, log, watch_fd, on_gone), outputs)
 
 
 def _start_error(exc: BaseException, path: str, cwd: str | None) -> StartError:
@@ -275,6 +329,11 @@ class Session:
         self._wake = threading.Event()
         self._aborted = False
         self.command: Command | None = None
+        self._reader: threading.Thread | None = None
+        try:
+            self._watch_fd: int | None = int(reader.fileno())
+        except (AttributeError, OSError, ValueError):
+            self._watch_fd = None
         self.mux.on_file_op(self._file_op)
         self.mux.on_path_query(self._path_query)
 
@@ -322,6 +381,9 @@ class Session:
             if self._abort_read is not None:
                 with contextlib.suppress(OSError):
                     self._abort_read()
+                # the socket is closed after we return: the reader must be done with it
+                if self._reader is not None:
+                    self._reader.join(READER_JOIN_TIMEOUT)
 
     def _before_exec(self) -> ExecMsg | None:
         while not self._aborted:
@@ -351,7 +413,7 @@ class Session:
     def _run_command(self, msg: ExecMsg) -> int:
         env = self._env_filter.build(msg.env, os.environ)
         try:
-            command = _spawn(msg, env, self.log)
+            command = _spawn(msg, env, self.log, self._watch_fd, self._connection_lost)
         except StartError as exc:
             self.log.error("%s", exc.message)
             self._send_error(exc.message)
@@ -368,7 +430,6 @@ class Session:
             pump.start()
             command.pumps.append(pump)
         child_done = threading.Event()
-        reader_done = threading.Event()
 
         def wait_child() -> None:
             command.proc.wait()
@@ -381,11 +442,11 @@ class Session:
             try:
                 mux.read_loop()
             finally:
-                reader_done.set()
                 self._wake.set()
 
         threading.Thread(target=wait_child, name="agent-wait", daemon=True).start()
-        threading.Thread(target=read, name="agent-read", daemon=True).start()
+        self._reader = threading.Thread(target=read, name="agent-read", daemon=True)
+        self._reader.start()
         finished = False
         try:
             self._wake.wait()
@@ -398,12 +459,16 @@ class Session:
             if isinstance(mux.error, RemoteProtocolError):
                 self.log.error("bad input from the runner: %s", mux.error)
                 self._send_error(f"protocol error: {mux.error}")
-            elif reader_done.is_set():
+            else:
                 self.log.info("the runner disconnected: terminating the command")
             return -1
         finally:
             if not finished:
                 command.terminate(self.grace, self.log)
+
+    def _connection_lost(self) -> None:
+        self._aborted = True
+        self._wake.set()
 
     def _send_exit(self, code: int) -> None:
         # Exit is the last frame: nothing (logs, late file-op answers) may follow it
@@ -414,8 +479,8 @@ class Session:
 
     def _signal(self, signo: int) -> None:
         command = self.command
-        if command is None:
-            return
+        if command is None or command.proc.returncode is not None:
+            return  # reaped: its process group id may belong to someone else by now
         if not 1 <= signo < signal.NSIG:
             self.log.warning("ignored invalid signal number %d", signo)
             return
@@ -428,19 +493,24 @@ class Session:
     def _pump(self, fd: int, stream: int) -> None:
         """Copy one child output to the runner until EOF, then send FrameEOF."""
         send = self.mux.send_data
-        read = os.read
+        readv = os.readv
+        # one buffer, reused: no allocation (and no fresh pages to fault in) per chunk;
+        # send_data has written the chunk out before it returns
+        buf = memoryview(bytearray(READ_SIZE))
         try:
             while True:
                 try:
-                    data = read(fd, READ_SIZE)
+                    n = readv(fd, [buf])
                 except InterruptedError:
                     continue
-                if not data:
+                if not n:
                     break
-                send(stream, data)
+                send(stream, buf[:n])
             self.mux.send_eof(stream)
         except ConnectionClosedError:
-            pass  # the runner is gone: the session terminates the child
+            # the runner no longer reads: nobody would drain the child's output
+            self.log.debug("cannot send stream %d: the runner is gone", stream)
+            self._connection_lost()
         except OSError as exc:
             self.log.warning("reading stream %d failed: %s", stream, exc)
         finally:

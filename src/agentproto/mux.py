@@ -28,10 +28,17 @@ registered, or (with ``side=``) going the wrong way are dropped with a
 rate-limited log line. Frames over ``max_frame_size`` end the loop with
 :class:`FrameTooLargeError` in :attr:`Mux.error`, without being buffered.
 
+Handlers and callbacks run on the reading thread, in frame order: they must
+not call :meth:`Mux.file_op` or :meth:`Mux.path_query` themselves (the answer
+could only be read by the thread that is waiting for it), and a slow handler
+holds up the whole connection (that is the back-pressure).
+
 Hot path: data frames are encoded by hand (byte-identical to
 ``Frame.to_cbor()``), written with one ``os.writev`` straight to the file
-descriptor, and decoded without cbor2; a recorder gets the very bytes that
-went over the wire.
+descriptor, read by :class:`FrameReader` into one reused buffer (the
+:func:`agentproto.codec.item_end` scan of :class:`~agentproto.codec.Decoder`,
+with the same frame-size limit, minus three copies per frame) and decoded
+without cbor2; a recorder gets the very bytes that went over the wire.
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
-from .codec import DEFAULT_MAX_FRAME_SIZE, READ_SIZE, Encoder, Incomplete, item_end
+from .codec import DEFAULT_MAX_FRAME_SIZE, Encoder, Incomplete, item_end
 from .errors import (
     AgentProtoError,
     ConnectionClosedError,
@@ -169,7 +176,7 @@ def encode_data_frame_head(stream: int, size: int) -> bytes:
     return b"".join(parts)
 
 
-def _read_uint(item: bytes | bytearray, pos: int, major: int) -> tuple[int, int]:
+def _read_uint(item: bytes | memoryview, pos: int, major: int) -> tuple[int, int]:
     """Read an unsigned head of ``major`` at ``pos``; (-1, pos) if it is not one."""
     head = item[pos]
     if head >> 5 != major:
@@ -183,7 +190,7 @@ def _read_uint(item: bytes | bytearray, pos: int, major: int) -> tuple[int, int]
     return int.from_bytes(item[pos + 1 : pos + 1 + size], "big"), pos + 1 + size
 
 
-def _fast_data_frame(item: bytes | bytearray) -> tuple[int, bytes] | None:
+def _fast_data_frame(item: bytes | memoryview) -> tuple[int, bytes] | None:
     """(stream, data) when ``item`` is a data frame in Go's exact layout, else None.
 
     Anything else (other types, other key order, case-folded keys) returns None
@@ -212,106 +219,105 @@ def _fast_data_frame(item: bytes | bytearray) -> tuple[int, bytes] | None:
         return None
     if size < 0 or pos + size != len(item):
         return None
-    return stream, bytes(memoryview(item)[pos:])  # one copy, even from a bytearray
+    return stream, bytes(item[pos:])  # the one copy of the payload
 
 
 # --- reading frames ------------------------------------------------------------------------
 
-_DIRECT = 64 * 1024  # items at least this large are read straight into their own buffer
+_BUFFER_SIZE = 4 * 1024 * 1024  # read buffer; grows for larger frames
 
 
 class FrameReader:
     """Cut a byte stream into encoded frames, with as few copies as possible.
 
-    The same contract as :meth:`agentproto.codec.Decoder.decode_bytes` (and the
+    The same contract as :meth:`agentproto.codec.Decoder.decode_bytes` (the
     same :func:`~agentproto.codec.item_end` scan, so the same frame-size limit
-    before buffering, the same errors with stream offsets), tuned for the
-    mux's hot path: once a frame's head says it is large, the rest is read
-    with ``readinto`` straight into a buffer of exactly its size, which is
-    returned as it is (a ``bytearray``): no copy in user space at all. Small
-    frames are cut out of a shared read buffer. Reads never ask for bytes
-    beyond the current frame unless they are already there (``read1``).
+    before anything is buffered, the same errors with stream offsets), tuned
+    for the mux's hot path: the stream is read with ``readinto`` (one system
+    call, whatever is available: never blocking for bytes past the current
+    frame) into one reused buffer, and each frame is returned as a
+    ``memoryview`` of it, valid until the next call. The buffer is compacted
+    only when a frame would not fit before its end, so a byte is copied once
+    by the kernel and, usually, never again here.
     """
 
     def __init__(self, reader: Any, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE):
+        into = getattr(reader, "readinto1", None) or getattr(reader, "readinto", None)
+        self._readinto: Callable[[memoryview], int | None] | None = into
         read1 = getattr(reader, "read1", None)
         self._read: Callable[[int], bytes | None] = read1 if read1 is not None else reader.read
-        self._readinto: Callable[[Any], int | None] | None = getattr(reader, "readinto", None)
-        self._buf = bytearray()
-        self._pos = 0  # start of the next item in _buf
-        self._consumed = 0  # stream offset of _buf[0]
+        self._mem = bytearray(_BUFFER_SIZE)
+        self._view = memoryview(self._mem)
+        self._lo = 0  # start of the next item
+        self._hi = 0  # end of the bytes read
+        self._consumed = 0  # stream offset of _mem[0]
         self._eof = False
         self.max_frame_size = max_frame_size
 
     @property
     def offset(self) -> int:
         """Stream offset of the next item."""
-        return self._consumed + self._pos
+        return self._consumed + self._lo
 
-    def next_item(self) -> bytes | bytearray | None:
-        """The next encoded item; None at a clean end of stream."""
+    def next_item(self) -> memoryview | None:
+        """The next encoded item (valid until the next call); None at a clean end of stream."""
         while True:
-            buf, pos = self._buf, self._pos
+            lo = self._lo
             try:
-                end = item_end(buf, pos)
+                end = item_end(self._view[: self._hi], lo)
             except Incomplete as more:
-                needed = more.needed - pos  # at least this many bytes for the item
+                needed = more.needed - lo  # at least this many bytes for the item
                 if needed > self.max_frame_size:
                     raise FrameTooLargeError(
                         f"frame of at least {needed} bytes exceeds the limit of "
                         f"{self.max_frame_size}",
                         offset=self.offset,
                     ) from None
-                if not self._more(needed):
+                if not self._fill(needed):
                     return None
                 continue
             except RemoteProtocolError as exc:
                 raise exc.at(self.offset) from None
-            if end - pos > self.max_frame_size:
+            if end - lo > self.max_frame_size:
                 raise FrameTooLargeError(
-                    f"frame of {end - pos} bytes exceeds the limit of {self.max_frame_size}",
+                    f"frame of {end - lo} bytes exceeds the limit of {self.max_frame_size}",
                     offset=self.offset,
                 )
-            if pos == 0 and end == len(buf):
-                # the buffer is exactly this item: hand it over, start a fresh one
-                self._buf = bytearray()
-                self._consumed += end
-                return buf
-            self._pos = end
-            return bytes(memoryview(buf)[pos:end])
+            self._lo = end
+            return self._view[lo:end]
 
-    def _more(self, needed: int) -> bool:
-        """Buffer at least ``needed`` bytes of the item; False at a clean end of stream."""
-        have = len(self._buf) - self._pos
-        if self._pos:
-            # drop consumed bytes so the item starts the buffer
-            del self._buf[: self._pos]
-            self._consumed += self._pos
-            self._pos = 0
-        if needed >= _DIRECT and self._readinto is not None and not self._eof:
-            # a large item: its remaining bytes go straight into a buffer of its size
-            item = bytearray(needed)
-            view = memoryview(item)
-            view[:have] = self._buf
-            filled = have
-            while filled < needed:
-                n = self._readinto(view[filled:])
-                if not n:
-                    self._eof = True
-                    break
-                filled += n
-            view.release()
-            if filled < needed:
-                del item[filled:]
-            self._buf = item
-        else:
-            while len(self._buf) < needed and not self._eof:
-                chunk = self._read(max(READ_SIZE, needed - len(self._buf)))
-                if not chunk:
-                    self._eof = True
-                    break
-                self._buf += chunk
-        have = len(self._buf)
+    def _fill(self, needed: int) -> bool:
+        """Have ``needed`` bytes from the item start; False at a clean end of stream."""
+        lo, hi = self._lo, self._hi
+        if lo == hi:  # nothing pending: start over at the front, for free
+            self._consumed += lo
+            self._lo = self._hi = lo = hi = 0
+        if lo + needed > len(self._mem):
+            pending = self._view[lo:hi]
+            if needed > len(self._mem):
+                # a frame larger than the buffer: a new, larger one (never resized, so
+                # views handed out earlier stay valid)
+                mem = bytearray(max(needed, 2 * len(self._mem)))
+                mem[: hi - lo] = pending
+                self._mem, self._view = mem, memoryview(mem)
+            else:
+                self._view[: hi - lo] = pending  # compact: move the partial item down
+            self._consumed += lo
+            self._lo, self._hi = 0, hi - lo
+            lo, hi = 0, hi - lo
+        while hi - lo < needed and not self._eof:
+            if self._readinto is not None:
+                n = self._readinto(self._view[hi:])
+            else:
+                chunk = self._read(len(self._mem) - hi)
+                n = len(chunk) if chunk else 0
+                self._view[hi : hi + n] = chunk or b""
+            if not n:
+                self._eof = True
+                break
+            hi += n
+            self._hi = hi
+        have = hi - lo
         if have >= needed:
             return True
         if have == 0:
@@ -452,7 +458,7 @@ class Mux:
 
     # --- sending -----------------------------------------------------------------------------
 
-    def _write(self, parts: list[bytes]) -> None:
+    def _write(self, parts: list[Any]) -> None:
         """Write an encoded frame, whole; the caller holds the send lock."""
         if self._send_closed:
             raise ConnectionClosedError("the connection is closed for sending")
@@ -471,7 +477,7 @@ class Mux:
             self._send_closed = True
             raise ConnectionClosedError(f"cannot send frame: {exc}") from exc
 
-    def _send_parts(self, parts: list[bytes]) -> None:
+    def _send_parts(self, parts: list[Any]) -> None:
         recorder = self._recorder
         with self._send_lock:
             if recorder is None:
@@ -492,8 +498,12 @@ class Mux:
         """Encode and send one frame; thread-safe. Raises ConnectionClosedError if it cannot."""
         self._send_parts([frame.to_cbor()])
 
-    def send_data(self, stream: int, data: bytes) -> None:
-        """Send a ``FrameData`` for ``stream`` (``data`` is not copied when not recording)."""
+    def send_data(self, stream: int, data: bytes | bytearray | memoryview) -> None:
+        """Send a ``FrameData`` for ``stream``; ``data`` may be any bytes-like object.
+
+        The data is not copied when not recording, and is no longer needed when
+        the call returns (a caller may reuse its buffer).
+        """
         if not data:
             self._send_parts([encode_data_frame_head(stream, 0)])
             return
@@ -505,7 +515,7 @@ class Mux:
 
     # --- receiving -----------------------------------------------------------------------------
 
-    def _next_item(self) -> bytes | bytearray | None:
+    def _next_item(self) -> memoryview | None:
         item = self._frames.next_item()
         if item is not None and self._recorder is not None:
             self._record(self._recorder, Direction.RECV, bytes(item))
@@ -571,7 +581,9 @@ class Mux:
             self._drop(f"type{ftype}", f"dropped a frame of unknown type {ftype}")
             return None
         if self._accepts is not None and ftype not in self._accepts:
-            self._drop(f"dir{ftype}", f"dropped a {ftype.name} frame: the peer may not send it")
+            self._drop(
+                f"dir{ftype}", f"dropped a frame of type {ftype.name}: the peer may not send it"
+            )
             return None
         if ftype == FrameType.DATA:
             self._deliver_data(frame.stream, frame.data)
@@ -600,7 +612,9 @@ class Mux:
         elif ftype == FrameType.PATH_INFO:
             self._answer_path_query(frame.info or PathInfo())
         else:
-            self._drop(f"type{ftype}", f"dropped a {ftype.name} frame: nothing handles it here")
+            self._drop(
+                f"type{ftype}", f"dropped a frame of type {ftype.name}: nothing handles it here"
+            )
         return None
 
     def _deliver_data(self, stream: int, data: bytes) -> None:
@@ -714,7 +728,8 @@ class Mux:
                 self._file_waiters.pop(req_id, None)
             if not waiter.event.is_set():
                 raise RPCTimeoutError(
-                    f"file op {request.op!s} (id {req_id}): no answer in {timeout}s"
+                    f"file op {getattr(request.op, 'name', request.op)} (id {req_id}): "
+                    f"no answer in {timeout}s"
                 )
         if waiter.error is not None:
             raise waiter.error

@@ -299,20 +299,23 @@ def _gen_to_map(cls: type, specs: list[tuple[str, Wire]], ns: dict[str, Any]) ->
             ]
         elif w.kind in STRUCT_KINDS:
             ns[f"S{i}"] = w.struct
-            body = [
-                "if v is None:",
-                # a nil pointer: dropped by omitempty (every pointer in the spec), else null
-                "    pass" if w.omitempty else f"    m[{k!r}] = None",
-                f"elif v.__class__ is not S{i}: {err}",
-                "else:",
-                "    try:",
-                f"        m[{k!r}] = v.to_map()",
-                "    except LocalProtocolError as e:",
-                f"        raise nested(e, {k!r})",
+            convert = [
+                "try:",
+                f"    m[{k!r}] = v.to_map()",
+                "except LocalProtocolError as e:",
+                f"    raise nested(e, {k!r})",
             ]
             if w.kind == "struct":  # a value, never nil
-                body = [f"if v.__class__ is not S{i}: {err}", *body[3:]]
-                body[1:] = [b[4:] for b in body[2:]]
+                body = [f"if v.__class__ is not S{i}: {err}", *convert]
+            else:
+                body = [
+                    "if v is None:",
+                    # a nil pointer: dropped by omitempty (every pointer in the spec), else null
+                    "    pass" if w.omitempty else f"    m[{k!r}] = None",
+                    f"elif v.__class__ is not S{i}: {err}",
+                    "else:",
+                    *["    " + line for line in convert],
+                ]
         elif w.kind == "list_struct":
             ns[f"S{i}"] = w.struct
             body = [

@@ -86,12 +86,22 @@ def export_table(
     rows = 0
     with ExitStack() as stack:
         if fmt == "parquet":
+            import pandas as pd
             import pyarrow as pa
             import pyarrow.parquet as pq
 
             schema = pa.Schema.from_pandas(first, preserve_index=False)
             sink = _open(out, "wb", stack)
-            writer = stack.enter_context(pq.ParquetWriter(sink, schema))
+            # Dictionary-encode the categoricals only: on near-unique columns
+            # (offsets, times) it costs time and makes the file larger.
+            categorical = [
+                name
+                for name, dtype in first.dtypes.items()
+                if isinstance(dtype, pd.CategoricalDtype)
+            ]
+            writer = stack.enter_context(
+                pq.ParquetWriter(sink, schema, use_dictionary=categorical or False)
+            )
             df = first
             while True:
                 writer.write_table(pa.Table.from_pandas(df, schema=schema, preserve_index=False))

@@ -8,6 +8,13 @@ dataclasses while indexing; :meth:`Recording.record` and
 :meth:`Recording.frames` decode them on demand by offset, so a viewer can show
 any frame of a multi-GB file without holding the file in memory.
 
+Indexing speed comes from not decoding what nobody asked for: data and EOF
+frame records (nearly all of a real recording) are parsed in bulk with NumPy
+straight from the bytes the Go encoder lays out, and only the other records
+go through cbor2. On two or more cores, a file of more than 64 MiB is split:
+a helper process indexes the second half from a candidate record boundary
+that this process must land on exactly (see :meth:`Recording._scan_parallel`).
+
 A recording cut by a crashed writer, or with garbage in the middle, keeps
 everything before the problem and says where it is in
 :attr:`Recording.truncation`. A recording that is still being written is
@@ -25,11 +32,13 @@ import contextlib
 import io
 import os
 import pickle
+import queue
 import re
 import subprocess
 import sys
 import threading
 from array import array
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +61,7 @@ from agentproto import (
 )
 from agentproto.codec import Incomplete, item_end
 from agentproto.recording import DEFAULT_MAX_RECORD_SIZE
-from agentproto.types import MAX_DEPTH, decode_cbor_item
+from agentproto.types import MAX_DEPTH
 
 __all__ = [
     "KIND_COMMAND_END",
@@ -93,9 +102,15 @@ _PROGRESS_STEP = 4 * 1024 * 1024  # report progress every few MiB
 _CHUNK = 4 * 1024 * 1024  # bytes read at once while indexing
 # Below this many bytes to index, a helper process costs more than it saves.
 _PARALLEL_MIN_BYTES = 64 * 1024 * 1024
-_WORKER_TIMEOUT = 3600.0
+_WORKER_WAIT = 120.0  # the longest wait for the helper's last segments
+_SEGMENT = 32 * 1024 * 1024  # the helper sends its index in pieces of about this size
+_WAIT_BYTES = 2 * _SEGMENT  # wait for the helper only when less than this is left
 # Record{type: 3, frame: {seq: ...}}: how every frame record starts.
 _FRAME_RECORD_PREFIX = bytes.fromhex("a2647479706503656672616d65a463736571")
+# Bulk (NumPy) indexing of data frames; False selects the record-by-record
+# reference path (tests compare the two).
+_VECTOR_SCAN = True
+_VECTOR_MIN_BYTES = 64 * 1024  # below this, a chunk is indexed record by record
 
 
 class RecordingError(Exception):
@@ -199,17 +214,15 @@ class FrameRef:
 _RECORDED_FRAME_KEYS = frozenset(("seq", "ts", "dir", "frame"))
 
 # The head of a frame record exactly as Go's encoder writes it (and Recorder):
-# Record{type: 3, frame: {seq, ts, dir, frame: {t, [s], [d]...}}}. Groups:
-# seq, ts, dir, frame-map head, frame type, stream, data-length head. The
-# integers are CBOR heads, decoded by hand; only the data's length is read.
+# Record{type: 3, frame: {seq, ts, dir, frame: {t, ...}}}. Groups: seq, ts,
+# dir, frame-map head, frame type. Used to decode only the frame map of a
+# frame record that the vectorised scan did not take.
 _UINT = rb"([\x00-\x17]|\x18.|\x19..|\x1a....)"
 _FRAME_HEAD = re.compile(
     rb"\xa2\x64type\x03\x65frame\xa4\x63seq" + _UINT + rb"\x62ts"
     rb"(\x1b........|[\x00-\x17\x20-\x37]|[\x18\x38].|[\x19\x39]..|[\x1a\x3a]....|\x3b........)"
     rb"\x63dir([\x00-\x17])"
-    rb"\x65frame([\xa1-\xb7])\x61t([\x00-\x17])"
-    rb"(?:\x61s" + _UINT + rb")?"
-    rb"(?:\x61d([\x40-\x57]|\x58.|\x59..|\x5a....|\x5b........))?",
+    rb"\x65frame([\xa0-\xb7])",
     re.DOTALL,
 )
 
@@ -226,19 +239,21 @@ def _uint(value: Any) -> bool:
 
 
 class _Indexer:
-    """Turn decoded record maps into the index; shared by every scanning path.
+    """What each kind of record changes in the index; shared by every scanning path.
 
-    ``add(offset, item)`` takes the raw CBOR map of one record. It reads only
-    the fields the aggregates need and checks only their types; a map that
-    is not a record raises :class:`RemoteProtocolError`.
+    The methods take decoded maps, read only the fields the aggregates need
+    and check only their types. They change the commands (exec, times,
+    bytes, signals...) but not the per-record bookkeeping (offsets, kinds,
+    frame counts, record indexes, first/last frame times), which the scanner
+    does in bulk. A map that is not a record raises
+    :class:`RemoteProtocolError`.
     """
 
     def __init__(self, rec: Recording):
         self.rec = rec
 
-    def add(self, offset: int, item: Any) -> None:
-        rec = self.rec
-        index = len(rec._offsets)
+    def record(self, index: int, offset: int, item: Any) -> tuple[int, int, int]:
+        """Apply one decoded record; return (kind, seq, ts), seq -1 for non-frames."""
         if item.__class__ is not dict:
             raise RemoteProtocolError(
                 f"a record is a CBOR map, found {type(item).__name__}", offset=offset
@@ -248,19 +263,16 @@ class _Indexer:
             item = _canonical(item, offset)  # keys spelled in another case
             rtype = item.get("type")
         if rtype == 3:
-            kind = self._frame(index, item.get("frame"), offset, item)
-        elif rtype.__class__ is int and rtype in _RECORD_KINDS:
-            kind = self._other(index, item, offset)
-        elif _uint(rtype) and 0 < rtype <= 0xFF:
-            kind = KIND_UNKNOWN_RECORD  # a newer writer's record type: keep, skip
-        else:
-            raise RemoteProtocolError(
-                f"not a record: the map has no valid 'type' (found {rtype!r})", offset=offset
-            )
-        rec._offsets.append(offset)
-        rec._kinds.append(kind)
+            return self._frame(item.get("frame"), offset, item)
+        if rtype.__class__ is int and rtype in _RECORD_KINDS:
+            return self._other(index, item, offset), -1, 0
+        if _uint(rtype) and 0 < rtype <= 0xFF:
+            return KIND_UNKNOWN_RECORD, -1, 0  # a newer writer's record type: keep, skip
+        raise RemoteProtocolError(
+            f"not a record: the map has no valid 'type' (found {rtype!r})", offset=offset
+        )
 
-    def _frame(self, index: int, rf: Any, offset: int, item: dict[str, Any]) -> int:
+    def _frame(self, rf: Any, offset: int, item: dict[str, Any]) -> tuple[int, int, int]:
         seq: Any
         ts: Any
         direction: Any
@@ -272,23 +284,25 @@ class _Indexer:
             frame = rf.get("frame")
         else:
             seq = ts = direction = frame = None
-        if not (
+        kind = -1
+        if (
             _uint(seq)
             and ts.__class__ is int
             and _uint(direction)
             and frame.__class__ is dict
             and rf.keys() <= _RECORDED_FRAME_KEYS
         ):
+            kind = self.frame(seq, direction, frame)
+        if kind < 0:
             # Unusual spelling (Go accepts keys in any case) or a broken record:
             # let the full decoder normalise it or say what is wrong.
-            return self._via_record(index, item, offset)
-        kind = self.apply_frame(index, seq, ts, direction, frame)
-        if kind < 0:
-            return self._via_record(index, item, offset)
-        return kind
+            if not item:  # already canonical and still not a frame
+                raise RemoteProtocolError("frame record without a valid frame", offset=offset)
+            return self._frame(_canonical(item, offset).get("frame"), offset, {})
+        return kind, seq, ts
 
-    def apply_frame(self, index: int, seq: int, ts: int, direction: int, frame: Any) -> int:
-        """Count one frame into its command; return its kind, or -1 if the frame map is odd.
+    def frame(self, seq: int, direction: int, frame: Any) -> int:
+        """Count one frame's content into its command; return its kind, -1 if the map is odd.
 
         ``frame`` is the raw frame map. Nothing is changed when -1 is returned
         (keys in another case, wrong types), so the caller can normalise the
@@ -304,11 +318,6 @@ class _Indexer:
         cmd = self.rec.commands.get(seq)
         if cmd is None:
             cmd = self.rec._new_command(seq)
-        cmd.frame_count += 1
-        if cmd.first_frame_time is None:
-            cmd.first_frame_time = ts
-        cmd.last_frame_time = ts
-        cmd.record_indexes.append(index)
         if ftype == 2:  # data
             data = frame.get("d")
             size = len(data) if data.__class__ is bytes else 0
@@ -334,12 +343,6 @@ class _Indexer:
                 with contextlib.suppress(RemoteProtocolError):
                     cmd.exec = ExecMsg.from_map(x)
         return ftype if 0 < ftype <= 12 else KIND_OTHER_FRAME
-
-    def _via_record(self, index: int, item: dict[str, Any], offset: int) -> int:
-        if not item:  # already canonical and still not a frame
-            raise RemoteProtocolError("frame record without a valid frame", offset=offset)
-        canonical = _canonical(item, offset)
-        return self._frame(index, canonical.get("frame"), offset, {})
 
     def _other(self, index: int, item: dict[str, Any], offset: int) -> int:
         try:
@@ -375,6 +378,143 @@ class _Indexer:
         raise RemoteProtocolError(
             f"record of type {int(record.type)} has no payload", offset=offset
         )
+
+
+class _Incomplete(Exception):
+    """The record at the scan position goes past the end of the buffer."""
+
+
+def _decode_one(
+    indexer: _Indexer,
+    buf: bytes,
+    stream: io.BytesIO,
+    decoder: Any,
+    pos: int,
+    base: int,
+    index: int,
+) -> tuple[int, int, int, int]:
+    """Decode and apply the record at ``buf[pos]``: (end, kind, seq, ts); raise _Incomplete.
+
+    A frame record in the Go encoder's layout has only its frame map decoded
+    (cheaper than the whole record); anything else is decoded whole.
+    """
+    m = _FRAME_HEAD.match(buf, pos)
+    if m is not None:
+        stream.seek(m.start(4))
+        try:
+            frame = decoder.decode()
+        except cbor2.CBORDecodeEOF:
+            raise _Incomplete from None
+        except Exception:  # garbage: the full decode below says what
+            frame = None
+        if frame.__class__ is dict:
+            sq, tsb, dirb = m.group(1, 2, 3)
+            seq = sq[0] if len(sq) == 1 else int.from_bytes(sq[1:], "big")
+            kind = indexer.frame(seq, dirb[0], frame)
+            if kind >= 0:
+                return stream.tell(), kind, seq, _head_int(tsb)
+    stream.seek(pos)
+    try:
+        item = decoder.decode()
+    except cbor2.CBORDecodeEOF:
+        raise _Incomplete from None
+    except Exception as exc:  # cbor2 raises several types on garbage
+        raise RemoteProtocolError(f"not a CBOR record: {exc}", offset=base + pos) from None
+    end = stream.tell()
+    kind, seq, ts = indexer.record(index, base + pos, item)
+    return end, kind, seq, ts
+
+
+# Longest head the vectorised scan reads: prefix 18, seq 5, ts 12, dir 5,
+# "frame" 6, map 1, t 3, stream 2+2, data head 2+5.
+_SIMPLE_HEAD_MAX = 72
+
+
+def _simple_frames(buf: bytes, lo: int) -> dict[str, Any]:
+    """Find and parse, all at once with NumPy, the data and EOF frame records in ``buf[lo:]``.
+
+    Candidates are the places where the frame-record prefix occurs (found
+    with NumPy comparisons over the whole buffer); each is parsed as the Go encoder lays such
+    a record out: seq, a 64-bit timestamp, dir, then a frame map of ``t``
+    (2 or 3), optional ``s`` and optional ``d``. Candidates that do not fit
+    that layout exactly, or whose record does not end inside ``buf``, are
+    dropped. Returns sorted arrays ``pos``, ``end``, ``seq``, ``ts``,
+    ``dir``, ``t``, ``stream``, ``size`` and ``data`` (where the payload
+    starts). A candidate may still be a coincidence inside a payload: the
+    caller only trusts one that the chain of records reaches.
+    """
+    import numpy as np
+
+    n = len(buf)
+    a = np.frombuffer(buf, dtype=np.uint8)
+    # Every place the 18-byte prefix occurs: first byte, then the rest.
+    pos = np.flatnonzero(a[lo : max(n - _SIMPLE_HEAD_MAX, lo)] == 0xA2) + lo
+    for k, byte in enumerate(_FRAME_RECORD_PREFIX[1:], 1):
+        pos = pos[a[pos + k] == byte]
+
+    def at(idx: Any) -> Any:
+        return a[idx].astype(np.int64)
+
+    h = at(pos + 18)
+    seqlen = np.select([h < 24, h == 0x18, h == 0x19, h == 0x1A], [1, 2, 3, 5], 0)
+    ok = seqlen > 0
+    b1, b2, b3, b4 = at(pos + 19), at(pos + 20), at(pos + 21), at(pos + 22)
+    seq = np.select(
+        [h < 24, h == 0x18, h == 0x19],
+        [h, b1, (b1 << 8) | b2],
+        (b1 << 24) | (b2 << 16) | (b3 << 8) | b4,
+    )
+    q = pos + 18 + seqlen
+
+    def is_(offset: Any, literal: bytes) -> Any:
+        result = np.ones(len(pos), dtype=bool)
+        for k, byte in enumerate(literal):
+            result &= a[offset + k] == byte
+        return result
+
+    ok &= is_(q, b"\x62ts\x1b") & is_(q + 12, b"\x63dir") & is_(q + 17, b"\x65frame")
+    ok &= is_(q + 24, b"\x61t")
+    tsbytes = a[(q + 4)[:, None] + np.arange(8)]
+    ts = np.ascontiguousarray(tsbytes).view(">u8").ravel()
+    ok &= ts < (1 << 63)
+    direction = at(q + 16)
+    ok &= direction < 24
+    maphead = at(q + 23)
+    t = at(q + 26)
+    ok &= (t == 2) | (t == 3)
+    r = q + 27
+    has_s = is_(r, b"\x61s")
+    sh = at(r + 2)
+    slen = np.select([sh < 24, sh == 0x18], [1, 2], 0)
+    ok &= ~has_s | (slen > 0)
+    stream = np.where(has_s, np.where(sh < 24, sh, at(r + 3)), 0)
+    r2 = r + np.where(has_s, 2 + slen, 0)
+    has_d = is_(r2, b"\x61d")
+    dh = at(r2 + 2)
+    ok &= ~has_d | ((dh >= 0x40) & (dh <= 0x5A))
+    dlen = np.select([dh < 0x58, dh == 0x58, dh == 0x59], [0, 1, 2], 4)
+    c1, c2, c3, c4 = at(r2 + 3), at(r2 + 4), at(r2 + 5), at(r2 + 6)
+    size = np.select(
+        [dh < 0x58, dh == 0x58, dh == 0x59],
+        [dh - 0x40, c1, (c1 << 8) | c2],
+        (c1 << 24) | (c2 << 16) | (c3 << 8) | c4,
+    )
+    size = np.where(has_d, size, 0)
+    data = np.where(has_d, r2 + 3 + dlen, r2)
+    ok &= maphead - 0xA0 == 1 + has_s.astype(np.int64) + has_d.astype(np.int64)
+    end = data + size
+    ok &= end <= n
+    return {
+        "pos": pos[ok],
+        "end": end[ok],
+        "seq": seq[ok],
+        "ts": ts[ok].astype(np.int64),
+        "dir": direction[ok],
+        "t": t[ok],
+        "stream": stream[ok],
+        "size": size[ok],
+        "data": data[ok],
+    }
 
 
 class Recording:
@@ -473,154 +613,210 @@ class Recording:
     ) -> None:
         """Index records from ``self._end`` on; raise at a cut or garbage.
 
-        Reads large chunks with ``pread`` and works on them in memory. Data
-        and EOF frame records, nearly all of a real recording, are read by
-        :data:`_FRAME_HEAD` (a regular expression over the exact bytes the Go
-        encoder writes) without decoding their payload; any other record is
-        decoded with cbor2 (the frame map alone when the head matched). A
-        record cut at the end of a chunk is completed with exactly the bytes
-        it needs, found by reading CBOR heads, so a huge record costs one
-        extra read. With ``stop``, bytes from that offset on are not read (a
-        record crossing it looks cut).
+        Reads large chunks with ``pread`` and indexes each in memory (see
+        :meth:`_chunk_vector`). A record cut at the end of a chunk is
+        completed with exactly the bytes it needs, found by reading CBOR
+        heads, so a huge record costs one extra read. With ``stop``, bytes
+        from that offset on are not read (a record crossing it looks cut).
+        ``limit`` stops after that many records.
         """
-        add = self._indexer.add
-        apply_frame = self._indexer.apply_frame
-        offsets = self._offsets
-        kinds = self._kinds
-        commands = self.commands
-        new_command = self._new_command
-        match = _FRAME_HEAD.match
-        from_bytes = int.from_bytes
         base = self._end  # file offset of buf[0]
         first = min(_CHUNK, max(total - base, 0)) or 1
         buf = os.pread(fd, first if stop is None else min(first, stop - base), base)
         pos = 0
         next_report = base + _PROGRESS_STEP
-        stop_at = len(offsets) + limit if limit is not None else -1
-        try:
-            while pos < len(buf):
-                n = len(buf)
-                stream = io.BytesIO(buf)
-                decoder = cbor2.CBORDecoder(stream, max_depth=MAX_DEPTH)
-                while pos < n:
-                    m = match(buf, pos)
-                    if m is not None:
-                        sq, tsb, dirb, nb, tb, sb, db = m.groups()
-                        head_end = m.end()
-                        if nb[0] - 0xA0 == 1 + (sb is not None) + (db is not None) and (
-                            tb == b"\x02" or tb == b"\x03"
-                        ):
-                            # A data or EOF frame: everything needed is in the head.
-                            if db is None:
-                                size = 0
-                                end = head_end
-                            else:
-                                h = db[0]
-                                size = h - 0x40 if h < 0x58 else from_bytes(db[1:], "big")
-                                end = head_end + size
-                                if end > n:
-                                    break  # the payload goes past this chunk
-                            seq = sq[0] if len(sq) == 1 else from_bytes(sq[1:], "big")
-                            ts = from_bytes(tsb[1:], "big") if tsb[0] == 0x1B else _head_int(tsb)
-                            cmd = commands.get(seq)
-                            if cmd is None:
-                                cmd = new_command(seq)
-                            index = len(offsets)
-                            cmd.frame_count += 1
-                            if cmd.first_frame_time is None:
-                                cmd.first_frame_time = ts
-                            cmd.last_frame_time = ts
-                            cmd.record_indexes.append(index)
-                            if tb == b"\x02":
-                                if sb is None:
-                                    stream_no = 0
-                                elif len(sb) == 1:
-                                    stream_no = sb[0]
-                                else:
-                                    stream_no = from_bytes(sb[1:], "big")
-                                counts = cmd.bytes_sent if dirb == b"\x01" else cmd.bytes_received
-                                counts[stream_no] = counts.get(stream_no, 0) + size
-                            offsets.append(base + pos)
-                            kinds.append(tb[0])
-                            pos = end
-                            if index + 1 == stop_at:
-                                return
-                            continue
-                        # Another frame type: decode only the frame map.
-                        stream.seek(m.start(4))
-                        try:
-                            frame = decoder.decode()
-                        except cbor2.CBORDecodeEOF:
-                            break
-                        except Exception:  # garbage: the full decode below says what
-                            frame = None
-                        if frame.__class__ is dict:
-                            seq = sq[0] if len(sq) == 1 else from_bytes(sq[1:], "big")
-                            ts = _head_int(tsb)
-                            index = len(offsets)
-                            kind = apply_frame(index, seq, ts, dirb[0], frame)
-                            if kind >= 0:
-                                offsets.append(base + pos)
-                                kinds.append(kind)
-                                pos = stream.tell()
-                                if index + 1 == stop_at:
-                                    return
-                                continue
-                    # Any other record, or an unusual frame record: decode it whole.
-                    stream.seek(pos)
-                    try:
-                        item = decoder.decode()
-                    except cbor2.CBORDecodeEOF:
-                        break
-                    except Exception as exc:  # cbor2 raises several types on garbage
+        vector = limit is None and _VECTOR_SCAN
+        stop_at = len(self._offsets) + limit if limit is not None else -1
+        while pos < len(buf):
+            if vector and len(buf) - pos >= _VECTOR_MIN_BYTES:
+                pos = self._chunk_vector(buf, pos, base)
+            elif self._chunk_records(buf, pos, base, stop_at):
+                return
+            pos = self._end - base
+            if progress is not None and base + pos >= next_report:
+                progress(base + pos, total)
+                next_report = base + pos + _PROGRESS_STEP
+            # Refill: keep the unfinished record's bytes, add what it needs.
+            rest = buf[pos:]
+            need = _CHUNK
+            if rest:
+                try:
+                    item_end(rest)
+                except RemoteProtocolError as exc:
+                    raise RemoteProtocolError(exc.message, offset=base + pos) from None
+                except Incomplete as more:
+                    if more.needed > self.max_record_size:
                         raise RemoteProtocolError(
-                            f"not a CBOR record: {exc}", offset=base + pos
+                            f"record of at least {more.needed} bytes is larger than the "
+                            f"limit of {self.max_record_size}",
+                            offset=base + pos,
                         ) from None
-                    end = stream.tell()
-                    add(base + pos, item)
-                    pos = end
-                    if len(offsets) == stop_at:
-                        return
-                self.record_count = len(offsets)
-                self._end = base + pos
-                if progress is not None and base + pos >= next_report:
-                    progress(base + pos, total)
-                    next_report = base + pos + _PROGRESS_STEP
-                # Refill: keep the unfinished record's bytes, add what it needs.
-                rest = buf[pos:]
-                need = _CHUNK
+                    need = max(need, more.needed - len(rest))
+                else:
+                    raise RemoteProtocolError("undecodable CBOR record", offset=base + pos)
+            base += pos
+            pos = 0
+            if stop is not None:
+                need = min(need, stop - base - len(rest))
+            more_bytes = os.pread(fd, need, base + len(rest)) if need > 0 else b""
+            if not more_bytes:
                 if rest:
-                    try:
-                        item_end(rest)
-                    except RemoteProtocolError as exc:
-                        raise RemoteProtocolError(exc.message, offset=base + pos) from None
-                    except Incomplete as more:
-                        if more.needed > self.max_record_size:
-                            raise RemoteProtocolError(
-                                f"record of at least {more.needed} bytes is larger than the "
-                                f"limit of {self.max_record_size}",
-                                offset=base + pos,
-                            ) from None
-                        need = max(need, more.needed - len(rest))
-                    else:
-                        raise RemoteProtocolError("undecodable CBOR record", offset=base + pos)
-                base += pos
-                pos = 0
-                if stop is not None:
-                    need = min(need, stop - base - len(rest))
-                more_bytes = os.pread(fd, need, base + len(rest)) if need > 0 else b""
-                if not more_bytes:
-                    if rest:
-                        raise TruncatedError(
-                            f"the recording is cut inside a record ({len(rest)} bytes after "
-                            "the last complete record)",
-                            offset=base,
-                        )
-                    return
-                buf = rest + more_bytes
+                    raise TruncatedError(
+                        f"the recording is cut inside a record ({len(rest)} bytes after "
+                        "the last complete record)",
+                        offset=base,
+                    )
+                return
+            buf = rest + more_bytes
+
+    def _book(self, seq: int, index: int, ts: int) -> None:
+        """The per-record bookkeeping of one frame record (see _commit for the bulk way)."""
+        cmd = self.commands[seq]
+        cmd.frame_count += 1
+        if cmd.first_frame_time is None:
+            cmd.first_frame_time = ts
+        cmd.last_frame_time = ts
+        cmd.record_indexes.append(index)
+
+    def _chunk_records(self, buf: bytes, pos: int, base: int, stop_at: int) -> bool:
+        """Index the complete records of ``buf[pos:]`` one by one; True when ``stop_at`` is hit.
+
+        The reference path: every record is decoded with cbor2 (its frame map
+        only, for frame records in the Go layout).
+        """
+        indexer = self._indexer
+        offsets = self._offsets
+        kinds = self._kinds
+        stream = io.BytesIO(buf)
+        decoder = cbor2.CBORDecoder(stream, max_depth=MAX_DEPTH)
+        n = len(buf)
+        try:
+            while pos < n:
+                index = len(offsets)
+                try:
+                    end, kind, seq, ts = _decode_one(
+                        indexer, buf, stream, decoder, pos, base, index
+                    )
+                except _Incomplete:
+                    break
+                offsets.append(base + pos)
+                kinds.append(kind)
+                if seq >= 0:
+                    self._book(seq, index, ts)
+                pos = end
+                if len(offsets) == stop_at:
+                    return True
+            return False
         finally:
             self.record_count = len(offsets)
             self._end = base + pos
+
+    def _chunk_vector(self, buf: bytes, pos: int, base: int) -> int:
+        """Index the complete records of ``buf[pos:]``, data frames in bulk; return the end.
+
+        :func:`_simple_frames` parses every data/EOF frame-record candidate
+        at once. Walking the chain of records from ``pos``, each run of
+        consecutive parsed candidates is taken whole (a candidate is trusted
+        only when the previous record ends exactly where it starts); any
+        other record is decoded on its own. The bookkeeping of the chunk is
+        then done with NumPy in :meth:`_commit`, also when garbage stops the
+        walk (everything before it stays indexed).
+        """
+        sf = _simple_frames(buf, pos)
+        starts = sf["pos"].tolist()
+        ends = sf["end"].tolist()
+        m = len(starts)
+        # Runs end where a parsed record is not followed by the next candidate.
+        breaks = [i for i in range(m - 1) if ends[i] != starts[i + 1]] + [m - 1]
+        runs: list[tuple[int, int]] = []
+        singles: list[tuple[int, int, int, int]] = []  # (pos, kind, seq, ts)
+        indexer = self._indexer
+        stream = io.BytesIO(buf)
+        decoder = cbor2.CBORDecoder(stream, max_depth=MAX_DEPTH)
+        n = len(buf)
+        index0 = len(self._offsets)
+        count = 0
+        i = bisect_left(starts, pos)
+        try:
+            while pos < n:
+                if i < m and starts[i] == pos:
+                    k = breaks[bisect_left(breaks, i)]
+                    runs.append((i, k + 1))
+                    count += k + 1 - i
+                    pos = ends[k]
+                    i = k + 1
+                    if i < m and starts[i] != pos:
+                        i = bisect_left(starts, pos, i)
+                    continue
+                try:
+                    end, kind, seq, ts = _decode_one(
+                        indexer, buf, stream, decoder, pos, base, index0 + count
+                    )
+                except _Incomplete:
+                    break
+                singles.append((pos, kind, seq, ts))
+                count += 1
+                pos = end
+                if i < m and starts[i] < pos:
+                    i = bisect_left(starts, pos, i)
+        finally:
+            self._commit(base, sf, runs, singles)
+            self.record_count = len(self._offsets)
+            self._end = base + pos
+        return pos
+
+    def _commit(
+        self,
+        base: int,
+        sf: dict[str, Any],
+        runs: list[tuple[int, int]],
+        singles: list[tuple[int, int, int, int]],
+    ) -> None:
+        """Append a chunk's records to the index: offsets, kinds, per-command bookkeeping."""
+        import numpy as np
+
+        if not runs and not singles:
+            return
+        take = np.zeros(len(sf["pos"]), dtype=bool)
+        for a, b in runs:
+            take[a:b] = True
+        single = np.array(singles, dtype=np.int64).reshape(-1, 4)
+        pos = np.concatenate([sf["pos"][take], single[:, 0]])
+        order = np.argsort(pos, kind="stable")
+        pos = pos[order]
+        kind = np.concatenate([sf["t"][take], single[:, 1]])[order]
+        seq = np.concatenate([sf["seq"][take], single[:, 2]])[order]
+        ts = np.concatenate([sf["ts"][take], single[:, 3]])[order]
+        index0 = len(self._offsets)
+        self._offsets.frombytes((pos + base).astype(np.uint64).tobytes())
+        self._kinds.frombytes(kind.astype(np.uint8).tobytes())
+        frames = np.flatnonzero(seq >= 0)
+        if len(frames):
+            seqs, inverse, counts = np.unique(seq[frames], return_inverse=True, return_counts=True)
+            grouped = frames[np.argsort(inverse, kind="stable")]
+            start = 0
+            for s, c in zip(seqs.tolist(), counts.tolist(), strict=True):
+                mine = grouped[start : start + c]
+                start += c
+                cmd = self.commands.get(s)
+                if cmd is None:
+                    cmd = self._new_command(s)
+                cmd.frame_count += c
+                cmd.record_indexes.frombytes((mine + index0).astype(np.uint64).tobytes())
+                if cmd.first_frame_time is None:
+                    cmd.first_frame_time = int(ts[mine[0]])
+                cmd.last_frame_time = int(ts[mine[-1]])
+        data = take & (sf["t"] == 2)
+        if data.any():
+            # One key per (command, direction, stream); streams here are < 256.
+            key = (sf["seq"][data] << 9) | ((sf["dir"][data] == _SEND) << 8) | sf["stream"][data]
+            keys, inverse = np.unique(key, return_inverse=True)
+            sums = np.bincount(inverse, weights=sf["size"][data])
+            for k, total in zip(keys.tolist(), sums.tolist(), strict=True):
+                cmd = self.commands[k >> 9]
+                per_stream = cmd.bytes_sent if (k >> 8) & 1 else cmd.bytes_received
+                stream = k & 0xFF
+                per_stream[stream] = per_stream.get(stream, 0) + int(total)
 
     # --- indexing on two cores -------------------------------------------------------
 
@@ -640,9 +836,11 @@ class Recording:
         frame-record head after the middle. It may be a coincidence inside a
         payload, so it is only trusted when this process, indexing the first
         half, lands exactly on it; otherwise the helper's work is dropped and
-        indexing goes on here, sequentially. Returns having indexed at least
-        the first half, or nothing when no candidate is found; the caller
-        continues from ``self._end`` either way.
+        indexing goes on here, sequentially. The helper sends its index in
+        segments of about ``_SEGMENT`` bytes, each starting where the previous
+        one ended; they are merged in order. Returns having indexed the
+        first half and what the helper finished, or nothing when no
+        candidate is found; the caller continues from ``self._end``.
         """
         base = self._end
         middle = base + (total - base) // 2
@@ -655,7 +853,15 @@ class Recording:
             here = str(Path(__file__).resolve().parent.parent)  # so the helper finds reclab
             paths = [here, *filter(None, [os.environ.get("PYTHONPATH")])]
             helper = subprocess.Popen(
-                [sys.executable, "-c", _WORKER_CODE, os.fspath(self.path), str(split), str(total)],
+                [
+                    sys.executable,
+                    "-c",
+                    _WORKER_CODE,
+                    os.fspath(self.path),
+                    str(split),
+                    str(total),
+                    str(_SEGMENT),
+                ],
                 env=dict(os.environ, PYTHONPATH=os.pathsep.join(paths)),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -663,6 +869,19 @@ class Recording:
             )
         except OSError:
             return
+        segments: queue.Queue[Any] = queue.Queue()
+
+        def pump(stdout: Any) -> None:
+            # Unpickle the helper's segments as they arrive; None marks its end.
+            try:
+                while True:
+                    segments.put(pickle.load(stdout))
+            except Exception:
+                segments.put(None)
+
+        threading.Thread(
+            target=pump, args=(helper.stdout,), name="reclab-index-pump", daemon=True
+        ).start()
         try:
             part: ProgressCallback | None = None
             if progress is not None:
@@ -676,13 +895,19 @@ class Recording:
                 self._scan_items(fd, total, part, None, stop=split)
             if self._end != split:
                 return  # the candidate was not a boundary (or trouble came first): go on alone
-            try:
-                data, _ = helper.communicate(timeout=_WORKER_TIMEOUT)
-                state = pickle.loads(data) if helper.returncode == 0 else None
-            except Exception:  # a helper that failed in any way: do its half here
-                state = None
-            if isinstance(state, dict) and state.get("start") == split:
+            # Take the helper's segments as they come. When it lags behind (a
+            # busy machine), do not wait for it: index the rest here instead.
+            while True:
+                left = total - self._end
+                try:
+                    state = segments.get(timeout=_WORKER_WAIT if left <= _WAIT_BYTES else 0.01)
+                except queue.Empty:
+                    return
+                if not isinstance(state, dict) or state.get("start") != self._end:
+                    return
                 self._merge(state)
+                if progress is not None:
+                    progress(self._end, total)
         finally:
             if helper.poll() is None:
                 helper.kill()
@@ -758,32 +983,108 @@ class Recording:
     def _end_of(self, i: int) -> int:
         return self._offsets[i + 1] if i + 1 < self.record_count else self._end
 
-    def _raw(self, start: int, stop: int) -> Iterator[tuple[int, int, Any]]:
-        """Decode records ``start..stop-1`` (a contiguous run): (index, offset, raw map)."""
-        if start >= stop:
-            return
+    def _chunks(self, start: int, stop: int) -> Iterator[tuple[int, int, int, bytes]]:
+        """Read records ``start..stop-1`` a few MiB at a time: (first, last+1, offset, bytes)."""
         fd = self._require_open()
-        begin = self._offsets[start]
-        chunk_records = 0
+        offsets = self._offsets
         i = start
         while i < stop:
-            # Read a few MiB at a time so a long run never sits in memory whole.
-            j = i + 1
-            end = self._end_of(i)
-            while j < stop and end - self._offsets[i] < _PROGRESS_STEP:
-                end = self._end_of(j)
-                j += 1
-            begin = self._offsets[i]
+            # Never hold a long run in memory whole; a huge record comes alone.
+            j = min(bisect_left(offsets, offsets[i] + _CHUNK, i + 1, stop), stop)
+            j = max(j, i + 1)
+            begin = offsets[i]
+            end = self._end_of(j - 1)
             data = os.pread(fd, end - begin, begin)
             if len(data) != end - begin:
                 raise RecordingError(f"{self.path}: the file shrank while reading it")
-            for k in range(i, j):
-                off = self._offsets[k]
-                rel = off - begin
-                item = decode_cbor_item(data[rel : self._end_of(k) - begin])
-                yield k, off, item
-                chunk_records += 1
+            yield i, j, begin, data
             i = j
+
+    def _raw(self, start: int, stop: int) -> Iterator[tuple[int, int, Any]]:
+        """Decode records ``start..stop-1`` (a contiguous run): (index, offset, raw map)."""
+        offsets = self._offsets
+        for i, j, begin, data in self._chunks(start, stop):
+            stream = io.BytesIO(data)
+            decoder = cbor2.CBORDecoder(stream, max_depth=MAX_DEPTH)
+            for k in range(i, j):
+                off = offsets[k]
+                stream.seek(off - begin)
+                try:
+                    item = decoder.decode()
+                except Exception as exc:  # cbor2 raises several types on garbage
+                    raise RemoteProtocolError(f"invalid CBOR: {exc}", offset=off) from None
+                if stream.tell() != self._end_of(k) - begin:
+                    raise RemoteProtocolError("record does not end where indexed", offset=off)
+                yield k, off, item
+
+    def frame_chunks(
+        self, start: int = 0, stop: int | None = None
+    ) -> Iterator[tuple[dict[str, Any], list[tuple[int, int, dict[str, Any]]]]]:
+        """Yield the frame records ``start..stop-1`` in bulk, a few MiB at a time.
+
+        Each item is ``(simple, others)``: ``simple`` holds NumPy arrays
+        (``index``, ``offset``, ``seq``, ``ts``, ``dir``, ``t``, ``stream``,
+        ``size``) for the data and EOF frames in the Go encoder's layout,
+        parsed without decoding (see :func:`_simple_frames`); ``others`` the
+        ``(index, offset, raw RecordedFrame map)`` of every other frame
+        record, decoded with cbor2 as :meth:`raw_frames` does. Together they
+        are all frame records of the range, each once; sort by index for
+        file order. This is what the frames table is built from.
+        """
+        import numpy as np
+
+        stop = self.record_count if stop is None else min(stop, self.record_count)
+        for i, j, begin, data in self._chunks(max(start, 0), stop):
+            # Copies (slices), not views: a view would stop a concurrent
+            # index() or refresh() from growing the arrays (BufferError).
+            kinds = np.frombuffer(self._kinds[i:j], dtype=np.uint8)
+            rel = np.frombuffer(self._offsets[i:j], dtype=np.uint64).astype(np.int64) - begin
+            rel_end = np.append(rel[1:], len(data))
+            sf = _simple_frames(data, 0)
+            k = np.searchsorted(rel, sf["pos"])
+            k_ok = np.minimum(k, len(rel) - 1)
+            ok = (
+                (k < len(rel))
+                & (rel[k_ok] == sf["pos"])
+                & (rel_end[k_ok] == sf["end"])
+                & (kinds[k_ok] == sf["t"])
+            )
+            simple = {name: sf[name][ok] for name in ("seq", "ts", "dir", "t", "stream", "size")}
+            taken = k[ok]
+            simple["index"] = taken + i
+            simple["offset"] = rel[taken] + begin
+            rest = np.ones(j - i, dtype=bool)
+            rest[taken] = False
+            rest &= kinds <= KIND_OTHER_FRAME
+            others = []
+            if rest.any():
+                stream = io.BytesIO(data)
+                decoder = cbor2.CBORDecoder(stream, max_depth=MAX_DEPTH)
+                match = _FRAME_HEAD.match
+                for r, at in zip(np.flatnonzero(rest).tolist(), rel[rest].tolist(), strict=True):
+                    m = match(data, at)
+                    if m is not None:
+                        # The Go layout: decode the frame map alone, as indexing does.
+                        stream.seek(m.start(4))
+                        try:
+                            frame = decoder.decode()
+                        except Exception:
+                            frame = None
+                        if frame.__class__ is dict and frame.keys() <= _FRAME_KEYS:
+                            sq, tsb, dirb = m.group(1, 2, 3)
+                            seq = sq[0] if len(sq) == 1 else int.from_bytes(sq[1:], "big")
+                            rf = {"seq": seq, "ts": _head_int(tsb), "dir": dirb[0], "frame": frame}
+                            others.append((i + r, at + begin, rf))
+                            continue
+                    stream.seek(at)
+                    try:
+                        item = decoder.decode()
+                    except Exception:  # an undecodable record: record(i) says why
+                        continue
+                    raw = _raw_frame(item, at + begin)
+                    if raw is not None:
+                        others.append((i + r, at + begin, raw))
+            yield simple, others
 
     def record(self, i: int) -> Record:
         """Decode record ``i`` on demand; a broken record raises RemoteProtocolError."""
@@ -843,15 +1144,8 @@ class Recording:
         without building dataclasses. Records that are not frames are skipped.
         """
         for i, offset, item in self._raw_selected(indexes):
-            if item.__class__ is not dict:
-                continue
-            rf = item.get("frame")
-            if rf.__class__ is not dict or not _plain_frame(rf):
-                try:
-                    rf = _canonical(item, offset).get("frame")
-                except RemoteProtocolError:
-                    continue  # not decodable as a record: record(i) says why
-            if rf.__class__ is dict:
+            rf = _raw_frame(item, offset)
+            if rf is not None:
                 yield i, offset, rf
 
     def command(self, seq: int) -> Command:
@@ -956,6 +1250,19 @@ def _plain_frame(rf: dict[Any, Any]) -> bool:
     )
 
 
+def _raw_frame(item: Any, offset: int) -> dict[str, Any] | None:
+    """The RecordedFrame map of a decoded frame record, with the Go keys; None if not one."""
+    if item.__class__ is not dict or item.get("type", 3) != 3:
+        return None
+    rf = item.get("frame")
+    if rf.__class__ is not dict or not _plain_frame(rf):
+        try:
+            rf = _canonical(item, offset).get("frame")
+        except RemoteProtocolError:
+            return None  # not decodable as a record: record(i) says why
+    return rf if rf.__class__ is dict else None
+
+
 def _canonical(item: dict[Any, Any], offset: int) -> dict[str, Any]:
     """A record map as the Go encoder spells it (exact keys), via the full decoder.
 
@@ -1002,25 +1309,49 @@ _WORKER_CODE = "from reclab.model import _index_worker; _index_worker()"
 
 
 def _index_worker() -> None:
-    """Helper-process entry: index ``argv[2]``..``argv[3]`` of ``argv[1]``, pickle to stdout."""
-    path, start, stop = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    rec = Recording(path)
-    rec._end = start
-    fd = rec._require_open()
-    with contextlib.suppress(RemoteProtocolError):  # a cut or garbage: the parent finds it too
-        rec._scan_items(fd, stop, None, None, stop=stop)
-    state = {
-        "start": start,
-        "end": rec._end,
-        "offsets": rec._offsets.tobytes(),
-        "kinds": rec._kinds.tobytes(),
-        "header": rec.header,
-        "footer": rec.footer,
-        "commands": list(rec.commands.values()),
-    }
-    rec.close()
-    pickle.dump(state, sys.stdout.buffer, protocol=pickle.HIGHEST_PROTOCOL)
-    sys.stdout.buffer.flush()
+    """Helper-process entry: index ``argv[2]``..``argv[3]`` of ``argv[1]`` in segments.
+
+    ``argv[4]`` is the segment size in bytes.
+
+    Each segment's index is pickled to stdout as soon as it is done, so the
+    parent can use what is finished and stop waiting for the rest.
+    """
+    path, start, stop, segment = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    out = sys.stdout.buffer
+    pos = start
+    while pos < stop:
+        rec = Recording(path)
+        rec._end = pos
+        fd = rec._require_open()
+        failed = False
+        size = segment
+        while True:
+            end = min(pos + size, stop)
+            try:
+                rec._scan_items(fd, stop, None, None, stop=end)
+            except TruncatedError:
+                pass  # a record crossing the segment's end: the next segment starts there
+            except RemoteProtocolError:
+                failed = True  # garbage: the parent finds it again and reports it
+            if rec._end > pos or failed or end == stop:
+                break
+            size *= 4  # a record larger than a segment
+        if rec._end > pos:
+            state = {
+                "start": pos,
+                "end": rec._end,
+                "offsets": rec._offsets.tobytes(),
+                "kinds": rec._kinds.tobytes(),
+                "header": rec.header,
+                "footer": rec.footer,
+                "commands": list(rec.commands.values()),
+            }
+            pickle.dump(state, out, protocol=pickle.HIGHEST_PROTOCOL)
+            out.flush()
+        rec.close()
+        if failed or rec._end == pos:
+            break
+        pos = rec._end
 
 
 def _plain(exc: Exception) -> str:

@@ -29,7 +29,7 @@ import pandas as pd
 
 from agentproto import Direction, FileOp, FrameType
 
-from .model import KIND_OTHER_FRAME, Recording
+from .model import Recording
 
 __all__ = [
     "DIRECTIONS",
@@ -150,7 +150,8 @@ def _command_starts(rec: Recording) -> dict[int, int]:
 
 def _kind_indexes(rec: Recording, wanted: Iterable[int]) -> Iterator[int]:
     """Indexes of records whose kind (frame type or record code) is in ``wanted``."""
-    kinds = np.frombuffer(rec.kinds, dtype=np.uint8, count=rec.record_count)
+    # A copy: a view would stop a concurrent index()/refresh() from growing the array.
+    kinds = np.frombuffer(rec.kinds[: rec.record_count], dtype=np.uint8)
     mask = np.isin(kinds, np.fromiter(wanted, np.uint8))
     for chunk in np.array_split(np.flatnonzero(mask), max(1, int(mask.size // 1_000_000))):
         yield from chunk.tolist()
@@ -328,31 +329,73 @@ class _FrameColumns:
         self.fileop_op.append(op)
         self.errno.append(errno)
 
-    def frame(self, starts: dict[int, int]) -> pd.DataFrame:
-        ts = np.array(self.ts, dtype="int64")
-        seq = np.array(self.seq, dtype="int64")
-        base = np.array([starts.get(s, t) for s, t in zip(self.seq, self.ts, strict=True)], "int64")
+    def frame(self, starts: dict[int, int], simple: dict[str, Any] | None = None) -> pd.DataFrame:
+        """The batch as a DataFrame, merged in file order with bulk-parsed data/EOF frames."""
+        if simple is None:
+            simple = _NO_SIMPLE
+        k = len(simple["index"])
+        index = np.concatenate([simple["index"], np.array(self.index, dtype=np.int64)])
+        order = np.argsort(index, kind="stable")
+
+        def num(bulk: Any, mine: list[int]) -> Any:
+            return np.concatenate([bulk, np.array(mine, dtype=np.int64)])[order]
+
+        def nullable(mine: list[int | None], bulk: Any = None) -> Any:
+            values = np.array([0 if v is None else v for v in mine], dtype=np.int64)
+            missing = np.array([v is None for v in mine], dtype=bool)
+            if bulk is None:
+                head_values, head_missing = np.zeros(k, np.int64), np.ones(k, bool)
+            else:
+                head_values, head_missing = bulk, np.zeros(k, bool)
+            return pd.arrays.IntegerArray(
+                np.concatenate([head_values, values])[order],
+                np.concatenate([head_missing, missing])[order],
+            )
+
+        def text(mine: list[str | None]) -> pd.Series:
+            values = np.empty(k + len(mine), dtype=object)
+            values[k:] = mine
+            return pd.Series(values[order], dtype="str")
+
+        def codes(bulk: Any, mine: list[int], categories: list[str]) -> Any:
+            both = np.concatenate([bulk, np.array(mine, dtype=np.int64)])[order]
+            return pd.Categorical.from_codes(
+                both.astype(np.int16), categories=pd.Index(categories, dtype=object)
+            )
+
+        seq = num(simple["seq"], self.seq)
+        ts = num(simple["ts"], self.ts)
+        # "since start" counts from the command's start record, else its first frame
+        known = np.array([starts.get(s, -1) for s in seq.tolist()], dtype=np.int64)
+        base = np.where(known >= 0, known, ts) if len(seq) else ts
+        bulk_dir = np.where((simple["dir"] == 1) | (simple["dir"] == 2), simple["dir"] - 1, -1)
         return pd.DataFrame(
             {
-                "index": np.array(self.index, dtype="int64"),
-                "offset": np.array(self.offset, dtype="int64"),
+                "index": index[order],
+                "offset": num(simple["offset"], self.offset),
                 "seq": seq,
                 "timestamp": _times_np(ts),
                 "since_start": (ts - base) / 1e9,
-                "direction": _category(self.direction, DIRECTIONS),
-                "type": _category(self.type, FRAME_TYPES),
-                "stream": _ints(self.stream),
-                "size": np.array(self.size, dtype="int64"),
-                "signal": _ints(self.signal),
-                "code": _ints(self.code),
-                "error": _strs(self.error),
-                "log_level": _strs(self.log_level),
-                "log_message": _strs(self.log_message),
-                "fileop_id": _ints(self.fileop_id),
-                "fileop_op": _category(self.fileop_op, FILE_OPS),
-                "errno": _ints(self.errno),
+                "direction": codes(bulk_dir, self.direction, DIRECTIONS),
+                "type": codes(simple["t"] - 1, self.type, FRAME_TYPES),
+                "stream": nullable(self.stream, simple["stream"]),
+                "size": num(simple["size"], self.size),
+                "signal": nullable(self.signal),
+                "code": nullable(self.code),
+                "error": text(self.error),
+                "log_level": text(self.log_level),
+                "log_message": text(self.log_message),
+                "fileop_id": nullable(self.fileop_id),
+                "fileop_op": codes(np.full(k, -1, np.int64), self.fileop_op, FILE_OPS),
+                "errno": nullable(self.errno),
             }
         )
+
+
+_NO_SIMPLE = {
+    name: np.zeros(0, dtype=np.int64)
+    for name in ("index", "offset", "seq", "ts", "dir", "t", "stream", "size")
+}
 
 
 def iter_frames_batches(
@@ -362,25 +405,51 @@ def iter_frames_batches(
     batch_rows: int = DEFAULT_BATCH_ROWS,
     progress: ProgressCallback | None = None,
 ) -> Iterator[pd.DataFrame]:
-    """Yield the frames table in DataFrames of at most ``batch_rows`` rows (see frames_table)."""
+    """Yield the frames table in DataFrames of at most ``batch_rows`` rows (see frames_table).
+
+    All frames: data and EOF frames are parsed in bulk (Recording.frame_chunks)
+    and only the others are decoded. One command's: its records are decoded.
+    """
     starts = _command_starts(rec)
-    if seq is None:
-        indexes: Iterable[int] = _kind_indexes(rec, range(1, KIND_OTHER_FRAME + 1))
-    else:
-        indexes = rec.command(seq).record_indexes
     total = rec.indexed_bytes
-    cols = _FrameColumns()
-    yielded = False
-    for index, offset, rf in rec.raw_frames(indexes):
-        cols.add(index, offset, rf)
-        if len(cols) >= batch_rows:
+    if seq is not None:
+        cols = _FrameColumns()
+        yielded = False
+        for index, offset, rf in rec.raw_frames(rec.command(seq).record_indexes):
+            cols.add(index, offset, rf)
+            if len(cols) >= batch_rows:
+                yield cols.frame(starts)
+                yielded = True
+                cols = _FrameColumns()
+                if progress is not None:
+                    progress(offset, total)
+        if len(cols) or not yielded:
             yield cols.frame(starts)
-            yielded = True
+    else:
+        pending: list[pd.DataFrame] = []
+        held = 0
+        yielded = False
+        for simple, others in rec.frame_chunks():
             cols = _FrameColumns()
+            for index, offset, rf in others:
+                cols.add(index, offset, rf)
+            part = cols.frame(starts, simple)
+            if not len(part):
+                continue
+            pending.append(part)
+            held += len(part)
+            while held >= batch_rows:
+                joined = pd.concat(pending, ignore_index=True) if len(pending) > 1 else pending[0]
+                yield joined.iloc[:batch_rows].reset_index(drop=True)
+                yielded = True
+                rest = joined.iloc[batch_rows:].reset_index(drop=True)
+                pending, held = ([rest], len(rest)) if len(rest) else ([], 0)
             if progress is not None:
-                progress(offset, total)
-    if len(cols) or not yielded:
-        yield cols.frame(starts)
+                progress(int(part["offset"].iloc[-1]), total)
+        if pending:
+            yield pd.concat(pending, ignore_index=True) if len(pending) > 1 else pending[0]
+        elif not yielded:
+            yield _FrameColumns().frame(starts)
     if progress is not None:
         progress(total, total)
 
