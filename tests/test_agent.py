@@ -21,6 +21,7 @@ import pytest
 
 from agentproto import (
     AgentConfig,
+    Decoder,
     Direction,
     ExecMsg,
     FileOp,
@@ -284,6 +285,30 @@ def test_large_output_is_byte_exact(agents: list[Agent], tmp_path: Path) -> None
     assert agent.mux.wait(TIMEOUT * 2) == 0
     source.unlink()
     assert out.size == size and out.sha.hexdigest() == expected.hexdigest()
+
+
+def test_output_to_a_regular_file(tmp_path: Path) -> None:
+    # stdout not a pipe or socket: the agent copies instead of splicing
+    out_path = tmp_path / "frames.bin"
+    with open(out_path, "wb") as out:
+        proc = subprocess.Popen(AGENT, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.DEVNULL)
+    assert proc.stdin is not None
+    msg = ExecMsg(path="/bin/sh", argv=["sh", "-c", "head -c 3000000 /dev/zero; echo e >&2"])
+    proc.stdin.write(Frame(type=FrameType.EXEC, exec=msg).to_cbor())
+    proc.stdin.flush()
+    try:
+        assert proc.wait(TIMEOUT) == 0
+    finally:
+        proc.stdin.close()
+        if proc.returncode is None:
+            proc.kill()
+            proc.wait()
+    with open(out_path, "rb") as f:
+        frames = list(Decoder(f))
+    data = {s: b"".join(f.data for f in frames if f.type == FrameType.DATA and f.stream == s)
+            for s in (1, 2)}  # fmt: skip
+    assert data == {1: bytes(3_000_000), 2: b"e\n"}
+    assert frames[-1].type == FrameType.EXIT and frames[-1].code == 0
 
 
 # --- environment ----------------------------------------------------------------------

@@ -634,5 +634,5 @@ def test_refresh_while_frames_are_being_read(tmp_path: Path) -> None:
         path.write_bytes(data + b"".join(r.to_cbor() for r in more.records))
         assert rec.refresh() == 50  # no BufferError from the suspended readers
         assert len(simple["index"]) + len(others) == 50
-        assert sum(1 for _ in frames) == 99
+        assert sum(1 for _ in frames) == 49  # the frames indexed when it started
         assert rec.stream_bytes(1, 1) == b"x" * 500 + b"y" * 50

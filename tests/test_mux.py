@@ -214,6 +214,38 @@ def test_data_eof_and_exit_over_pipes(pair: Pair) -> None:
     assert pair.runner.error is None
 
 
+@pytest.mark.parametrize("recording", [False, True])
+def test_send_data_from_pipe(pair: Pair, tmp_path: Any, recording: bool) -> None:
+    if recording:
+        rec = Recorder(tmp_path / "r.cbor")
+        pair.agent.set_recorder(rec, 1)
+    assert pair.agent.can_splice is not recording  # the pair's writer is a pipe
+    out = Sink()
+    pair.runner.register_stream(4, out)
+    pair.runner.start()  # spliced buffers take a pipe slot each: the reader must keep up
+    r, w = os.pipe()
+    payload = os.urandom(200_000)
+    writer = threading.Thread(target=os.write, args=(w, payload))  # fills past 64 KiB
+    writer.start()
+    sent = 0
+    while sent < len(payload):
+        time.sleep(0.01)
+        ready = len(payload) - sent if not writer.is_alive() else 1000
+        pair.agent.send_data_from_pipe(4, r, ready)
+        sent += ready
+    writer.join()
+    os.close(r)
+    os.close(w)
+    pair.agent.send_eof(4)
+    pair.agent.send(Frame(type=FrameType.EXIT, code=0))
+    assert pair.runner.wait(TIMEOUT) == 0
+    assert out.data == payload and out.eofs == 1
+    if recording:
+        rec.close()
+        frames = [x.frame for x in read_recording(tmp_path / "r.cbor") if x.frame]
+        assert b"".join(f.frame.data for f in frames if f.frame.stream == 4) == payload
+
+
 def test_reordered_keys_take_the_general_path(pair: Pair) -> None:
     out = Sink()
     pair.runner.register_stream(1, out)

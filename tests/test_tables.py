@@ -304,3 +304,23 @@ def test_bulk_frames_table_equals_record_by_record(
     assert len(bulk) == len(frame_indexes)
     pd.testing.assert_frame_equal(bulk, reference)
     pd.testing.assert_frame_equal(by_batches.reset_index(drop=True), reference)
+
+
+def test_hostile_field_types_do_not_break_tables(tmp_path: Path) -> None:
+    import cbor2
+
+    head = Script()
+    head.header()
+    odd = [
+        {"type": 3, "frame": {"seq": 1, "ts": T0, "dir": 2, "frame": {"t": 6, "e": 42}}},
+        {"type": 3, "frame": {"seq": 1, "ts": T0, "dir": 2, "frame": {"t": 7, "l": {"msg": 7}}}},
+        {"type": 3, "frame": {"seq": 1, "ts": T0, "dir": 2, "frame": {"t": 2, "s": 1, "d": "x"}}},
+    ]
+    path = tmp_path / "odd.cbor"
+    path.write_bytes(head.write(path) + b"".join(cbor2.dumps(r) for r in odd))
+    with open_recording(path) as rec:
+        frames = tables.frames_table(rec)
+        logs = tables.logs_table(rec)
+    assert list(frames["error"].fillna("")) == ["42", "", ""]
+    assert list(logs["message"]) == ["7"]
+    assert list(frames["size"]) == [0, 0, 0]  # text where bytes belong carries no data

@@ -48,6 +48,7 @@ does not read, later frames of the connection (signals, file ops) wait too.
 from __future__ import annotations
 
 import argparse
+import array
 import contextlib
 import fcntl
 import ipaddress
@@ -59,6 +60,7 @@ import socket
 import stat
 import subprocess
 import sys
+import termios
 import threading
 from collections.abc import Callable, Sequence
 from types import FrameType as PyFrame
@@ -492,20 +494,11 @@ class Session:
 
     def _pump(self, fd: int, stream: int) -> None:
         """Copy one child output to the runner until EOF, then send FrameEOF."""
-        send = self.mux.send_data
-        readv = os.readv
-        # one buffer, reused: no allocation (and no fresh pages to fault in) per chunk;
-        # send_data has written the chunk out before it returns
-        buf = memoryview(bytearray(READ_SIZE))
         try:
-            while True:
-                try:
-                    n = readv(fd, [buf])
-                except InterruptedError:
-                    continue
-                if not n:
-                    break
-                send(stream, buf[:n])
+            if self.mux.can_splice:
+                self._splice_stream(fd, stream)
+            else:
+                self._copy_stream(fd, stream)
             self.mux.send_eof(stream)
         except ConnectionClosedError:
             # the runner no longer reads: nobody would drain the child's output
@@ -515,6 +508,34 @@ class Session:
             self.log.warning("reading stream %d failed: %s", stream, exc)
         finally:
             os.close(fd)
+
+    def _splice_stream(self, fd: int, stream: int) -> None:
+        """Move the output in the kernel: wait for data, frame what is there, splice it."""
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        count = array.array("i", [0])
+        send = self.mux.send_data_from_pipe
+        while True:
+            poller.poll()
+            fcntl.ioctl(fd, termios.FIONREAD, count)
+            if not count[0]:
+                return  # readable with nothing to read: every writer has closed it
+            send(stream, fd, min(count[0], READ_SIZE))
+
+    def _copy_stream(self, fd: int, stream: int) -> None:
+        send = self.mux.send_data
+        readv = os.readv
+        # one buffer, reused: no allocation (and no fresh pages to fault in) per chunk;
+        # send_data has written the chunk out before it returns
+        buf = memoryview(bytearray(READ_SIZE))
+        while True:
+            try:
+                n = readv(fd, [buf])
+            except InterruptedError:
+                continue
+            if not n:
+                return
+            send(stream, buf[:n])
 
 
 # --- serving ------------------------------------------------------------------------------------

@@ -50,8 +50,10 @@ import errno
 import fcntl
 import logging
 import os
+import queue
 import stat
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
@@ -328,6 +330,67 @@ class FrameReader:
         )
 
 
+# --- recording ----------------------------------------------------------------------------
+
+
+# a data frame waiting to be recorded: its timestamp, direction and encoded pieces
+_QueuedData = tuple[int, Direction, list[bytes]]
+
+
+class _RecordWriter:
+    """Writes one mux's frame records to its Recorder, data frames from a thread.
+
+    A data frame is queued as its hand-made head and payload, stamped now
+    (exactly the bytes of the wire: Go's layout, the only one the mux sends
+    or recognises as a data frame); the thread writes it with one ``writev``.
+    Any other frame waits for the queue to drain and is written at once as
+    the received or sent bytes. The queue is
+    bounded: a slow disk slows the connection instead of filling memory.
+    """
+
+    _QUEUE_FRAMES = 32
+
+    def __init__(self, recorder: Recorder, seq: int, report: Callable[..., None]):
+        self._recorder = recorder
+        self._seq = seq
+        self._report = report
+        self._queue: queue.Queue[_QueuedData | None] = queue.Queue(self._QUEUE_FRAMES)
+        self._thread = threading.Thread(target=self._run, name="agentproto-recorder", daemon=True)
+        self._thread.start()
+
+    def data(self, direction: Direction, stream: int, data: bytes) -> None:
+        head = encode_data_frame_head(stream, len(data))
+        self._queue.put((time.time_ns(), direction, [head, data]))
+
+    def now(self, direction: Direction, frame_cbor: bytes) -> None:
+        self._queue.join()
+        try:
+            self._recorder.write_frame(self._seq, direction, frame_cbor)
+        except (OSError, ValueError) as exc:
+            self._report("record", f"cannot record a frame: {exc}", logging.WARNING)
+
+    def flush(self) -> None:
+        self._queue.join()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            queued = self._queue.get()
+            try:
+                if queued is None:
+                    return
+                timestamp, direction, parts = queued
+                self._recorder.write_frame_parts(self._seq, direction, parts, timestamp=timestamp)
+            except (OSError, ValueError) as exc:
+                self._report("record", f"cannot record a frame: {exc}", logging.WARNING)
+            finally:
+                self._queue.task_done()
+
+
 # --- RPC waiters ---------------------------------------------------------------------------
 
 
@@ -379,6 +442,7 @@ class Mux:
         self._send_lock = threading.Lock()
         self._fd = self._writer_fd(writer)
         self._encoder = Encoder(writer) if self._fd is None else None
+        self._splice_ok = self._fd is not None and _spliceable(self._fd)
         for f in (writer, reader):
             _grow_pipe(f)
 
@@ -389,6 +453,7 @@ class Mux:
         self._on_path_query: Callable[[PathQuery], PathInfo] | None = None
         self._on_error: Callable[[str], None] | None = None
         self._recorder: Recorder | None = None
+        self._record_writer: _RecordWriter | None = None
         self._seq = 0
 
         self._rpc_lock = threading.Lock()
@@ -452,9 +517,26 @@ class Mux:
         self._on_error = fn
 
     def set_recorder(self, recorder: Recorder, seq: int) -> None:
-        """Record every frame sent (Direction.SEND) and received (RECV) as command ``seq``."""
+        """Record every frame sent (Direction.SEND) and received (RECV) as command ``seq``.
+
+        Records hold the exact bytes of the wire and the time each frame was sent
+        or received. Data frames are written by a thread of the mux's own (so
+        writing the file overlaps reading the connection); any other frame first
+        waits for them, so the file keeps the wire order. :meth:`read_loop` and
+        :meth:`close` return only once everything is written;
+        :meth:`flush_recording` waits for it at any other time.
+        """
+        self.flush_recording()
+        if self._record_writer is not None:
+            self._record_writer.stop()
         self._seq = seq
+        self._record_writer = _RecordWriter(recorder, seq, self._drop)
         self._recorder = recorder
+
+    def flush_recording(self) -> None:
+        """Wait until every frame so far is written to the recorder."""
+        if self._record_writer is not None:
+            self._record_writer.flush()
 
     # --- sending -----------------------------------------------------------------------------
 
@@ -477,22 +559,21 @@ class Mux:
             self._send_closed = True
             raise ConnectionClosedError(f"cannot send frame: {exc}") from exc
 
-    def _send_parts(self, parts: list[Any]) -> None:
-        recorder = self._recorder
+    def _send_parts(self, parts: list[Any], stream: int = -1) -> None:
+        """Send an encoded frame; ``stream`` >= 0 says it is a data frame (parts: head, data)."""
+        writer = self._record_writer
         with self._send_lock:
-            if recorder is None:
-                self._write(parts)
+            self._write(parts)
+            if writer is None:
                 return
-            data = parts[0] if len(parts) == 1 else b"".join(parts)
-            self._write([data])
             # inside the lock: the recording shows frames in wire order
-            self._record(recorder, Direction.SEND, data)
-
-    def _record(self, recorder: Recorder, direction: Direction, data: bytes) -> None:
-        try:
-            recorder.write_frame(self._seq, direction, data)
-        except (OSError, ValueError) as exc:
-            self._drop("record", f"cannot record frame: {exc}", logging.WARNING)
+            if stream >= 0:
+                data = parts[1] if len(parts) > 1 else b""
+                writer.data(
+                    Direction.SEND, stream, data if data.__class__ is bytes else bytes(data)
+                )
+            else:
+                writer.now(Direction.SEND, parts[0] if len(parts) == 1 else b"".join(parts))
 
     def send(self, frame: Frame) -> None:
         """Encode and send one frame; thread-safe. Raises ConnectionClosedError if it cannot."""
@@ -505,9 +586,50 @@ class Mux:
         the call returns (a caller may reuse its buffer).
         """
         if not data:
-            self._send_parts([encode_data_frame_head(stream, 0)])
+            self._send_parts([encode_data_frame_head(stream, 0)], stream)
             return
-        self._send_parts([encode_data_frame_head(stream, len(data)), data])
+        self._send_parts([encode_data_frame_head(stream, len(data)), data], stream)
+
+    @property
+    def can_splice(self) -> bool:
+        """True if :meth:`send_data_from_pipe` moves data in the kernel (no recorder set)."""
+        return self._splice_ok and self._recorder is None
+
+    def send_data_from_pipe(self, stream: int, pipe_fd: int, size: int) -> None:
+        """Send a ``FrameData`` of ``size`` bytes taken from the pipe ``pipe_fd``.
+
+        The bytes must already be in the pipe (``FIONREAD``): they are moved with
+        ``splice(2)`` from that pipe to the connection, never copied through
+        user space, when the connection is a pipe or socket and nothing is
+        recording; otherwise they are read and sent as :meth:`send_data` does.
+        """
+        if not self.can_splice:
+            chunks = []
+            left = size
+            while left:
+                chunk = os.read(pipe_fd, left)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                left -= len(chunk)
+            data = b"".join(chunks)
+            self._send_parts([encode_data_frame_head(stream, len(data)), data], stream)
+            return
+        with self._send_lock:
+            self._write([encode_data_frame_head(stream, size)])
+            fd = self._fd
+            assert fd is not None
+            moved = 0
+            try:
+                while moved < size:
+                    n = os.splice(pipe_fd, fd, size - moved)
+                    if not n:
+                        raise OSError(errno.EPIPE, "the source pipe ended inside a frame")
+                    moved += n
+            except OSError as exc:
+                # a frame cut short: the connection cannot be used any more
+                self._send_closed = True
+                raise ConnectionClosedError(f"cannot send frame: {exc}") from exc
 
     def send_eof(self, stream: int) -> None:
         """Send a ``FrameEOF`` for ``stream``."""
@@ -516,10 +638,7 @@ class Mux:
     # --- receiving -----------------------------------------------------------------------------
 
     def _next_item(self) -> memoryview | None:
-        item = self._frames.next_item()
-        if item is not None and self._recorder is not None:
-            self._record(self._recorder, Direction.RECV, bytes(item))
-        return item
+        return self._frames.next_item()
 
     def decode_one(self) -> Frame | None:
         """Read one frame without dispatching it (None at the end of the stream).
@@ -530,7 +649,10 @@ class Mux:
         item = self._next_item()
         if item is None:
             return None
-        return Frame.from_map(decode_cbor_item(bytes(item)))
+        data = bytes(item)
+        if self._record_writer is not None:
+            self._record_writer.now(Direction.RECV, data)
+        return Frame.from_map(decode_cbor_item(data))
 
     def read_loop(self, *, stop: threading.Event | None = None) -> int:
         """Read and dispatch frames until ``FrameExit``, the end of stream or an error.
@@ -551,11 +673,17 @@ class Mux:
                 if item is None:
                     break
                 fast = _fast_data_frame(item)
+                recording = self._record_writer
                 if fast is not None:
+                    if recording is not None:
+                        recording.data(Direction.RECV, fast[0], fast[1])
                     self._deliver_data(fast[0], fast[1])
                     continue
+                data = bytes(item)
+                if recording is not None:
+                    recording.now(Direction.RECV, data)
                 try:
-                    frame = Frame.from_map(decode_cbor_item(bytes(item)))
+                    frame = Frame.from_map(decode_cbor_item(data))
                 except RemoteProtocolError as exc:
                     self._drop("invalid", f"dropped an invalid frame: {exc}", logging.WARNING)
                     continue
@@ -571,6 +699,7 @@ class Mux:
             self.log.debug("read loop ended: %s", exc)
         finally:
             self._reading = False
+            self.flush_recording()
             self._finish(reason)
         return code
 
@@ -818,12 +947,25 @@ class Mux:
         if not self._reading:
             with contextlib.suppress(OSError, ValueError, AttributeError):
                 self._reader.close()
+        if self._record_writer is not None:
+            self._record_writer.stop()
 
     def __enter__(self) -> Mux:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _spliceable(fd: int) -> bool:
+    """Can splice(2) write to ``fd``: a pipe or a socket, on a system that has it."""
+    if not hasattr(os, "splice"):
+        return False
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
 def _grow_pipe(fileobj: Any) -> None:

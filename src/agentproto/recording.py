@@ -14,7 +14,7 @@ import io
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO
 
 import cbor2
@@ -77,13 +77,11 @@ def _wire_int(value: Any, lo: int, hi: int, what: str, field: str) -> int:
     raise LocalProtocolError(f"cannot encode {value!r} as Go {what}", field=field)
 
 
-def encode_frame_record(seq: int, timestamp: int, direction: int, frame_cbor: bytes) -> bytes:
-    """Encode a frame record around an already encoded frame.
+def frame_record_head(seq: int, timestamp: int, direction: int) -> bytes:
+    """The bytes of a frame record that come before the frame itself.
 
-    CBOR is concatenative, so the record is a fixed head, three integers and
-    the frame's own bytes: the mux records what it sends without encoding it
-    twice. Identical to ``Record(type=FRAME, frame=RecordedFrame(...)).to_cbor()``;
-    values Go cannot hold (bools, floats, out-of-range numbers) raise
+    ``frame_record_head(...) + frame_cbor`` is the whole record; values Go
+    cannot hold (bools, floats, out-of-range numbers) raise
     :class:`LocalProtocolError`.
     """
     seq = _wire_int(seq, 0, 0xFFFF_FFFF, "uint32", "frame.seq")
@@ -98,9 +96,20 @@ def encode_frame_record(seq: int, timestamp: int, direction: int, frame_cbor: by
             b"\x63dir",
             cbor2.dumps(direction),
             b"\x65frame",
-            frame_cbor,
         )
     )
+
+
+def encode_frame_record(seq: int, timestamp: int, direction: int, frame_cbor: bytes) -> bytes:
+    """Encode a frame record around an already encoded frame.
+
+    CBOR is concatenative, so the record is a fixed head, three integers and
+    the frame's own bytes: the mux records what it sends without encoding it
+    twice. Identical to ``Record(type=FRAME, frame=RecordedFrame(...)).to_cbor()``;
+    values Go cannot hold (bools, floats, out-of-range numbers) raise
+    :class:`LocalProtocolError`.
+    """
+    return frame_record_head(seq, timestamp, direction) + frame_cbor
 
 
 class Recorder:
@@ -121,6 +130,8 @@ class Recorder:
             self._file = target
             self._owns_file = False
         self._flush = getattr(self._file, "flush", None) if not self._owns_file else None
+        # our own unbuffered file: frame pieces can go out with one writev
+        self._fd: int | None = self._file.fileno() if self._owns_file else None
         self._lock = threading.Lock()
         self._next_seq = 1
         self._footer_written = False
@@ -175,6 +186,35 @@ class Recorder:
         with self._lock:
             # stamped under the lock: timestamps never go backwards in file order
             self._write(encode_frame_record(seq, time.time_ns(), direction, frame_cbor))
+
+    def write_frame_parts(
+        self,
+        seq: int,
+        direction: Direction | int,
+        parts: Sequence[bytes | bytearray | memoryview],
+        *,
+        timestamp: int | None = None,
+    ) -> None:
+        """Record a frame given as encoded pieces (head, payload), without joining them.
+
+        The mux passes a data frame's head and the payload it already holds;
+        on a file the record goes out in one ``writev`` with no copy of the
+        payload in Python. ``timestamp`` defaults to now.
+        """
+        with self._lock:
+            ts = time.time_ns() if timestamp is None else timestamp
+            pieces = [frame_record_head(seq, ts, direction), *parts]
+            if self._closed:
+                raise ValueError("write to a closed Recorder")
+            if self._fd is None:
+                self._write(b"".join(pieces))
+                return
+            total = sum(len(p) for p in pieces)
+            written = os.writev(self._fd, pieces)
+            if written < total:  # rare short write: finish it plainly
+                rest = b"".join(pieces)[written:]
+                while rest:
+                    rest = rest[os.write(self._fd, rest) :]
 
     def write_command_end(self, seq: int, exit_code: int) -> None:
         """Record that command ``seq`` ended with ``exit_code``."""

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import io
 import os
+import queue
+import threading
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -102,17 +104,42 @@ def export_table(
             writer = stack.enter_context(
                 pq.ParquetWriter(sink, schema, use_dictionary=categorical or False)
             )
-            df = first
-            while True:
-                writer.write_table(pa.Table.from_pandas(df, schema=schema, preserve_index=False))
-                rows += len(df)
-                df = next(batches, None)
-                if df is None:
-                    break
-                df = _filter(df, where)
+            # Encoding and compressing a row group releases the GIL: a writer
+            # thread does it while the next batch is built. At most one
+            # batch waits for it, so memory stays bounded.
+            tables: queue.Queue[Any] = queue.Queue(maxsize=1)
+            failed: list[BaseException] = []
+
+            def write() -> None:
+                while (table := tables.get()) is not None:
+                    if not failed:
+                        try:
+                            writer.write_table(table)
+                        except BaseException as exc:  # handed to the caller below
+                            failed.append(exc)
+
+            thread = threading.Thread(target=write, name="reclab-parquet", daemon=True)
+            thread.start()
+            try:
+                df, first = first, None  # hold no batch longer than needed
+                while not failed:
+                    arrow = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+                    rows += len(df)
+                    df = None  # let go of the batch before the next is built
+                    tables.put(arrow)
+                    del arrow
+                    df = next(batches, None)
+                    if df is None:
+                        break
+                    df = _filter(df, where)
+            finally:
+                tables.put(None)
+                thread.join()
+            if failed:
+                raise failed[0]
             return rows
         text = _open(out, "w", stack)
-        df = first
+        df, first = first, None  # hold no batch longer than needed
         header = True
         while True:
             if fmt == "csv":

@@ -1120,7 +1120,11 @@ class Recording:
             yield from self._raw(run_start, run_end)
 
     def frames(self, seq: int | None = None) -> Iterator[FrameRef]:
-        """Yield the frames of command ``seq`` (or of all commands) in file order."""
+        """Yield the frames of command ``seq`` (or of all commands) in file order.
+
+        Covers the frames indexed when the iteration starts; records indexed
+        meanwhile (``refresh``) are not added to it.
+        """
         if seq is None:
             kinds = self._kinds
             indexes: Iterable[int] = (

@@ -102,7 +102,7 @@ def export(
     ] = None,
     batch_rows: Annotated[
         int, typer.Option("--batch-rows", help="Rows per batch (memory bound).", min=1)
-    ] = 65536,
+    ] = 32768,
     progress: Annotated[
         bool | None,
         typer.Option(
