@@ -124,6 +124,9 @@ def signal_sample(out: Path) -> None:
     argv = ["run", "-o", "signal.cbor", "--", "sleep", "30"]
     show(argv, suffix="   # then Ctrl-C (SIGINT) once the command runs")
     target = out / "signal.cbor"
+    # an old recording would look "started" at once and the signal would hit reclab
+    # while it is still starting up
+    target.unlink(missing_ok=True)
     proc = subprocess.Popen(
         [*reclab_argv(), *argv],
         cwd=out,

@@ -547,6 +547,42 @@ def test_recording_both_directions_exact_bytes(tmp_path: Any, pair: Pair) -> Non
     assert frames[0].frame.data == b"in" * 1000
 
 
+def test_recording_never_shows_a_response_before_its_request(tmp_path: Any, pair: Pair) -> None:
+    # Regression: the request used to be recorded after it was written, so a fast
+    # answer, recorded by the reading thread, could land in the file first.
+    path = tmp_path / "session.cbor"
+    rec = Recorder(path)
+    from agentproto import ExecMsg
+
+    seq = rec.write_command_start(ExecMsg(path="/bin/true", argv=["true"]))
+    pair.runner.set_recorder(rec, seq)
+    pair.agent.on_file_op(echo_file_op)
+    start_agent_loop(pair)
+    pair.runner.start()
+
+    def caller(t: int) -> None:
+        for i in range(40):
+            pair.runner.file_op(FileOpReq(op=FileOp.STAT, path=f"/{t}/{i}"), timeout=TIMEOUT)
+
+    threads = [threading.Thread(target=caller, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT * 2)
+    pair.runner.flush_recording()
+    rec.close()
+    requested: set[int] = set()
+    answered = 0
+    for record in read_recording(path):
+        frame = record.frame.frame if record.frame is not None else None
+        if frame is not None and frame.file_op is not None:
+            requested.add(frame.file_op.req_id)
+        elif frame is not None and frame.file_resp is not None:
+            assert frame.file_resp.req_id in requested, "response recorded before its request"
+            answered += 1
+    assert answered == 8 * 40
+
+
 # --- logs ----------------------------------------------------------------------
 
 

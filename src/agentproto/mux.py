@@ -563,17 +563,18 @@ class Mux:
         """Send an encoded frame; ``stream`` >= 0 says it is a data frame (parts: head, data)."""
         writer = self._record_writer
         with self._send_lock:
+            # Recorded inside the lock (frames in wire order) and BEFORE the write:
+            # once on the wire, the peer's answer may be received and recorded at
+            # once, and a recording must never show a response before its request.
+            if writer is not None:
+                if stream >= 0:
+                    data = parts[1] if len(parts) > 1 else b""
+                    writer.data(
+                        Direction.SEND, stream, data if data.__class__ is bytes else bytes(data)
+                    )
+                else:
+                    writer.now(Direction.SEND, parts[0] if len(parts) == 1 else b"".join(parts))
             self._write(parts)
-            if writer is None:
-                return
-            # inside the lock: the recording shows frames in wire order
-            if stream >= 0:
-                data = parts[1] if len(parts) > 1 else b""
-                writer.data(
-                    Direction.SEND, stream, data if data.__class__ is bytes else bytes(data)
-                )
-            else:
-                writer.now(Direction.SEND, parts[0] if len(parts) == 1 else b"".join(parts))
 
     def send(self, frame: Frame) -> None:
         """Encode and send one frame; thread-safe. Raises ConnectionClosedError if it cannot."""
