@@ -15,16 +15,13 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.parametrize(
     "argv",
     [
-        ["ruff", "check", "src"],
+        ["ruff", "check", "src", "tests", "benchmarks"],
         ["ruff", "format", "--check", "src"],
         ["mypy"],
     ],
     ids=["ruff-check", "ruff-format", "mypy"],
 )
 def test_source_is_clean(argv: list[str]) -> None:
-    if shutil.which(argv[0]) is None:
-        cmd = [sys.executable, "-m", *argv]
-    else:
-        cmd = argv
+    cmd = argv if shutil.which(argv[0]) else [sys.executable, "-m", *argv]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
