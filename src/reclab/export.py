@@ -4,8 +4,12 @@
 :func:`reclab.tables.iter_table`), filters each with an optional pandas
 ``query`` expression and appends it to the output: CSV and JSON lines by
 appending text, Parquet through one ``pyarrow.parquet.ParquetWriter`` row
-group per batch. Memory therefore stays bounded by the batch size, whatever
-the size of the recording.
+group per batch, written by a second thread while the next batch is built.
+The frames table, unfiltered, goes to Parquet as Arrow batches built
+straight from NumPy (:func:`reclab.tables.frames_arrow_batches`). Memory
+therefore stays bounded by the batch size, whatever the size of the
+recording: for a 1 GiB recording, the whole command peaks near 230 MB,
+half of it pandas and pyarrow themselves (``benchmarks/export.py``).
 
 A ``where`` expression is applied batch by batch, so it must be a row
 filter (``seq == 3 and type == 'data'``); aggregates such as
@@ -16,16 +20,17 @@ them with aware strings, e.g. ``timestamp > '2026-01-01T00:00Z'``.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import queue
+import sys
 import threading
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 from .model import Recording
-from .tables import DEFAULT_BATCH_ROWS, TABLES, iter_table
 
 __all__ = ["FORMATS", "ExportError", "export_table"]
 
@@ -65,7 +70,7 @@ def export_table(
     out: str | os.PathLike[str] | IO[Any],
     *,
     where: str | None = None,
-    batch_rows: int = DEFAULT_BATCH_ROWS,
+    batch_rows: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> int:
     """Write table ``table`` of ``rec`` to ``out`` in format ``fmt``; return the rows written.
@@ -74,70 +79,31 @@ def export_table(
     :data:`FORMATS`. ``out`` is a path, or an open stream: text for CSV
     and JSON lines, binary for Parquet. ``where`` is a pandas query
     expression applied to each batch; a bad one raises :class:`ExportError`
-    before anything is written. ``progress(bytes_done, total)`` follows the
+    before anything is written. ``batch_rows`` (default
+    :data:`reclab.tables.DEFAULT_BATCH_ROWS`) bounds the memory; each batch
+    is a Parquet row group. ``progress(bytes_done, total)`` follows the
     recording's bytes.
     """
-    if table not in TABLES:
-        raise ExportError(f"unknown table {table!r}: choose from {', '.join(TABLES)}")
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}: choose from {', '.join(FORMATS)}")
-    if batch_rows < 1:
+    if batch_rows is not None and batch_rows < 1:
         raise ExportError("the batch size must be at least one row")
-    batches = iter_table(rec, table, batch_rows=batch_rows, progress=progress)
-    first = _filter(next(batches), where)  # a bad expression fails before any output
-    rows = 0
+    # pandas and pyarrow (~100 MB) load here, not when the CLI imports this
+    # module: after indexing, whose helper process has then exited.
+    _load_arrow()
+    from .tables import DEFAULT_BATCH_ROWS, TABLES, iter_table
+
+    if table not in TABLES:
+        raise ExportError(f"unknown table {table!r}: choose from {', '.join(TABLES)}")
+    if batch_rows is None:
+        batch_rows = DEFAULT_BATCH_ROWS
     with ExitStack() as stack:
         if fmt == "parquet":
-            import pandas as pd
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            schema = pa.Schema.from_pandas(first, preserve_index=False)
-            sink = _open(out, "wb", stack)
-            # Dictionary-encode the categoricals only: on near-unique columns
-            # (offsets, times) it costs time and makes the file larger.
-            categorical = [
-                name
-                for name, dtype in first.dtypes.items()
-                if isinstance(dtype, pd.CategoricalDtype)
-            ]
-            writer = stack.enter_context(
-                pq.ParquetWriter(sink, schema, use_dictionary=categorical or False)
-            )
-            # Encoding and compressing a row group releases the GIL: a writer
-            # thread does it while the next batch is built. At most one
-            # batch waits for it, so memory stays bounded.
-            tables: queue.Queue[Any] = queue.Queue(maxsize=1)
-            failed: list[BaseException] = []
-
-            def write() -> None:
-                while (table := tables.get()) is not None:
-                    if not failed:
-                        try:
-                            writer.write_table(table)
-                        except BaseException as exc:  # handed to the caller below
-                            failed.append(exc)
-
-            thread = threading.Thread(target=write, name="reclab-parquet", daemon=True)
-            thread.start()
-            try:
-                df, first = first, None  # hold no batch longer than needed
-                while not failed:
-                    arrow = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
-                    rows += len(df)
-                    df = None  # let go of the batch before the next is built
-                    tables.put(arrow)
-                    del arrow
-                    df = next(batches, None)
-                    if df is None:
-                        break
-                    df = _filter(df, where)
-            finally:
-                tables.put(None)
-                thread.join()
-            if failed:
-                raise failed[0]
-            return rows
+            stack.enter_context(_system_arrow_pool())
+            return _export_parquet(rec, table, out, stack, where, batch_rows, progress)
+        batches = iter_table(rec, table, batch_rows=batch_rows, progress=progress)
+        first = _filter(next(batches), where)  # a bad expression fails before any output
+        rows = 0
         text = _open(out, "w", stack)
         df, first = first, None  # hold no batch longer than needed
         header = True
@@ -154,6 +120,140 @@ def export_table(
                 break
             df = _filter(df, where)
         text.flush()
+    return rows
+
+
+def _load_arrow() -> None:
+    """Import pyarrow with the system allocator, if this is its first import and no one chose.
+
+    Arrow's default allocator (mimalloc) keeps pages it has freed, per
+    thread, and Arrow's C++ code (the Parquet writer) allocates from it
+    whatever pool Python selects: ~10-20 MB more peak memory in an export.
+    The allocator is fixed when pyarrow loads, from ``ARROW_DEFAULT_MEMORY_POOL``;
+    a value set by the user, or a pyarrow already loaded, is left alone.
+    """
+    if "pyarrow" in sys.modules or "ARROW_DEFAULT_MEMORY_POOL" in os.environ:
+        return
+    os.environ["ARROW_DEFAULT_MEMORY_POOL"] = "system"
+    try:
+        import pyarrow
+
+        pyarrow.default_memory_pool()  # chosen on first use: use it now
+    finally:
+        os.environ.pop("ARROW_DEFAULT_MEMORY_POOL", None)
+
+
+@contextmanager
+def _system_arrow_pool() -> Iterator[None]:
+    """Make the system allocator Arrow's default pool for Python calls while the block runs.
+
+    For when pyarrow was loaded with mimalloc before the export (see
+    :func:`_load_arrow`): the arrays built from Python then come from the
+    system allocator at least. Every buffer remembers the pool it came
+    from, so switching the default is safe for arrays made before or after.
+    """
+    import pyarrow as pa
+
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
+
+
+def _arrow_batches(
+    rec: Recording,
+    table: str,
+    where: str | None,
+    batch_rows: int,
+    progress: ProgressCallback | None,
+) -> Iterator[Any]:
+    """Table ``table`` as ``pyarrow.Table`` batches, all of the first one's schema.
+
+    The frames table, unfiltered, is built as Arrow arrays directly (no
+    DataFrame per batch: faster and smaller); others go through pandas.
+    The first batch is built (and ``where`` checked) before this returns.
+    """
+    import pyarrow as pa
+
+    from .tables import frames_arrow_batches, iter_table
+
+    if table == "frames" and where is None:
+        arrow = frames_arrow_batches(rec, batch_rows=batch_rows, progress=progress)
+        first = next(arrow)
+        return itertools.chain([first], arrow)
+    batches = iter_table(rec, table, batch_rows=batch_rows, progress=progress)
+    df = _filter(next(batches), where)  # a bad expression fails before any output
+    schema = pa.Schema.from_pandas(df, preserve_index=False)
+
+    def convert(df: Any) -> Iterator[Any]:
+        while df is not None:
+            arrow = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+            df = None  # let go of the batch before the next is built
+            yield arrow
+            del arrow
+            df = next(batches, None)
+            if df is not None:
+                df = _filter(df, where)
+
+    return convert(df)
+
+
+def _export_parquet(
+    rec: Recording,
+    table: str,
+    out: str | os.PathLike[str] | IO[Any],
+    stack: ExitStack,
+    where: str | None,
+    batch_rows: int,
+    progress: ProgressCallback | None,
+) -> int:
+    """Write ``table`` as Parquet, one row group per batch; return the rows written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    batches = _arrow_batches(rec, table, where, batch_rows, progress)
+    first = next(batches)
+    schema = first.schema
+    sink = _open(out, "wb", stack)
+    # Dictionary-encode the categoricals only: on near-unique columns
+    # (offsets, times) it costs time and makes the file larger.
+    categorical = [field.name for field in schema if pa.types.is_dictionary(field.type)]
+    writer = stack.enter_context(
+        pq.ParquetWriter(sink, schema, use_dictionary=categorical or False)
+    )
+    # Encoding and compressing a row group releases the GIL: a writer thread
+    # does it while the next batch is built. At most one batch waits for it
+    # and one is being written, so memory stays bounded.
+    pending: queue.Queue[Any] = queue.Queue(maxsize=1)
+    failed: list[BaseException] = []
+
+    def write() -> None:
+        while (arrow := pending.get()) is not None:
+            if not failed:
+                try:
+                    writer.write_table(arrow)
+                except BaseException as exc:  # handed to the caller below
+                    failed.append(exc)
+            del arrow  # free the batch now, not when the next one arrives
+
+    thread = threading.Thread(target=write, name="reclab-parquet", daemon=True)
+    thread.start()
+    rows = 0
+    try:
+        arrow = first
+        del first
+        while arrow is not None and not failed:
+            rows += arrow.num_rows
+            pending.put(arrow)
+            arrow = None  # hold no batch longer than needed
+            arrow = next(batches, None)
+    finally:
+        pending.put(None)
+        thread.join()
+    if failed:
+        raise failed[0]
     return rows
 
 
