@@ -122,6 +122,17 @@ def test_parquet_reads_back_in_row_groups(
     assert groups == max(1, -(-len(want) // 2))  # one row group per batch
 
 
+def test_parquet_arrow_path_has_the_pandas_schema(sample: Path, tmp_path: Path) -> None:
+    # an unfiltered frames export goes straight to Arrow; a filtered one through
+    # pandas: both must write the same schema, pandas metadata included
+    direct, filtered = tmp_path / "direct.parquet", tmp_path / "filtered.parquet"
+    with open_recording(sample) as rec:
+        export_table(rec, "frames", "parquet", direct, batch_rows=3)
+        export_table(rec, "frames", "parquet", filtered, batch_rows=3, where="seq >= 0")
+    assert pq.read_schema(direct).equals(pq.read_schema(filtered), check_metadata=True)
+    pd.testing.assert_frame_equal(pd.read_parquet(direct), pd.read_parquet(filtered))
+
+
 def test_where_filters_rows(sample: Path) -> None:
     out = io.StringIO()
     with open_recording(sample) as rec:

@@ -286,13 +286,14 @@ def test_cut_recording_is_marked_in_the_session(tmp_path: Path) -> None:
     assert pd.isna(df.iloc[0]["end_time"])
 
 
-@pytest.mark.parametrize("chunk", [4096, 1 << 22])
+@pytest.mark.parametrize(("chunk", "frame_range"), [(4096, 7), (1 << 22, 1), (1 << 22, 4096)])
 def test_bulk_frames_table_equals_record_by_record(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, frame_range: int
 ) -> None:
     path = tmp_path / "varied.cbor"
     varied_script(5).write(path)
     monkeypatch.setattr(model, "_CHUNK", chunk)
+    monkeypatch.setattr(tables, "_FRAME_RANGE", frame_range)
     with open_recording(path) as rec:
         bulk = tables.frames_table(rec)
         cols = tables._FrameColumns()
