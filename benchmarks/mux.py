@@ -131,6 +131,25 @@ def file_op_rate(calls: int, threads: int, tmp: Path) -> float:
     return per_thread * threads / elapsed
 
 
+def file_write_floor(size: int, directory: Path) -> float:
+    """CPU seconds to write ``size`` bytes to a file in ``directory``, 256 KiB a call.
+
+    Any recorder must at least copy the stream into the page cache once: this
+    is that floor, to read the recording cost against.
+    """
+    chunk = os.urandom(256 * 1024)
+    path = directory / "floor.bin"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    start = time.process_time()
+    try:
+        for _ in range(size // len(chunk)):
+            os.write(fd, chunk)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return time.process_time() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=1024, help="MiB per throughput run")
@@ -155,6 +174,7 @@ def main() -> None:
         finally:
             if mem_dir is not None:
                 mem_dir.rmdir()
+        floor = min(file_write_floor(size, tmp) for _ in range(args.repeat))
         rpc1 = max(file_op_rate(args.calls, 1, tmp) for _ in range(args.repeat))
         rpc16 = max(file_op_rate(args.calls, 16, tmp) for _ in range(args.repeat))
     t_raw, t_agent = min(raw), min(agent)
@@ -183,6 +203,11 @@ def main() -> None:
     base = min(r + a for r, a in CPU[False])
     extra = min(r + a for r, a in CPU[True]) - base
     print(f"  recording adds {100 * extra / base:+.1f}% CPU to the whole pipeline")
+    print(
+        f"  floor: writing the bytes once to a file costs {floor / gb:.2f} CPU s/GB"
+        f" ({100 * floor / base:.0f}% of the unrecorded pipeline's CPU); recording adds"
+        f" {(extra - floor) / gb:+.2f} s/GB above it"
+    )
     print(f"file-op RPCs (Stat) against the agent, {args.calls} calls:")
     print(f"  1 caller thread    {rpc1:8.0f} calls/s")
     print(f"  16 caller threads  {rpc16:8.0f} calls/s  ({rpc16 / rpc1:.2f}x one thread)")
