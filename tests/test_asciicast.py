@@ -147,3 +147,30 @@ def test_write_asciicast_file(tmp_path: Path) -> None:
         assert json.loads(with_input.getvalue().splitlines()[2]) == [0.0009, "i", "q"]
         with pytest.raises(UnknownCommandError):
             write_asciicast(rec, 2, io.StringIO())
+
+
+def test_export_asciicast_cli(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from reclab.cli import app
+
+    runner = CliRunner()
+    rec = _recording(tmp_path / "top.cbor")
+    out = tmp_path / "top.cast"
+    result = runner.invoke(app, ["export", str(rec), "--seq", "1", "--asciicast", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert json.loads(lines[0])["version"] == 2
+    assert [json.loads(x)[2] for x in lines[1:]] == ["\x1b[2J", "✓\n", "bye\n"]
+    to_stdout = runner.invoke(app, ["export", str(rec), "-n", "1", "--asciicast"])
+    assert to_stdout.exit_code == 0
+    assert to_stdout.stdout_bytes.decode("utf-8").splitlines() == lines
+    for args, message in (
+        (["--asciicast"], "--seq N"),
+        (["--asciicast", "--seq", "7"], "no command 7"),
+        (["--asciicast", "--seq", "1", "--csv"], "cannot be combined"),
+    ):
+        bad = runner.invoke(app, ["export", str(rec), *args, "-o", str(tmp_path / "x.cast")])
+        assert bad.exit_code == 2, bad.output
+        assert message in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x.cast").exists()

@@ -110,8 +110,26 @@ def export(
             help="Show a progress bar on stderr (default: when stderr is a terminal).",
         ),
     ] = None,
+    seq: Annotated[
+        int | None,
+        typer.Option("--seq", "-n", help="The command to export with --asciicast."),
+    ] = None,
+    asciicast: Annotated[
+        bool,
+        typer.Option(
+            "--asciicast",
+            help="Write command --seq's stdout and stderr as asciicast v2 (asciinema play).",
+        ),
+    ] = False,
 ) -> None:
-    """Export a table of a recording as CSV, JSON lines or Parquet, streaming in batches."""
+    """Export a table of a recording as CSV, JSON lines or Parquet, streaming in batches.
+
+    With --asciicast --seq N: command N's terminal output as an asciicast v2 file.
+    """
+    if asciicast:
+        others = csv or jsonl or parquet or where is not None
+        _export_asciicast(recording, seq, output, others)
+        return
     formats = [name for name, on in (("csv", csv), ("jsonl", jsonl), ("parquet", parquet)) if on]
     if len(formats) != 1:
         fail("choose exactly one of --csv, --jsonl or --parquet")
@@ -159,3 +177,53 @@ def export(
                 raise typer.Exit(1) from None
             except OSError as exc:
                 fail(f"{output or 'stdout'}: {exc.strerror or exc}")
+
+
+def _export_asciicast(recording: Path, seq: int | None, output: Path | None, others: bool) -> None:
+    """``export --asciicast``: one command's output as asciicast v2 (see reclab.asciicast)."""
+    if seq is None:
+        fail("--asciicast needs a command: --seq N")
+    if others:
+        fail("--asciicast cannot be combined with --csv, --jsonl, --parquet or --where")
+    if output is not None and output.is_dir():
+        fail(f"{output}: is a directory")
+
+    import io
+
+    from agentproto import RemoteProtocolError
+
+    from ..asciicast import write_asciicast
+    from ..model import RecordingError, UnknownCommandError, open_recording
+
+    try:
+        rec = open_recording(recording)
+    except RecordingError as exc:
+        fail(str(exc))
+    with rec:
+        if rec.truncation is not None:
+            t = rec.truncation
+            warn(
+                f"{recording}: {t.message} at byte {t.offset}; "
+                f"exporting the {rec.record_count} complete records"
+            )
+        try:
+            rec.command(seq)  # an unknown seq fails before the output file is created
+            if output is None:
+                # asciicast is UTF-8 whatever the locale says
+                out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="\n")
+                try:
+                    write_asciicast(rec, seq, out)
+                    out.flush()
+                finally:
+                    out.detach()
+            else:
+                with open(output, "w", encoding="utf-8", newline="\n") as fp:
+                    write_asciicast(rec, seq, fp)
+        except (UnknownCommandError, RecordingError) as exc:
+            fail(str(exc))
+        except RemoteProtocolError as exc:
+            fail(f"{recording}: unreadable record: {exc}")
+        except BrokenPipeError:
+            raise typer.Exit(1) from None
+        except OSError as exc:
+            fail(f"{output or 'stdout'}: {exc.strerror or exc}")
