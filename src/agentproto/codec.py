@@ -21,13 +21,15 @@ __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
     "Decoder",
     "Encoder",
+    "FrameReader",
     "Incomplete",
     "item_end",
 ]
 
 # Large enough for a 4 MiB ReadAt/WriteAt payload plus its envelope.
 DEFAULT_MAX_FRAME_SIZE = 8 * 1024 * 1024
-READ_SIZE = 256 * 1024
+# FrameReader's buffer: many frames per read(2); grown only for a larger frame
+_BUFFER_SIZE = 4 * 1024 * 1024
 
 
 class Incomplete(Exception):
@@ -81,6 +83,107 @@ def item_end(buf: bytes | bytearray | memoryview, pos: int = 0) -> int:
     return pos
 
 
+class FrameReader:
+    """Cut a byte stream into encoded frames, with as few copies as possible.
+
+    The same contract as :meth:`agentproto.codec.Decoder.decode_bytes` (the
+    same :func:`~agentproto.codec.item_end` scan, so the same frame-size limit
+    before anything is buffered, the same errors with stream offsets), tuned
+    for the mux's hot path: the stream is read with ``readinto`` (one system
+    call, whatever is available: never blocking for bytes past the current
+    frame) into one reused buffer, and each frame is returned as a
+    ``memoryview`` of it, valid until the next call. The buffer is compacted
+    only when a frame would not fit before its end, so a byte is copied once
+    by the kernel and, usually, never again here.
+    """
+
+    def __init__(self, reader: Any, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE):
+        into = getattr(reader, "readinto1", None) or getattr(reader, "readinto", None)
+        self._readinto: Callable[[memoryview], int | None] | None = into
+        read1 = getattr(reader, "read1", None)
+        self._read: Callable[[int], bytes | None] = read1 if read1 is not None else reader.read
+        self._mem = bytearray(_BUFFER_SIZE)
+        self._view = memoryview(self._mem)
+        self._lo = 0  # start of the next item
+        self._hi = 0  # end of the bytes read
+        self._consumed = 0  # stream offset of _mem[0]
+        self._eof = False
+        self.max_frame_size = max_frame_size
+
+    @property
+    def offset(self) -> int:
+        """Stream offset of the next item."""
+        return self._consumed + self._lo
+
+    def next_item(self) -> memoryview | None:
+        """The next encoded item (valid until the next call); None at a clean end of stream."""
+        while True:
+            lo = self._lo
+            try:
+                end = item_end(self._view[: self._hi], lo)
+            except Incomplete as more:
+                needed = more.needed - lo  # at least this many bytes for the item
+                if needed > self.max_frame_size:
+                    raise FrameTooLargeError(
+                        f"frame of at least {needed} bytes exceeds the limit of "
+                        f"{self.max_frame_size}",
+                        offset=self.offset,
+                    ) from None
+                if not self._fill(needed):
+                    return None
+                continue
+            except RemoteProtocolError as exc:
+                raise exc.at(self.offset) from None
+            if end - lo > self.max_frame_size:
+                raise FrameTooLargeError(
+                    f"frame of {end - lo} bytes exceeds the limit of {self.max_frame_size}",
+                    offset=self.offset,
+                )
+            self._lo = end
+            return self._view[lo:end]
+
+    def _fill(self, needed: int) -> bool:
+        """Have ``needed`` bytes from the item start; False at a clean end of stream."""
+        lo, hi = self._lo, self._hi
+        if lo == hi:  # nothing pending: start over at the front, for free
+            self._consumed += lo
+            self._lo = self._hi = lo = hi = 0
+        if lo + needed > len(self._mem):
+            pending = self._view[lo:hi]
+            if needed > len(self._mem):
+                # a frame larger than the buffer: a new, larger one (never resized, so
+                # views handed out earlier stay valid)
+                mem = bytearray(max(needed, 2 * len(self._mem)))
+                mem[: hi - lo] = pending
+                self._mem, self._view = mem, memoryview(mem)
+            else:
+                self._view[: hi - lo] = pending  # compact: move the partial item down
+            self._consumed += lo
+            self._lo, self._hi = 0, hi - lo
+            lo, hi = 0, hi - lo
+        while hi - lo < needed and not self._eof:
+            if self._readinto is not None:
+                n = self._readinto(self._view[hi:])
+            else:
+                chunk = self._read(len(self._mem) - hi)
+                n = len(chunk) if chunk else 0
+                self._view[hi : hi + n] = chunk or b""
+            if not n:
+                self._eof = True
+                break
+            hi += n
+            self._hi = hi
+        have = hi - lo
+        if have >= needed:
+            return True
+        if have == 0:
+            return False
+        raise TruncatedError(
+            f"stream ended inside a frame ({have} of at least {needed} bytes)",
+            offset=self.offset,
+        )
+
+
 class Decoder:
     """Read frames one at a time from a byte stream (the Go ``Decoder``).
 
@@ -89,59 +192,26 @@ class Decoder:
     frame, :class:`FrameTooLargeError` for an item announcing more than
     ``max_frame_size`` bytes, :class:`RemoteProtocolError` for anything that is
     not a frame. Offsets in errors count bytes from the start of the stream.
+    Built on :class:`FrameReader`, which the mux uses too.
     """
 
     def __init__(self, reader: BinaryIO | Any, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE):
-        read1 = getattr(reader, "read1", None)
-        # read1 returns what is there (at most one OS read); plain read on a
-        # buffered pipe would block until the full size arrived.
-        self._read: Callable[[int], bytes | None] = read1 if read1 is not None else reader.read
-        self._buf = bytearray()
-        self._start = 0  # consumed bytes at the front of _buf
-        self._consumed = 0  # stream offset of _buf[0]
-        self._eof = False
-        self.max_frame_size = max_frame_size
+        self._frames = FrameReader(reader, max_frame_size=max_frame_size)
 
     @property
     def offset(self) -> int:
         """Stream offset of the next item (bytes consumed so far)."""
-        return self._consumed + self._start
+        return self._frames.offset
+
+    @property
+    def max_frame_size(self) -> int:
+        """Largest item accepted, in bytes."""
+        return self._frames.max_frame_size
 
     def decode_bytes(self) -> bytes | None:
         """Return the encoded bytes of the next item, or None at a clean end of stream."""
-        buf = self._buf
-        while True:
-            start = self._start
-            try:
-                end = item_end(buf, start)
-            except Incomplete as more:
-                needed = more.needed - start
-                if needed > self.max_frame_size:
-                    raise FrameTooLargeError(
-                        f"frame of at least {needed} bytes exceeds the limit of "
-                        f"{self.max_frame_size}",
-                        offset=self.offset,
-                    ) from None
-                if not self._fill(more.needed):
-                    have = len(self._buf) - self._start
-                    if have == 0:
-                        return None
-                    raise TruncatedError(
-                        f"stream ended inside a frame ({have} of at least {needed} bytes)",
-                        offset=self.offset,
-                    ) from None
-                buf = self._buf
-                continue
-            except RemoteProtocolError as exc:
-                raise exc.at(self.offset) from None
-            if end - start > self.max_frame_size:
-                raise FrameTooLargeError(
-                    f"frame of {end - start} bytes exceeds the limit of {self.max_frame_size}",
-                    offset=self.offset,
-                )
-            item = bytes(buf[start:end])
-            self._start = end
-            return item
+        item = self._frames.next_item()
+        return None if item is None else bytes(item)
 
     def decode(self) -> Frame | None:
         """Return the next frame, or None at a clean end of stream."""
@@ -157,24 +227,6 @@ class Decoder:
     def __iter__(self) -> Iterator[Frame]:
         while (frame := self.decode()) is not None:
             yield frame
-
-    def _fill(self, needed: int) -> bool:
-        """Read until the buffer holds ``needed`` bytes; False at end of stream."""
-        if self._start:
-            # drop consumed bytes before growing, so the buffer stays one frame long
-            del self._buf[: self._start]
-            self._consumed += self._start
-            needed -= self._start
-            self._start = 0
-        while len(self._buf) < needed:
-            if self._eof:
-                return False
-            chunk = self._read(max(READ_SIZE, needed - len(self._buf)))
-            if not chunk:
-                self._eof = True
-                return False
-            self._buf += chunk
-        return True
 
 
 class _Writer(Protocol):

@@ -35,10 +35,10 @@ holds up the whole connection (that is the back-pressure).
 
 Hot path: data frames are encoded by hand (byte-identical to
 ``Frame.to_cbor()``), written with one ``os.writev`` straight to the file
-descriptor, read by :class:`FrameReader` into one reused buffer (the
-:func:`agentproto.codec.item_end` scan of :class:`~agentproto.codec.Decoder`,
-with the same frame-size limit, minus three copies per frame) and decoded
-without cbor2; a recorder gets the very bytes that went over the wire.
+descriptor, read by :class:`~agentproto.codec.FrameReader` (the reader under
+:class:`~agentproto.codec.Decoder`) into one reused buffer with the frame-size
+limit enforced before buffering, and decoded without cbor2; a recorder gets
+the very bytes that went over the wire.
 """
 
 from __future__ import annotations
@@ -55,14 +55,12 @@ import threading
 from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
-from .codec import DEFAULT_MAX_FRAME_SIZE, Encoder, Incomplete, item_end
+from .codec import DEFAULT_MAX_FRAME_SIZE, Encoder, FrameReader
 from .errors import (
     AgentProtoError,
     ConnectionClosedError,
-    FrameTooLargeError,
     RemoteProtocolError,
     RPCTimeoutError,
-    TruncatedError,
 )
 from .recording import Recorder
 from .types import (
@@ -223,109 +221,6 @@ def _fast_data_frame(item: bytes | memoryview) -> tuple[int, bytes] | None:
 
 
 # --- reading frames ------------------------------------------------------------------------
-
-_BUFFER_SIZE = 4 * 1024 * 1024  # read buffer; grows for larger frames
-
-
-class FrameReader:
-    """Cut a byte stream into encoded frames, with as few copies as possible.
-
-    The same contract as :meth:`agentproto.codec.Decoder.decode_bytes` (the
-    same :func:`~agentproto.codec.item_end` scan, so the same frame-size limit
-    before anything is buffered, the same errors with stream offsets), tuned
-    for the mux's hot path: the stream is read with ``readinto`` (one system
-    call, whatever is available: never blocking for bytes past the current
-    frame) into one reused buffer, and each frame is returned as a
-    ``memoryview`` of it, valid until the next call. The buffer is compacted
-    only when a frame would not fit before its end, so a byte is copied once
-    by the kernel and, usually, never again here.
-    """
-
-    def __init__(self, reader: Any, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE):
-        into = getattr(reader, "readinto1", None) or getattr(reader, "readinto", None)
-        self._readinto: Callable[[memoryview], int | None] | None = into
-        read1 = getattr(reader, "read1", None)
-        self._read: Callable[[int], bytes | None] = read1 if read1 is not None else reader.read
-        self._mem = bytearray(_BUFFER_SIZE)
-        self._view = memoryview(self._mem)
-        self._lo = 0  # start of the next item
-        self._hi = 0  # end of the bytes read
-        self._consumed = 0  # stream offset of _mem[0]
-        self._eof = False
-        self.max_frame_size = max_frame_size
-
-    @property
-    def offset(self) -> int:
-        """Stream offset of the next item."""
-        return self._consumed + self._lo
-
-    def next_item(self) -> memoryview | None:
-        """The next encoded item (valid until the next call); None at a clean end of stream."""
-        while True:
-            lo = self._lo
-            try:
-                end = item_end(self._view[: self._hi], lo)
-            except Incomplete as more:
-                needed = more.needed - lo  # at least this many bytes for the item
-                if needed > self.max_frame_size:
-                    raise FrameTooLargeError(
-                        f"frame of at least {needed} bytes exceeds the limit of "
-                        f"{self.max_frame_size}",
-                        offset=self.offset,
-                    ) from None
-                if not self._fill(needed):
-                    return None
-                continue
-            except RemoteProtocolError as exc:
-                raise exc.at(self.offset) from None
-            if end - lo > self.max_frame_size:
-                raise FrameTooLargeError(
-                    f"frame of {end - lo} bytes exceeds the limit of {self.max_frame_size}",
-                    offset=self.offset,
-                )
-            self._lo = end
-            return self._view[lo:end]
-
-    def _fill(self, needed: int) -> bool:
-        """Have ``needed`` bytes from the item start; False at a clean end of stream."""
-        lo, hi = self._lo, self._hi
-        if lo == hi:  # nothing pending: start over at the front, for free
-            self._consumed += lo
-            self._lo = self._hi = lo = hi = 0
-        if lo + needed > len(self._mem):
-            pending = self._view[lo:hi]
-            if needed > len(self._mem):
-                # a frame larger than the buffer: a new, larger one (never resized, so
-                # views handed out earlier stay valid)
-                mem = bytearray(max(needed, 2 * len(self._mem)))
-                mem[: hi - lo] = pending
-                self._mem, self._view = mem, memoryview(mem)
-            else:
-                self._view[: hi - lo] = pending  # compact: move the partial item down
-            self._consumed += lo
-            self._lo, self._hi = 0, hi - lo
-            lo, hi = 0, hi - lo
-        while hi - lo < needed and not self._eof:
-            if self._readinto is not None:
-                n = self._readinto(self._view[hi:])
-            else:
-                chunk = self._read(len(self._mem) - hi)
-                n = len(chunk) if chunk else 0
-                self._view[hi : hi + n] = chunk or b""
-            if not n:
-                self._eof = True
-                break
-            hi += n
-            self._hi = hi
-        have = hi - lo
-        if have >= needed:
-            return True
-        if have == 0:
-            return False
-        raise TruncatedError(
-            f"stream ended inside a frame ({have} of at least {needed} bytes)",
-            offset=self.offset,
-        )
 
 
 # --- recording ----------------------------------------------------------------------------
