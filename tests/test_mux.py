@@ -27,6 +27,7 @@ from agentproto import (
     PathQuery,
     Recorder,
     RecordType,
+    RemoteProtocolError,
     RPCTimeoutError,
     TruncatedError,
     read_recording,
@@ -288,7 +289,7 @@ def test_unknown_and_unroutable_frames_are_dropped_rate_limited(
     for _ in range(25):
         pair.files[3].write(cbor2.dumps({"t": 99}))  # unknown type
         pair.agent.send_data(9, b"nobody listens")  # unregistered stream
-    pair.agent.send(Frame(type=FrameType.EXEC))  # the wrong way: runners do not run commands
+    pair.agent.send(Frame(type=FrameType.SIGNAL, signal=15))  # the wrong way: for agents only
     pair.agent.send_data(1, b"still alive")
     pair.agent.send(Frame(type=FrameType.EXIT, code=1))
     with caplog.at_level(logging.INFO, logger="agentproto.mux"):
@@ -298,7 +299,7 @@ def test_unknown_and_unroutable_frames_are_dropped_rate_limited(
     stream_lines = [r for r in caplog.records if "stream 9" in r.getMessage()]
     # 3 first ones, then the 10th: 25 repeats cost 4 lines each
     assert len(type_lines) == 4 and len(stream_lines) == 4
-    assert any("EXEC" in r.getMessage() for r in caplog.records)
+    assert any("SIGNAL" in r.getMessage() for r in caplog.records)
 
 
 def test_agent_side_ignores_exit_from_peer(pair: Pair) -> None:
@@ -306,6 +307,15 @@ def test_agent_side_ignores_exit_from_peer(pair: Pair) -> None:
     pair.runner.send(Frame(type=FrameType.EXIT, code=3))
     pair.runner.close()  # end of stream ends the agent's loop, not the hostile Exit
     assert pair.agent.read_loop(stop=stop) == -1
+
+
+@pytest.mark.parametrize("opener", [FrameType.EXEC, FrameType.CONFIG])
+def test_runner_side_gives_up_on_a_peer_that_opens_sessions(pair: Pair, opener: FrameType) -> None:
+    # `--agent cat` echoes our own Exec back: waiting for its FrameExit would hang
+    pair.agent.send(Frame(type=opener))
+    assert pair.runner.read_loop() == -1
+    assert isinstance(pair.runner.error, RemoteProtocolError)
+    assert "not an agent" in str(pair.runner.error)
 
 
 def test_stop_event_ends_the_loop_between_frames(pair: Pair) -> None:

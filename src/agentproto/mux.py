@@ -96,6 +96,8 @@ _AGENT_RECEIVES = frozenset(
         FrameType.FILE_OP,
     }
 )
+# Frames that open a session: a runner receiving one is not talking to an agent.
+_SESSION_OPENERS = frozenset({FrameType.EXEC, FrameType.CONFIG})
 _RUNNER_RECEIVES = frozenset(
     {
         FrameType.DATA,
@@ -584,6 +586,12 @@ class Mux:
             self._drop(f"type{ftype}", f"dropped a frame of unknown type {ftype}")
             return None
         if self._accepts is not None and ftype not in self._accepts:
+            if self._accepts is _RUNNER_RECEIVES and ftype in _SESSION_OPENERS:
+                # only a runner opens a session: the peer is no agent (an echo like
+                # `cat`, or the wrong program), and waiting for its exit would hang
+                raise RemoteProtocolError(
+                    f"the peer sent {ftype.name}, which only a runner sends: it is not an agent"
+                )
             self._drop(
                 f"dir{ftype}", f"dropped a frame of type {ftype.name}: the peer may not send it"
             )
