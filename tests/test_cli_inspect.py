@@ -563,10 +563,7 @@ def _go_recordings(tmp_dir: Path) -> list[Path]:
         from gotools import go_recordings  # type: ignore[import-not-found]
     except ImportError:
         pytest.skip("tests/gotools.py (the Go cross-check builder) is not present")
-    try:
-        paths = list(go_recordings(tmp_dir))
-    except Exception as exc:  # no Go toolchain, build failure...
-        pytest.skip(f"Go recordings unavailable: {exc}")
+    paths = list(go_recordings(tmp_dir))  # skips without Go (fails under CI=true)
     if not paths:
         pytest.skip("the Go cross-check program wrote no recordings")
     return paths
