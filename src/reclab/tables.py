@@ -273,24 +273,8 @@ FRAME_COLUMNS = [
 class _FrameColumns:
     """Rows of one batch of the frames table (frames decoded with cbor2), as tuples."""
 
-    _NAMES = (
-        "index",
-        "offset",
-        "seq",
-        "ts",
-        "direction",
-        "type",
-        "stream",
-        "size",
-        "signal",
-        "code",
-        "error",
-        "log_level",
-        "log_message",
-        "fileop_id",
-        "fileop_op",
-        "errno",
-    )
+    # the table's columns as rows carry them: raw timestamp, since_start computed later
+    _NAMES = tuple("ts" if c == "timestamp" else c for c in FRAME_COLUMNS if c != "since_start")
 
     def __init__(self) -> None:
         # One tuple per row: a single append per frame is what keeps this fast.
