@@ -331,56 +331,64 @@ def _wait_for_start(out: Path, deadline: float = 30.0) -> None:
     raise AssertionError("the command never started")
 
 
-@pytest.mark.parametrize(("signo", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signals_are_forwarded(tmp_path: Path, signo: int, code: int) -> None:
+def _signal_run(
+    tmp_path: Path, command: list[str], signals: list[int], pause: float = 0.2
+) -> tuple[int, bytes, bytes, Path]:
+    """Run ``reclab run -- command``, signal it once started: (code, stdout, stderr, recording)."""
     out = tmp_path / "s.cbor"
     proc = subprocess.Popen(
-        [*RECLAB, "run", "-o", str(out), "--", "sleep", "30"],
+        [*RECLAB, "run", "-o", str(out), "--", *command],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     try:
         _wait_for_start(out)
-        proc.send_signal(signo)
-        _, err = proc.communicate(timeout=TIMEOUT)
+        for i, signo in enumerate(signals):
+            if i:
+                time.sleep(pause)
+            proc.send_signal(signo)
+        stdout, err = proc.communicate(timeout=TIMEOUT)
     finally:
         proc.kill()
         proc.wait()
-    assert proc.returncode == code, err
+    return proc.returncode, stdout, err, out
+
+
+@pytest.mark.parametrize(
+    ("signo", "code"),
+    [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGQUIT, 131)],
+)
+def test_signals_are_forwarded(tmp_path: Path, signo: int, code: int) -> None:
+    returncode, _, err, out = _signal_run(tmp_path, ["sleep", "30"], [signo])
+    assert returncode == code, err
     records = read_recording(out)
     sent = [f.frame for f in frames(records) if f.direction == Direction.SEND]
     assert [f.signal for f in sent if f.type == FrameType.SIGNAL] == [signo]
     assert records[-2].cmd_end is not None and records[-2].cmd_end.exit_code == code
 
 
-def test_third_signal_abandons_a_stubborn_command(tmp_path: Path) -> None:
-    out = tmp_path / "s.cbor"
-    proc = subprocess.Popen(
-        [
-            *RECLAB,
-            "run",
-            "-o",
-            str(out),
-            "--",
-            "sh",
-            "-c",
-            "trap '' INT TERM; sleep 30",
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+def test_user_signals_reach_the_command_and_never_abandon_it(tmp_path: Path) -> None:
+    """USR1/USR2 are messages: each one arrives, and three of them do not give up."""
+    script = (
+        "trap 'echo usr1' USR1; trap 'echo usr2; exit 7' USR2; "
+        "i=0; while [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done"
     )
-    try:
-        _wait_for_start(out)
-        for _ in range(3):
-            proc.send_signal(signal.SIGINT)
-            time.sleep(0.2)
-        _, err = proc.communicate(timeout=TIMEOUT)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode == 130
+    returncode, stdout, err, out = _signal_run(
+        tmp_path, ["sh", "-c", script], [signal.SIGUSR1] * 3 + [signal.SIGUSR2], pause=0.3
+    )
+    assert returncode == 7, err
+    assert stdout.split() == [b"usr1", b"usr1", b"usr1", b"usr2"]
+    assert b"abandoning" not in err
+    sent = [f.frame.signal for f in frames(read_recording(out)) if f.frame.type == FrameType.SIGNAL]
+    assert sent == [signal.SIGUSR1] * 3 + [signal.SIGUSR2]
+
+
+def test_third_signal_abandons_a_stubborn_command(tmp_path: Path) -> None:
+    returncode, _, err, out = _signal_run(
+        tmp_path, ["sh", "-c", "trap '' INT TERM; sleep 30"], [signal.SIGINT] * 3
+    )
+    assert returncode == 130
     assert b"abandoning the command" in err and b"Traceback" not in err
     records = read_recording(out)
     signals = [f.frame.signal for f in frames(records) if f.frame.type == FrameType.SIGNAL]

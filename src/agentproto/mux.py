@@ -395,11 +395,11 @@ class Mux:
         """Record every frame sent (Direction.SEND) and received (RECV) as command ``seq``.
 
         Records hold the exact bytes of the wire and the time each frame was sent
-        or received. Data frames are written by a thread of the mux's own (so
-        writing the file overlaps reading the connection); any other frame first
-        waits for them, so the file keeps the wire order. :meth:`read_loop` and
-        :meth:`close` return only once everything is written;
-        :meth:`flush_recording` waits for it at any other time.
+        or received. Each is written in the thread that moves the frame: a
+        received one before it is handled, a sent one before it goes out (so an
+        answer can never precede its request in the file). A slow disk thus slows
+        the connection instead of filling memory, and nothing is pending when a
+        call returns.
         """
         self.flush_recording()
         if self._record_writer is not None:

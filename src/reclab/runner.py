@@ -80,8 +80,20 @@ __all__ = [
 
 DEFAULT_AGENT: tuple[str, ...] = (sys.executable, "-m", "agentproto.agent")
 READ_SIZE = 256 * 1024
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-ABANDON_AFTER = 3  # the third SIGINT/SIGTERM gives up on the commands
+# What a shell or ssh would pass on to a foreground command. SIGTSTP/SIGCONT are
+# not: stopping the remote command would leave this runner waiting, unstopped.
+FORWARDED_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+# Only the signals that ask to stop count towards giving up; USR1/USR2 are
+# messages to the command and may be sent any number of times.
+ABANDON_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT})
+ABANDON_AFTER = 3  # the third stop signal gives up on the commands
 CLOSE_TIMEOUT = 5.0
 # ssh options that take an argument (the host is the first word that is not one of these)
 _SSH_OPTIONS_WITH_ARG = set("BbcDEeFIiJLlmOoPpQRSWw")
@@ -569,7 +581,7 @@ class RemoteCommand:
 class SignalState:
     """What :func:`forward_signals` saw: signals received, and the one that abandoned."""
 
-    received: int = 0
+    received: int = 0  # stop signals (ABANDON_SIGNALS) only
     abandoned_by: int = 0  # the signal number that made it give up (0: it did not)
 
 
@@ -585,9 +597,10 @@ def forward_signals(
     ``commands`` is a list or a function returning the current list. The
     handler only queues the signal number (a handler must not take the mux's
     send lock the interrupted code may hold); a thread sends the frames. The
-    :data:`ABANDON_AFTER`-th signal abandons every command instead and calls
-    ``on_abandon(signo)``. Yields a :class:`SignalState`. Outside the main
-    thread (where handlers cannot be installed) nothing is forwarded.
+    :data:`ABANDON_AFTER`-th stop signal (:data:`ABANDON_SIGNALS`) abandons
+    every command instead and calls ``on_abandon(signo)``. Yields a
+    :class:`SignalState`. Outside the main thread (where handlers cannot be
+    installed) nothing is forwarded.
     """
     state = SignalState()
     if threading.current_thread() is not threading.main_thread():
@@ -606,9 +619,10 @@ def forward_signals(
             signo = pending.get()
             if signo < 0:
                 return
-            state.received += 1
             targets = [c for c in current() if c.running]
-            if state.received >= ABANDON_AFTER:
+            if signo in ABANDON_SIGNALS:
+                state.received += 1
+            if signo in ABANDON_SIGNALS and state.received >= ABANDON_AFTER:
                 state.abandoned_by = state.abandoned_by or signo
                 for command in targets:
                     command.abandon()

@@ -1,7 +1,7 @@
 """``reclab run``: run commands through an agent, pass their I/O through, record the session.
 
 A thin shell over :mod:`reclab.runner`: one agent connection per command,
-stdin/stdout/stderr passed through byte for byte, SIGINT/SIGTERM forwarded,
+stdin/stdout/stderr passed through byte for byte, signals forwarded,
 the command's exit code as reclab's own.
 """
 
@@ -170,9 +170,11 @@ def run(
 ) -> None:
     """Run a command through an agent and record the session.
 
-    stdin, stdout and stderr pass through byte for byte; SIGINT and SIGTERM go to the command.
+    stdin, stdout and stderr pass through byte for byte; SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1
+    and SIGUSR2 go to the command.
 
-    The third signal gives up on the command. reclab exits with the command's exit code.
+    The third SIGINT, SIGTERM, SIGHUP or SIGQUIT gives up on the command.
+    reclab exits with the command's exit code.
 
     With --script: 0 if every command succeeded, else the code of the first that failed.
     """
