@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import re
 import signal
@@ -16,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -509,15 +511,112 @@ def test_runner_disconnect_kills_child(agents: list[Agent], tmp_path: Path) -> N
     assert gone(pid)
 
 
-def test_disconnect_while_stdin_is_blocked(agents: list[Agent], tmp_path: Path) -> None:
+def test_signal_and_file_ops_get_past_pending_stdin(agents: list[Agent], tmp_path: Path) -> None:
+    """Input the child does not read is buffered: later frames are still served."""
     agent = Agent(tmp_path)
     agents.append(agent)
     pid = start_long_child(agent, "echo $$; exec sleep 60")  # never reads its stdin
-    agent.mux.send_data(0, b"z" * 300_000)  # more than the stdin pipe holds: the agent blocks
-    started = time.monotonic()
-    assert agent.close() == 0
+    # 3 MiB: more than the child's pipe and the connection's pipe hold together
+    feeder = threading.Thread(target=agent.mux.send_data, args=(0, b"z" * (3 << 20)))
+    feeder.start()
+    resp = agent.mux.file_op(FileOpReq(op=FileOp.GETWD), timeout=TIMEOUT)
+    assert resp.errno == 0
+    agent.mux.send(Frame(type=FrameType.SIGNAL, signal=signal.SIGTERM))
+    assert agent.mux.wait(TIMEOUT) == 128 + signal.SIGTERM
+    feeder.join(TIMEOUT)
     assert gone(pid)
-    assert time.monotonic() - started < 20  # not the child's 60 seconds
+
+
+def _child_stdin(limit: int) -> tuple[Any, int]:
+    """A _ChildStdin on a fresh pipe (nobody reads it yet): (stdin, the pipe's read fd)."""
+    from agentproto.agent import _ChildStdin
+
+    r, w = os.pipe()
+    return _ChildStdin(w, logging.getLogger("test"), None, lambda: None, limit=limit), r
+
+
+def _read_all(fd: int) -> bytes:
+    with open(fd, "rb") as f:
+        return f.read()
+
+
+def test_child_stdin_buffers_up_to_its_limit_then_waits() -> None:
+    stdin, r = _child_stdin(limit=2 << 20)
+    stdin.write(b"a" * (1 << 20))  # returns: buffered, although nobody reads
+    stdin.write(b"b" * (1 << 20))
+    assert stdin.pending > 0
+    blocked = threading.Thread(target=stdin.write, args=(b"c" * (1 << 20),))
+    blocked.start()
+    blocked.join(0.3)
+    assert blocked.is_alive()  # over the limit: back-pressure
+    reader = threading.Thread(target=lambda: got.append(_read_all(r)))
+    got: list[bytes] = []
+    reader.start()
+    blocked.join(TIMEOUT)
+    assert not blocked.is_alive()
+    stdin.eof()  # closes the pipe once everything is written
+    reader.join(TIMEOUT)
+    assert got == [b"a" * (1 << 20) + b"b" * (1 << 20) + b"c" * (1 << 20)]
+    assert stdin.pending == 0
+
+
+def test_child_stdin_close_drops_input_and_releases_a_blocked_write() -> None:
+    stdin, r = _child_stdin(limit=1 << 16)
+    blocked = threading.Thread(target=stdin.write, args=(b"x" * (1 << 20),))
+    blocked.start()
+    blocked.join(0.3)
+    assert blocked.is_alive()
+    stdin.close()  # the child is gone
+    blocked.join(TIMEOUT)
+    assert not blocked.is_alive() and stdin.pending == 0
+    stdin.write(b"later")  # dropped, no error
+    assert len(_read_all(r)) < (1 << 20)  # the pipe is closed: EOF after what got through
+
+
+def test_child_stdin_eof_without_input_closes_at_once() -> None:
+    stdin, r = _child_stdin(limit=1024)
+    stdin.eof()
+    assert _read_all(r) == b""
+
+
+def _stdin_frames(path: Path, script: str, stdin_size: int) -> None:
+    """Write a runner's side of a session to ``path``: Exec of ``sh -c script``, then stdin."""
+    exec_msg = ExecMsg(path="/bin/sh", argv=["sh", "-c", script])
+    chunk = b"z" * (256 << 10)
+    with open(path, "wb") as f:
+        f.write(Frame(type=FrameType.EXEC, exec=exec_msg).to_cbor())
+        for _ in range(stdin_size // len(chunk)):
+            f.write(encode_data_frame_head(0, len(chunk)) + chunk)
+
+
+def test_disconnect_while_stdin_is_blocked(tmp_path: Path) -> None:
+    """Runner killed while the agent waits for the child to read: the child is ended."""
+    frames_path = tmp_path / "frames.bin"
+    pid_file = tmp_path / "pid"
+    # 16 MiB: the agent buffers a few MiB, then stops reading; the runner blocks
+    _stdin_frames(frames_path, f"echo $$ > {pid_file}; exec sleep 60", 16 << 20)
+    runner = subprocess.Popen(["cat", str(frames_path)], stdout=subprocess.PIPE)
+    agent = subprocess.Popen(AGENT, stdin=runner.stdout, stdout=subprocess.DEVNULL)
+    assert runner.stdout is not None
+    runner.stdout.close()
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not pid_file.exists() or not pid_file.read_text().strip():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        pid = int(pid_file.read_text())
+        with pytest.raises(subprocess.TimeoutExpired):
+            runner.wait(0.5)  # blocked: the agent no longer reads
+        started = time.monotonic()
+        runner.kill()
+        runner.wait()
+        assert agent.wait(TIMEOUT) == 0
+        assert gone(pid)
+        assert time.monotonic() - started < 20  # not the child's 60 seconds
+    finally:
+        for proc in (runner, agent):
+            proc.kill()
+            proc.wait()
 
 
 def test_child_ignoring_sigterm_gets_sigkill(agents: list[Agent], tmp_path: Path) -> None:

@@ -645,3 +645,111 @@ def test_emit_log_entry() -> None:
     logger.addHandler(Keep())
     emit_log_entry(logger, LogEntry(level=4, msg="careful", attrs=["a=1"]))
     assert seen[0].levelno == logging.WARNING and seen[0].getMessage() == "careful a=1"
+
+
+# --- a peer that does not read ---------------------------------------------------------
+
+
+BLOCKING_SIZE = 4 << 20  # more than any pipe holds (the mux grows its pipes to 1 MiB)
+
+
+def _stalled_sender() -> tuple[Mux, int]:
+    """A mux writing to a pipe that nobody reads yet: (mux, the pipe's read fd)."""
+    r, w = os.pipe()
+    mux = Mux(io.BytesIO(), open(w, "wb", buffering=0))  # noqa: SIM115 - the mux closes it
+    return mux, r
+
+
+def _wait_until(condition: Any) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def _drain(fd: int) -> list[Frame]:
+    with open(fd, "rb") as f:
+        frames = []
+        reader = FrameReader(f)
+        while (item := reader.next_item()) is not None:
+            frames.append(Frame.from_cbor(bytes(item)))
+        return frames
+
+
+def test_control_frames_go_before_data_frames_still_waiting() -> None:
+    """A signal waiting behind a blocked bulk send goes out before the next data frame."""
+    mux, r = _stalled_sender()
+    first = threading.Thread(target=mux.send_data, args=(0, b"a" * BLOCKING_SIZE))
+    first.start()  # blocks: nobody reads
+    _wait_until(lambda: mux._send_lock.locked())
+    signal_sender = threading.Thread(
+        target=mux.send, args=(Frame(type=FrameType.SIGNAL, signal=2),)
+    )
+    signal_sender.start()
+    _wait_until(lambda: mux._control_asked == 1)
+    second = threading.Thread(target=mux.send_data, args=(0, b"b" * 10))
+    second.start()
+    reader = threading.Thread(target=lambda: frames.extend(_drain(r)))
+    frames: list[Frame] = []
+    time.sleep(0.05)  # give a wrong order every chance to happen
+    reader.start()
+    for t in (first, signal_sender, second):
+        t.join(TIMEOUT)
+    mux.close()
+    reader.join(TIMEOUT)
+    assert [(f.type, f.data[:1]) for f in frames] == [
+        (FrameType.DATA, b"a"),
+        (FrameType.SIGNAL, b""),
+        (FrameType.DATA, b"b"),
+    ]
+
+
+def test_data_yields_only_to_control_frames_already_waiting() -> None:
+    """Data never waits for control frames that asked after it: no starvation."""
+    mux, r = _stalled_sender()
+    reader = threading.Thread(target=_drain, args=(r,))
+    reader.start()
+    stop = threading.Event()
+
+    def chatter() -> None:
+        while not stop.is_set():
+            mux.send(Frame(type=FrameType.SIGNAL, signal=10))
+
+    noisy = [threading.Thread(target=chatter) for _ in range(4)]
+    for t in noisy:
+        t.start()
+    try:
+        for _ in range(200):
+            mux.send_data(1, b"x" * 1000)  # returns although signals keep coming
+    finally:
+        stop.set()
+        for t in noisy:
+            t.join(TIMEOUT)
+        mux.close()
+        reader.join(TIMEOUT)
+
+
+def test_close_does_not_wait_for_a_send_the_peer_never_reads() -> None:
+    mux, r = _stalled_sender()
+    errors: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            mux.send_data(0, b"q" * BLOCKING_SIZE)
+        except ConnectionClosedError as exc:  # pragma: no cover - the frame goes out whole
+            errors.append(exc)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    _wait_until(lambda: mux._send_lock.locked())
+    closer = threading.Thread(target=mux.close)
+    closer.start()
+    closer.join(TIMEOUT)
+    assert not closer.is_alive()
+    with pytest.raises(ConnectionClosedError):
+        mux.send(Frame(type=FrameType.SIGNAL, signal=2))
+    # the peer reads at last: the blocked frame completes, then the writer is closed
+    frames = _drain(r)
+    sender.join(TIMEOUT)
+    assert not errors
+    assert [(f.type, len(f.data)) for f in frames] == [(FrameType.DATA, BLOCKING_SIZE)]

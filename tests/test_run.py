@@ -332,13 +332,17 @@ def _wait_for_start(out: Path, deadline: float = 30.0) -> None:
 
 
 def _signal_run(
-    tmp_path: Path, command: list[str], signals: list[int], pause: float = 0.2
+    tmp_path: Path,
+    command: list[str],
+    signals: list[int],
+    pause: float = 0.2,
+    stdin: Any = subprocess.DEVNULL,
 ) -> tuple[int, bytes, bytes, Path]:
     """Run ``reclab run -- command``, signal it once started: (code, stdout, stderr, recording)."""
     out = tmp_path / "s.cbor"
     proc = subprocess.Popen(
         [*RECLAB, "run", "-o", str(out), "--", *command],
-        stdin=subprocess.DEVNULL,
+        stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -395,6 +399,46 @@ def test_third_signal_abandons_a_stubborn_command(tmp_path: Path) -> None:
     assert signals == [signal.SIGINT, signal.SIGINT]
     assert records[-2].cmd_end is not None and records[-2].cmd_end.exit_code == -1
     assert records[-1].footer is not None
+
+
+def test_signal_gets_past_stdin_the_command_does_not_read(tmp_path: Path) -> None:
+    big = tmp_path / "input"
+    big.write_bytes(b"y" * (3 << 20))  # more than the pipes hold: the agent buffers it
+    with open(big, "rb") as stdin:
+        returncode, _, err, _ = _signal_run(tmp_path, ["sleep", "30"], [signal.SIGINT], stdin=stdin)
+    assert returncode == 130, err
+
+
+def _command_pid(recording: Path) -> int:
+    for f in frames(read_recording(recording)):
+        if f.frame.type == FrameType.LOG and f.frame.log.msg.startswith("started"):
+            return int(f.frame.log.msg.rsplit("pid ", 1)[1].rstrip(")"))
+    raise AssertionError("no 'started' log")
+
+
+def test_third_signal_abandons_even_when_stdin_is_stuck(tmp_path: Path) -> None:
+    """Endless input to a command that never reads it: the connection is stuck, yet
+    the third Ctrl-C still ends reclab, the agent and the command."""
+    yes = subprocess.Popen(["yes"], stdout=subprocess.PIPE)
+    try:
+        returncode, _, err, out = _signal_run(
+            tmp_path, ["sleep", "300"], [signal.SIGINT] * 3, stdin=yes.stdout
+        )
+    finally:
+        yes.kill()
+        yes.wait()
+    assert returncode == 130, err
+    assert b"abandoning the command" in err and b"Traceback" not in err
+    pid = _command_pid(out)
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"the command (pid {pid}) is still running")
 
 
 def test_closed_stdout_sends_sigpipe(tmp_path: Path) -> None:

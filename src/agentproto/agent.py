@@ -41,14 +41,19 @@ before ``FrameExec`` so does a CBOR item that is not a valid frame. During a
 command, undecodable frames, frames of unknown type or of the runner-bound
 direction (``FrameExit``, a second ``FrameExec``...) are dropped and logged.
 
-Stdin is delivered synchronously (that is its back-pressure): while the child
-does not read, later frames of the connection (signals, file ops) wait too.
+Stdin goes through a buffer of ``STDIN_BUFFER`` bytes with a writer thread:
+while the child does not read, later frames of the connection (signals, file
+ops) are still read and served, until that much input is pending; then the
+connection waits for the child (back-pressure). Runners built on this package's
+:class:`~agentproto.mux.Mux` send signals, file ops and PATH queries ahead of
+the data frames not yet written, so they never wait behind more than that.
 """
 
 from __future__ import annotations
 
 import argparse
 import array
+import collections
 import contextlib
 import fcntl
 import ipaddress
@@ -85,6 +90,10 @@ READ_SIZE = 256 * 1024
 READER_JOIN_TIMEOUT = 5.0
 MAX_FD = 1023  # highest fd number a command may ask for in ExecMsg.fds
 _PIPE_SIZE = 1024 * 1024
+# Stdin the agent holds for a child that is not reading it: more than a runner
+# has in flight (a pipe of 1 MiB and a frame), so a runner that pauses its
+# input to send a signal gets the signal read.
+STDIN_BUFFER = 4 * 1024 * 1024
 
 _agent_log = logging.getLogger("agentproto.agent")
 
@@ -104,58 +113,148 @@ def _grow(fd: int) -> None:
 
 
 class _ChildStdin:
-    """Stream 0: runner data into the child's stdin pipe (blocking: back-pressure).
+    """Stream 0: runner data into the child's stdin, through a bounded buffer.
 
-    While a write waits for the child to read, the connection is watched: if the
-    runner hangs up meanwhile, ``on_gone`` is called (the session then ends the
-    child, which ends the write), since the reading thread, stuck here, cannot
-    see the end of its input.
+    A writer thread of its own feeds the pipe, so the connection's reading
+    thread goes on reading while the child does not read its input: a signal
+    (a Ctrl-C to a command that ignores its stdin), a file op or a PATH query
+    behind pending input is still served. Up to ``limit`` bytes wait here;
+    past that, :meth:`write` blocks until the child reads (back-pressure on
+    the runner; a hostile runner cannot make the agent hold more). While the
+    writer waits for the child, the connection is watched: if the runner
+    hangs up meanwhile, ``on_gone`` is called (the session then ends the
+    child), since the reading thread may be blocked here and not see its
+    input end.
     """
 
     def __init__(
-        self, fd: int, log: logging.Logger, watch_fd: int | None, on_gone: Callable[[], None]
+        self,
+        fd: int,
+        log: logging.Logger,
+        watch_fd: int | None,
+        on_gone: Callable[[], None],
+        *,
+        limit: int = STDIN_BUFFER,
     ):
         self._fd = fd
         self._log = log
         self._watch = watch_fd
         self._on_gone = on_gone
-        self._lock = threading.Lock()
-        if watch_fd is not None:
-            os.set_blocking(fd, False)  # our end only: the child's end stays blocking
+        self._limit = limit
+        self._cond = threading.Condition(threading.Lock())
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._pending = 0  # bytes in _chunks
+        self._eof = False  # no more input: close the pipe once drained
+        self._closed = False  # the pipe is closed (or being closed): input is dropped
+        self._writer: threading.Thread | None = None
+        self._wake_r, self._wake_w = -1, -1  # wakes a writer waiting on the child
+        os.set_blocking(fd, False)  # our end only: the child's end stays blocking
+
+    @property
+    def pending(self) -> int:
+        """Bytes received for the child and not yet written to its stdin."""
+        return self._pending
 
     def write(self, data: bytes) -> None:
-        with self._lock:
-            if self._fd < 0:
+        if not data:
+            return
+        with self._cond:
+            if self._closed or self._eof:
                 return
-            view = memoryview(data)
-            try:
-                while view:
-                    try:
-                        view = view[os.write(self._fd, view) :]
-                    except BlockingIOError:
-                        self._wait_writable()
-            except OSError as exc:
-                self._log.info("child stdin closed (%s): dropping further input", exc.strerror)
-                self._close()
+            if self._writer is None:
+                self._wake_r, self._wake_w = os.pipe()
+                self._writer = threading.Thread(
+                    target=self._write_loop, name="agent-stdin", daemon=True
+                )
+                self._writer.start()
+            self._chunks.append(bytes(data))
+            self._pending += len(data)
+            self._cond.notify_all()
+            while self._pending > self._limit and not self._closed:
+                self._cond.wait()
 
-    def _wait_writable(self) -> None:
+    def eof(self) -> None:
+        """The runner's end of stdin: the pipe is closed once what is pending is written."""
+        with self._cond:
+            self._eof = True
+            if self._writer is None:
+                self._close_pipe()
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Drop pending input and close the pipe now (the child is gone)."""
+        with self._cond:
+            self._closed = True
+            self._chunks.clear()
+            self._pending = 0
+            if self._writer is None:
+                self._close_pipe()
+            else:
+                with contextlib.suppress(OSError):
+                    os.write(self._wake_w, b"x")
+            self._cond.notify_all()
+
+    def _write_loop(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while not self._chunks and not self._eof and not self._closed:
+                        self._cond.wait()
+                    if self._closed or not self._chunks:
+                        return
+                    chunk = self._chunks[0]
+                written = self._write_all(chunk)
+                with self._cond:
+                    if self._chunks and self._chunks[0] is chunk:
+                        self._chunks.popleft()
+                        self._pending -= len(chunk)
+                    self._cond.notify_all()
+                if not written:
+                    return
+        finally:
+            with self._cond:
+                self._closed = True
+                self._chunks.clear()
+                self._pending = 0
+                self._close_pipe()
+                for fd in (self._wake_r, self._wake_w):
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+                self._cond.notify_all()
+
+    def _write_all(self, chunk: bytes) -> bool:
+        """Write ``chunk`` to the child; False if the pipe failed or :meth:`close` was called."""
+        view = memoryview(chunk)
+        try:
+            while view:
+                try:
+                    view = view[os.write(self._fd, view) :]
+                except BlockingIOError:
+                    if not self._wait_writable():
+                        return False
+        except OSError as exc:
+            self._log.info("child stdin closed (%s): dropping further input", exc.strerror)
+            return False
+        return True
+
+    def _wait_writable(self) -> bool:
         poller = select.poll()
         poller.register(self._fd, select.POLLOUT)
+        poller.register(self._wake_r, select.POLLIN)
         if self._watch is not None:
             poller.register(self._watch, select.POLLRDHUP)  # errors and hangups always count
         while True:
             for fd, events in poller.poll():
+                if fd == self._wake_r:
+                    return False  # close(): the child is gone
                 if fd == self._fd:
-                    return  # writable, or an error the next write reports
+                    return True  # writable, or an error the next write reports
                 if events & (select.POLLRDHUP | select.POLLHUP | select.POLLERR | select.POLLNVAL):
                     poller.unregister(fd)  # report once, then wait for the child to go
                     self._on_gone()
 
-    def eof(self) -> None:
-        with self._lock:
-            self._close()
-
-    def _close(self) -> None:
+    def _close_pipe(self) -> None:
+        """Close our end of the pipe; the caller holds the lock."""
         if self._fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
@@ -188,8 +287,8 @@ class Command:
     def terminate(self, grace: float, log: logging.Logger) -> None:
         """SIGTERM the group, SIGKILL it after ``grace`` seconds, reap the child.
 
-        Stdin is closed only after the child is gone: the reading thread may be
-        blocked writing to it (back-pressure), and the child's death releases it.
+        Then stdin is closed and its pending input dropped (which also releases a
+        reading thread blocked on a full stdin buffer).
         """
         for signo in (signal.SIGTERM, signal.SIGKILL):
             try:
@@ -202,7 +301,7 @@ class Command:
                 except subprocess.TimeoutExpired:
                     log.warning("child %d ignored SIGTERM for %.1fs: SIGKILL", self.pgid, grace)
         self.proc.wait()
-        self.stdin.eof()
+        self.stdin.close()
 
 
 def _spawn(
@@ -467,6 +566,7 @@ class Session:
         finally:
             if not finished:
                 command.terminate(self.grace, self.log)
+            command.stdin.close()  # input nobody will read (the child is gone)
 
     def _connection_lost(self) -> None:
         self._aborted = True

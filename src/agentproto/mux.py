@@ -110,6 +110,7 @@ _RUNNER_RECEIVES = frozenset(
     }
 )
 _PIPE_SIZE = 1024 * 1024  # Linux default pipe-max-size; fewer, larger reads and writes
+_CLOSE_WAIT = 0.5  # seconds close() waits for a send in progress (longer: the peer is stuck)
 
 
 class StreamHandler(Protocol):
@@ -315,6 +316,10 @@ class Mux:
             _AGENT_RECEIVES if side == "agent" else _RUNNER_RECEIVES if side == "runner" else None
         )
         self._send_lock = threading.Lock()
+        # control frames (anything but data) waiting for / given the send lock
+        self._control_cond = threading.Condition(threading.Lock())
+        self._control_asked = 0
+        self._control_sent = 0
         self._fd = self._writer_fd(writer)
         self._encoder = Encoder(writer) if self._fd is None else None
         self._splice_ok = self._fd is not None and _spliceable(self._fd)
@@ -338,6 +343,7 @@ class Mux:
         self._finished: str | None = None  # why RPCs can no longer be answered
 
         self._send_closed = False
+        self._writer_closed = False
         self._closed = False
         self._reading = False
         self._drops: collections.Counter[str] = collections.Counter()
@@ -420,6 +426,13 @@ class Mux:
         if self._send_closed:
             raise ConnectionClosedError("the connection is closed for sending")
         try:
+            self._write_unchecked(parts)
+        finally:
+            if self._closed:  # close() came while this write was blocked: finish its job
+                self._close_writer()
+
+    def _write_unchecked(self, parts: list[Any]) -> None:
+        try:
             fd = self._fd
             if fd is None:
                 assert self._encoder is not None
@@ -436,20 +449,67 @@ class Mux:
 
     def _send_parts(self, parts: list[Any], stream: int = -1) -> None:
         """Send an encoded frame; ``stream`` >= 0 says it is a data frame (parts: head, data)."""
+        if stream >= 0:
+            self._yield_to_control_frames()
+            self._acquire_send_lock()
+        else:
+            with self._control_cond:
+                self._control_asked += 1
+            try:
+                self._acquire_send_lock()
+            finally:  # counted even if the wait failed: data must not wait for it
+                with self._control_cond:
+                    self._control_sent += 1
+                    self._control_cond.notify_all()
+        try:
+            self._record_and_write(parts, stream)
+        finally:
+            self._send_lock.release()
+
+    def _acquire_send_lock(self) -> None:
+        """Take the send lock; raise ConnectionClosedError instead once the mux is closed.
+
+        A send blocked on a peer that does not read holds the lock: nobody else
+        may wait for it forever after :meth:`close`.
+        """
+        lock = self._send_lock
+        if lock.acquire(blocking=False):
+            return
+        while not lock.acquire(timeout=_CLOSE_WAIT):
+            if self._send_closed:
+                raise ConnectionClosedError("the connection is closed for sending")
+
+    def _yield_to_control_frames(self) -> None:
+        """Let control frames that already wait for the connection go before this data frame.
+
+        A bulk transfer (stdin, output) would otherwise keep the send lock to
+        itself while a signal or an RPC waits: Python's locks are not fair.
+        Only frames that asked before this one go first, so data cannot starve.
+        """
+        if self._control_asked == self._control_sent:
+            return
+        with self._control_cond:
+            target = self._control_asked
+            while self._control_sent < target and not self._send_closed:
+                self._control_cond.wait(0.5)
+
+    def _record_and_write(self, parts: list[Any], stream: int) -> None:
+        """Record, then send, one frame; the caller holds the send lock.
+
+        Recorded inside the lock (frames in wire order) and BEFORE the write:
+        once on the wire, the peer's answer may be received and recorded at
+        once, and a recording must never show a response before its request.
+        """
         writer = self._record_writer
-        with self._send_lock:
-            # Recorded inside the lock (frames in wire order) and BEFORE the write:
-            # once on the wire, the peer's answer may be received and recorded at
-            # once, and a recording must never show a response before its request.
-            if writer is not None:
-                if stream >= 0:
-                    data = parts[1] if len(parts) > 1 else b""
-                    writer.data(
-                        Direction.SEND, stream, data if data.__class__ is bytes else bytes(data)
-                    )
-                else:
-                    writer.now(Direction.SEND, parts[0] if len(parts) == 1 else b"".join(parts))
-            self._write(parts)
+        if writer is not None:
+            if stream >= 0:
+                data = parts[1] if len(parts) > 1 else b""
+                writer.data(
+                    Direction.SEND, stream, data if data.__class__ is bytes else bytes(data)
+                )
+            else:
+                writer.now(Direction.SEND, parts[0] if len(parts) == 1 else b"".join(parts))
+        self._write(parts)
 
     def send(self, frame: Frame) -> None:
         """Encode and send one frame; thread-safe. Raises ConnectionClosedError if it cannot."""
@@ -491,7 +551,9 @@ class Mux:
             data = b"".join(chunks)
             self._send_parts([encode_data_frame_head(stream, len(data)), data], stream)
             return
-        with self._send_lock:
+        self._yield_to_control_frames()
+        self._acquire_send_lock()
+        try:
             self._write([encode_data_frame_head(stream, size)])
             fd = self._fd
             assert fd is not None
@@ -506,6 +568,11 @@ class Mux:
                 # a frame cut short: the connection cannot be used any more
                 self._send_closed = True
                 raise ConnectionClosedError(f"cannot send frame: {exc}") from exc
+            finally:
+                if self._closed:
+                    self._close_writer()
+        finally:
+            self._send_lock.release()
 
     def send_eof(self, stream: int) -> None:
         """Send a ``FrameEOF`` for ``stream``."""
@@ -814,23 +881,39 @@ class Mux:
     def close(self) -> None:
         """Stop RPCs (waiters get ConnectionClosedError) and close the writer; idempotent.
 
-        The peer sees the end of its input. The reader is closed too unless a
-        read loop is running on it (closing it under a blocked read is unsafe);
-        that loop ends when the peer closes its side.
+        The peer sees the end of its input. If a send is blocked (the peer does
+        not read), close() does not wait for it past half a second: that send
+        closes the writer when it returns, and later sends fail. The reader is
+        closed too unless a read loop is running on it (closing it under a
+        blocked read is unsafe); that loop ends when the peer closes its side.
         """
         if self._closed:
             return
         self._closed = True
         self._finish("the mux was closed")
-        with self._send_lock:
+        if self._send_lock.acquire(timeout=_CLOSE_WAIT):
+            try:
+                self._close_writer()
+            finally:
+                self._send_lock.release()
+        else:
+            # A send is blocked: the peer does not read. Closing the fd under it
+            # would not wake it and could let the fd number be reused under its
+            # feet, so it closes the writer itself when it returns.
             self._send_closed = True
-            with contextlib.suppress(OSError, ValueError):
-                self._writer.close()
         if not self._reading:
             with contextlib.suppress(OSError, ValueError, AttributeError):
                 self._reader.close()
         if self._record_writer is not None:
             self._record_writer.stop()
+
+    def _close_writer(self) -> None:
+        """Close the writer once; the caller holds the send lock."""
+        self._send_closed = True
+        if not self._writer_closed:
+            self._writer_closed = True
+            with contextlib.suppress(OSError, ValueError):
+                self._writer.close()
 
     def __enter__(self) -> Mux:
         return self

@@ -351,6 +351,19 @@ class AgentConnection:
                     pipe.close()
         return status
 
+    def abandon(self) -> None:
+        """Close the connection and SIGTERM the agent process, without waiting.
+
+        Closing alone may not reach the agent: while it does not read (its
+        command ignores a full stdin), a blocked send keeps our end open. On
+        SIGTERM our agent, like ``mproxy-agent`` on a hang-up, terminates the
+        command; for ``ssh ...`` the remote agent sees the connection drop.
+        """
+        self.mux.close()
+        if self.process.poll() is None:
+            with contextlib.suppress(OSError):
+                self.process.terminate()
+
     def __enter__(self) -> AgentConnection:
         return self
 
@@ -405,6 +418,7 @@ class RemoteCommand:
         self._stop_stdin = threading.Event()
         self._stdin_thread: threading.Thread | None = None
         self._sigpipe_sent = False
+        self._signals_out: queue.SimpleQueue[int] | None = None  # see signal_soon()
         self._ended = False
         self._lock = threading.Lock()
 
@@ -442,7 +456,7 @@ class RemoteCommand:
             if self._sigpipe_sent:
                 return
             self._sigpipe_sent = True
-        self.signal(signal.SIGPIPE)
+        self.signal_soon(signal.SIGPIPE)  # on the reading thread: must not block
 
     def _pump_stdin(self) -> None:
         """Stream 0: local input to the command, then FrameEOF."""
@@ -513,15 +527,37 @@ class RemoteCommand:
         with contextlib.suppress(AgentProtoError):
             self.connection.mux.send(Frame(type=FrameType.SIGNAL, signal=int(signo)))
 
+    def signal_soon(self, signo: int) -> None:
+        """Queue ``signo`` for the command and return at once; queued signals go out in order.
+
+        For callers that must not block (the signal relay, a stream handler):
+        a send waits while the connection is blocked, for instance behind stdin
+        that the agent cannot deliver because the command does not read it.
+        """
+        with self._lock:
+            if self._signals_out is None:
+                self._signals_out = queue.SimpleQueue()
+                threading.Thread(
+                    target=self._send_queued_signals,
+                    args=(self._signals_out,),
+                    name="reclab-signal-out",
+                    daemon=True,
+                ).start()
+            self._signals_out.put(signo)
+
+    def _send_queued_signals(self, signals: queue.SimpleQueue[int]) -> None:
+        while (signo := signals.get()) > 0:
+            self.signal(signo)
+
     @property
     def running(self) -> bool:
         """True between start() and the end of the connection."""
         return self.connection is not None and not self._ended
 
     def abandon(self) -> None:
-        """Close the connection without waiting: the agent terminates the command."""
+        """Give up on the command without waiting: see :meth:`AgentConnection.abandon`."""
         if self.connection is not None:
-            self.connection.mux.close()
+            self.connection.abandon()
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait for ``FrameExit``; returns its code, records ``CommandEnd``, closes the connection.
@@ -540,6 +576,9 @@ class RemoteCommand:
             self._ended = True
         if first:
             self._stop_stdin.set()
+            with self._lock:
+                if self._signals_out is not None:
+                    self._signals_out.put(0)  # ends the signal sender
             status = conn.close()
             self.exit_code = code if code >= 0 else None
             if self.recorder is not None:
@@ -630,7 +669,7 @@ def forward_signals(
                     on_abandon(signo)
             else:
                 for command in targets:
-                    command.signal(signo)
+                    command.signal_soon(signo)  # never blocks: a later signal can abandon
 
     thread = threading.Thread(target=relay, name="reclab-signals", daemon=True)
     thread.start()
