@@ -16,6 +16,8 @@ Figures (best of ``--repeat`` runs each):
 - recording cost at a set pace: a child writing ``--pace`` GB/s (the
   throughput target by default), with and without recording: what a command
   that is not CPU-bound feels;
+- stdin throughput: the runner sending ``--size`` MiB to ``cat > /dev/null``
+  through the agent;
 - file-op RPCs per second against the agent (Stat of one file), with 1 and
   16 caller threads.
 
@@ -142,6 +144,30 @@ def through_agent(
     return elapsed
 
 
+def stdin_through_agent(size: int) -> float:
+    """Seconds to send ``size`` bytes as stdin through the mux and agent to ``cat > /dev/null``."""
+    proc = subprocess.Popen(AGENT, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    mux = Mux(proc.stdout, proc.stdin, side="runner")
+    mux.register_stream(1, Count())
+    mux.register_stream(2, Count())
+    mux.start()
+    mux.file_op(FileOpReq(op=FileOp.STAT, path="/"))  # the agent is up and serving
+    chunk = bytes(CHUNK)
+    msg = ExecMsg(path="/bin/sh", argv=["sh", "-c", "cat > /dev/null"])
+    start = time.perf_counter()
+    mux.send(Frame(type=FrameType.EXEC, exec=msg))
+    for _ in range(size // len(chunk)):
+        mux.send_data(0, chunk)
+    mux.send_eof(0)
+    code = mux.wait()
+    elapsed = time.perf_counter() - start
+    mux.close()
+    proc.wait(30)
+    assert code == 0, code
+    return elapsed
+
+
 def file_op_rate(calls: int, threads: int, tmp: Path) -> float:
     """File-op RPCs per second (Stat) against the agent with ``threads`` callers."""
     target = tmp / "stat-me"
@@ -212,6 +238,7 @@ def main() -> None:
                 recorded.append(through_agent(size, tmp))
                 if mem_dir is not None:
                     in_memory.append(through_agent(size, mem_dir))
+            stdin = [stdin_through_agent(size) for _ in range(args.repeat)]
             paced_child = [sys.executable, "-c", PACED_CHILD, str(size), str(args.pace * 1e9)]
             paced: dict[bool, list[float]] = {False: [], True: []}
             for _ in range(args.repeat):
@@ -256,6 +283,8 @@ def main() -> None:
         f" ({100 * floor / base:.0f}% of the unrecorded pipeline's CPU); recording adds"
         f" {(extra - floor) / gb:+.2f} s/GB above it"
     )
+    print(f"stdin (runner -> agent -> cat), {args.size} MiB, best of {args.repeat}:")
+    print(f"  agent + mux                              {gb / min(stdin):6.2f} GB/s")
     t_off, t_on = min(paced[False]), min(paced[True])
     print(f"stdout paced at {args.pace:g} GB/s by the child, best of {args.repeat}:")
     print(
