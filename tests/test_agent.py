@@ -573,6 +573,30 @@ def test_child_stdin_close_drops_input_and_releases_a_blocked_write() -> None:
     assert len(_read_all(r)) < (1 << 20)  # the pipe is closed: EOF after what got through
 
 
+def test_child_stdin_close_after_the_writer_ended_touches_no_other_fd() -> None:
+    """The child went away first (EPIPE): close() later must not write to fd numbers
+    the writer closed, which new pipes may reuse."""
+    stdin, r = _child_stdin(limit=1 << 20)
+    stdin.write(b"x")
+    os.close(r)  # the child is gone
+    stdin.write(b"y" * 65536)  # EPIPE ends the writer, which closes its fds
+    writer = stdin._writer
+    assert writer is not None
+    writer.join(TIMEOUT)
+    assert not writer.is_alive()
+    reused = [os.pipe() for _ in range(3)]  # likely to get the freed numbers back
+    try:
+        stdin.close()
+        for pr, _ in reused:
+            os.set_blocking(pr, False)
+            with pytest.raises(BlockingIOError):
+                os.read(pr, 1)  # nothing was written into a reused pipe
+    finally:
+        for pair in reused:
+            for fd in pair:
+                os.close(fd)
+
+
 def test_child_stdin_eof_without_input_closes_at_once() -> None:
     stdin, r = _child_stdin(limit=1024)
     stdin.eof()

@@ -189,7 +189,7 @@ class _ChildStdin:
             self._pending = 0
             if self._writer is None:
                 self._close_pipe()
-            else:
+            elif self._wake_w >= 0:  # the writer is still running (it closes the fds)
                 with contextlib.suppress(OSError):
                     os.write(self._wake_w, b"x")
             self._cond.notify_all()
@@ -220,6 +220,8 @@ class _ChildStdin:
                 for fd in (self._wake_r, self._wake_w):
                     with contextlib.suppress(OSError):
                         os.close(fd)
+                # under the lock: close() never writes to a closed (maybe reused) fd number
+                self._wake_r = self._wake_w = -1
                 self._cond.notify_all()
 
     def _write_all(self, chunk: bytes) -> bool:
