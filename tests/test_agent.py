@@ -36,6 +36,7 @@ from agentproto import (
     RecordType,
     read_recording,
 )
+from agentproto.address import connect, parse_address
 from agentproto.envfilter import EnvFilter, build_env
 from agentproto.mux import encode_data_frame_head
 from agentproto.pathquery import query_path
@@ -757,9 +758,9 @@ def test_recording_against_agent(agents: list[Agent], tmp_path: Path) -> None:
 
 
 class Listener:
-    def __init__(self, tmp: Path, spec: str) -> None:
+    def __init__(self, tmp: Path, spec: str, log_level: str = "warning") -> None:
         self.proc = subprocess.Popen(
-            [*AGENT, "--listen", spec, "--log-level", "warning"],
+            [*AGENT, "--listen", spec, "--log-level", log_level],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -785,14 +786,7 @@ class Listener:
         assert self.address, "".join(self.lines)
 
     def connect(self) -> tuple[socket.socket, Mux]:
-        kind, _, rest = self.address.partition(":")
-        if kind == "unix":
-            sock = socket.socket(socket.AF_UNIX)
-            sock.connect(rest)
-        else:
-            host, _, port = rest.rpartition(":")
-            sock = socket.create_connection((host, int(port)), timeout=TIMEOUT)
-            sock.settimeout(None)
+        sock = connect(self.address, timeout=TIMEOUT)
         mux = Mux(sock.makefile("rb", buffering=0), sock.makefile("wb", buffering=0), side="runner")
         return sock, mux
 
@@ -852,6 +846,26 @@ def test_listen_tcp(tmp_path: Path) -> None:
                 assert "sh" in {e.name for e in info.entries or []}
     finally:
         assert listener.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("spec", "shown"),
+    [
+        ("unix:/run/a.sock", "unix:/run/a.sock"),
+        ("tcp:8022", "tcp:127.0.0.1:8022"),
+        ("tcp::8022", "tcp:127.0.0.1:8022"),
+        ("tcp:0.0.0.0:1", "tcp:0.0.0.0:1"),
+        ("tcp:[::1]:65535", "tcp:[::1]:65535"),
+    ],
+)
+def test_parse_address(spec: str, shown: str) -> None:
+    assert str(parse_address(spec)) == shown
+
+
+@pytest.mark.parametrize("spec", ["unix:", "udp:1", "tcp:", "tcp:x", "tcp:65536", "tcp:-1", "8022"])
+def test_parse_address_rejects(spec: str) -> None:
+    with pytest.raises(ValueError, match=r"expected unix:/path|bad port"):
+        parse_address(spec)
 
 
 def test_listen_rejects_bad_address(tmp_path: Path) -> None:

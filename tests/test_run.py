@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_agent import gone
 
 from agentproto import (
     AgentConfig,
@@ -296,15 +297,20 @@ def test_script_runs_commands_in_one_session(tmp_path: Path) -> None:
     assert records[-1].footer is not None and records[-1].footer.command_count == 4
 
 
-def test_parallel_script_interleaves_commands(tmp_path: Path) -> None:
+def overlapping_script(tmp_path: Path) -> Path:
+    """Two commands that each wait for the file the other writes: done only if they overlap."""
     script = tmp_path / "cmds.txt"
-    # each waits for the file the other writes, so they can only finish if they overlap
     a, b = tmp_path / "a", tmp_path / "b"
     wait_for = "i=0; while [ ! -e {0} ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done"
     script.write_text(
         f"sh -c 'touch {a}; {wait_for.format(b)}; [ -e {b} ] && echo A'\n"
         f"sh -c 'touch {b}; {wait_for.format(a)}; [ -e {a} ] && echo B'\n"
     )
+    return script
+
+
+def test_parallel_script_interleaves_commands(tmp_path: Path) -> None:
+    script = overlapping_script(tmp_path)
     out = tmp_path / "s.cbor"
     result = reclab("run", "-o", str(out), "--parallel", "--script", str(script))
     assert result.returncode == 0
@@ -337,11 +343,13 @@ def _signal_run(
     signals: list[int],
     pause: float = 0.2,
     stdin: Any = subprocess.DEVNULL,
+    connect: str | None = None,
 ) -> tuple[int, bytes, bytes, Path]:
     """Run ``reclab run -- command``, signal it once started: (code, stdout, stderr, recording)."""
     out = tmp_path / "s.cbor"
+    via = ["--connect", connect] if connect else []
     proc = subprocess.Popen(
-        [*RECLAB, "run", "-o", str(out), "--", *command],
+        [*RECLAB, "run", *via, "-o", str(out), "--", *command],
         stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -430,15 +438,7 @@ def test_third_signal_abandons_even_when_stdin_is_stuck(tmp_path: Path) -> None:
     assert returncode == 130, err
     assert b"abandoning the command" in err and b"Traceback" not in err
     pid = _command_pid(out)
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    else:
-        raise AssertionError(f"the command (pid {pid}) is still running")
+    assert gone(pid), f"the command (pid {pid}) is still running"
 
 
 def test_closed_stdout_sends_sigpipe(tmp_path: Path) -> None:

@@ -71,6 +71,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType as PyFrame
 from typing import TYPE_CHECKING, Any
 
+from .address import parse_address
 from .envfilter import EnvFilter
 from .errors import AgentProtoError, ConnectionClosedError, RemoteProtocolError
 from .logs import MuxLogHandler
@@ -663,25 +664,6 @@ def _serve_stdio(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_listen(spec: str) -> tuple[str, Any]:
-    kind, sep, rest = spec.partition(":")
-    if kind == "unix" and sep and rest:
-        return "unix", rest
-    if kind == "tcp" and sep:
-        host, colon, port = rest.rpartition(":")
-        if not colon:
-            host, port = "", rest
-        host = host.strip("[]") or "127.0.0.1"
-        try:
-            number = int(port)
-        except ValueError:
-            number = -1
-        if not 0 <= number <= 65535:
-            raise ValueError(f"--listen {spec}: bad port {port!r}")
-        return "tcp", (host, number)
-    raise ValueError(f"--listen {spec}: expected unix:/path or tcp:[HOST:]PORT")
-
-
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -693,9 +675,12 @@ def _is_loopback(host: str) -> bool:
 
 def _listen(spec: str) -> tuple[socket.socket, str, str | None]:
     """Open the listening socket: (socket, address for humans, unix path to remove)."""
-    kind, addr = _parse_listen(spec)
-    if kind == "unix":
-        path = os.path.abspath(addr)
+    try:
+        addr = parse_address(spec)
+    except ValueError as exc:
+        raise ValueError(f"--listen {exc}") from None
+    if addr.kind == "unix":
+        path = os.path.abspath(addr.path)
         if os.path.lexists(path):
             if not stat.S_ISSOCK(os.lstat(path).st_mode):
                 raise ValueError(f"--listen {spec}: {path} exists and is not a socket")
@@ -717,7 +702,7 @@ def _listen(spec: str) -> tuple[socket.socket, str, str | None]:
         os.chmod(path, 0o600)
         sock.listen(16)
         return sock, f"unix:{path}", path
-    host, port = addr
+    host, port = addr.host, addr.port
     if not _is_loopback(host):
         _agent_log.warning(
             "listening on non-loopback address %s: anyone who can reach it can run commands "
@@ -775,6 +760,10 @@ def _serve_listener(args: argparse.Namespace) -> int:
     try:
         while True:
             conn, _ = sock.accept()
+            if conn.family != socket.AF_UNIX:
+                # frames are whole writes: Nagle would only hold back pipelined RPCs
+                with contextlib.suppress(OSError):
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             counter += 1
             thread = threading.Thread(
                 target=serve, args=(conn, f"conn{counter}"), name=f"conn{counter}", daemon=True

@@ -38,6 +38,7 @@ import queue
 import select
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -59,6 +60,8 @@ from agentproto import (
     Recorder,
     SessionHeader,
 )
+from agentproto.address import Address, parse_address
+from agentproto.address import connect as connect_to
 from agentproto.mux import Mux
 from agentproto.recording import RECORDING_VERSION
 
@@ -73,6 +76,7 @@ __all__ = [
     "RunnerError",
     "SignalState",
     "agent_command",
+    "describe_address",
     "describe_agent",
     "forward_signals",
     "run_command",
@@ -150,8 +154,8 @@ def agent_command(
 class Backend:
     """How the session header describes where commands run."""
 
-    type: str  # "local" or "ssh"
-    addr: str  # the ssh destination; "" for local
+    type: str  # "local", "ssh", or "unix"/"tcp" for a listening agent
+    addr: str  # the ssh destination, socket path or host:port; "" for local
     agent_path: str  # the agent program (and its arguments) on that machine
 
 
@@ -174,6 +178,16 @@ def describe_agent(argv: Sequence[str]) -> Backend:
         if i < len(argv):
             return Backend("ssh", argv[i], shlex.join(argv[i + 1 :]))
     return Backend("local", "", shlex.join(argv))
+
+
+def describe_address(address: Address) -> Backend:
+    """Describe a listening agent for the session header: ``unix`` or ``tcp`` and its address.
+
+    The agent's program is not known from a socket, so ``agent_path`` is empty.
+    """
+    if address.kind == "unix":
+        return Backend("unix", address.path, "")
+    return Backend("tcp", str(address).removeprefix("tcp:"), "")
 
 
 # --- input and output ------------------------------------------------------------------
@@ -238,19 +252,25 @@ def _stdin_fd(source: Source) -> int | None:
 
 
 class AgentConnection:
-    """One agent process and the runner-side mux on its stdin/stdout (one SSH session).
+    """One agent connection and the runner-side mux on it (one SSH session).
+
+    By default the agent is a process started from ``agent`` (a command line)
+    and spoken to on its stdin/stdout; with ``connect`` (``unix:/path`` or
+    ``tcp:HOST:PORT``) it is an agent already listening there
+    (``agentproto-agent --listen``), one connection per command.
 
     The mux reads in a background thread as soon as the connection exists,
     so file-op and PATH RPCs work at once (``mux.file_op``, ``mux.path_query``),
-    with or without a command. The agent's own stderr is collected (its last
-    lines explain a failed ``ssh``) and passed to ``on_stderr`` line by line.
-    ``agent_env`` is the agent process's environment (default: this one's).
+    with or without a command. An agent process's stderr is collected (its
+    last lines explain a failed ``ssh``) and passed to ``on_stderr`` line by
+    line. ``agent_env`` is the agent process's environment (default: this one's).
     """
 
     def __init__(
         self,
         agent: str | Sequence[str] | None = None,
         *,
+        connect: str | Address | None = None,
         recorder: Recorder | None = None,
         seq: int = 0,
         agent_env: Mapping[str, str] | None = None,
@@ -258,31 +278,53 @@ class AgentConnection:
         on_error: Callable[[str], None] | None = None,
         on_stderr: Callable[[str], None] | None = None,
     ):
-        self.argv = agent_command(agent)
-        try:
-            # own process group: a terminal's Ctrl-C reaches reclab only, which forwards it
-            self.process = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                bufsize=0,
-                env=dict(agent_env) if agent_env is not None else None,
-                process_group=0,
-            )
-        except (OSError, ValueError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise AgentStartError(
-                f"cannot start agent {shlex.join(self.argv)!r}: {reason}"
-            ) from exc
+        self.process: subprocess.Popen[bytes] | None = None
+        self.socket: socket.socket | None = None
         self._stderr_tail: deque[str] = deque(maxlen=20)
         self._on_stderr = on_stderr
-        self._stderr_thread = threading.Thread(
-            target=self._read_stderr, name="reclab-agent-stderr", daemon=True
-        )
-        self._stderr_thread.start()
-        assert self.process.stdout is not None and self.process.stdin is not None
-        self.mux = Mux(self.process.stdout, self.process.stdin, side="runner")
+        self._stderr_thread: threading.Thread | None = None
+        if connect is not None:
+            if agent is not None:
+                raise ValueError("an agent command and an address to connect to are exclusive")
+            self.address: Address | None = (
+                parse_address(connect) if isinstance(connect, str) else connect
+            )
+            self.argv: list[str] = []
+            try:
+                self.socket = connect_to(self.address)
+            except OSError as exc:
+                reason = exc.strerror or str(exc)
+                raise AgentStartError(
+                    f"cannot connect to the agent at {self.address}: {reason}"
+                ) from exc
+            reader: Any = self.socket.makefile("rb", buffering=0)
+            writer: Any = self.socket.makefile("wb", buffering=0)
+        else:
+            self.address = None
+            self.argv = agent_command(agent)
+            try:
+                # own process group: a terminal's Ctrl-C reaches reclab only, which forwards it
+                self.process = subprocess.Popen(
+                    self.argv,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    bufsize=0,
+                    env=dict(agent_env) if agent_env is not None else None,
+                    process_group=0,
+                )
+            except (OSError, ValueError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                raise AgentStartError(
+                    f"cannot start agent {shlex.join(self.argv)!r}: {reason}"
+                ) from exc
+            self._stderr_thread = threading.Thread(
+                target=self._read_stderr, name="reclab-agent-stderr", daemon=True
+            )
+            self._stderr_thread.start()
+            reader, writer = self.process.stdout, self.process.stdin
+        self.mux = Mux(reader, writer, side="runner")
+        self._reader, self._writer = reader, writer
         self.errors: list[str] = []
         self._on_error = on_error
         self.mux.on_error(self._agent_error)
@@ -302,7 +344,7 @@ class AgentConnection:
             self._on_error(text)
 
     def _read_stderr(self) -> None:
-        assert self.process.stderr is not None
+        assert self.process is not None and self.process.stderr is not None
         for raw in self.process.stderr:
             line = raw.decode("utf-8", "replace").rstrip("\n")
             self._stderr_tail.append(line)
@@ -335,32 +377,53 @@ class AgentConnection:
         return "\n".join(self._stderr_tail)
 
     def close(self, timeout: float = CLOSE_TIMEOUT) -> int | None:
-        """Close the connection and reap the agent (killed after ``timeout``); its status."""
+        """Close the connection and reap an agent process (killed after ``timeout``).
+
+        Returns the agent process's status; None for a connection to a listening agent.
+        """
         if not self._closed:
             self._closed = True
             self.mux.close()
+        if self.process is None:
+            self._close_socket()
+            return None
         try:
             status = self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
             status = self.process.wait()
-        self._stderr_thread.join(timeout)
+        if self._stderr_thread is not None:
+            self._stderr_thread.join(timeout)
         for pipe in (self.process.stdout, self.process.stderr):
             with contextlib.suppress(OSError, ValueError):
                 if pipe is not None:
                     pipe.close()
         return status
 
+    def _close_socket(self) -> None:
+        if self.socket is None:
+            return
+        for f in (self._reader, self._writer):
+            with contextlib.suppress(OSError, ValueError):
+                f.close()
+        with contextlib.suppress(OSError):
+            self.socket.close()
+
     def abandon(self) -> None:
-        """Close the connection and SIGTERM the agent process, without waiting.
+        """Give up on the connection without waiting for the command.
 
         Closing alone may not reach the agent: while it does not read (its
-        command ignores a full stdin), a blocked send keeps our end open. On
-        SIGTERM our agent, like ``mproxy-agent`` on a hang-up, terminates the
-        command; for ``ssh ...`` the remote agent sees the connection drop.
+        command ignores a full stdin), a blocked send keeps our end open. So an
+        agent process also gets SIGTERM (our agent then ends the command, as
+        ``mproxy-agent`` does on a hang-up; for ``ssh …`` the remote agent sees
+        the connection drop), and a socket is shut down, which ends a blocked
+        send at once.
         """
         self.mux.close()
-        if self.process.poll() is None:
+        if self.socket is not None:
+            with contextlib.suppress(OSError):
+                self.socket.shutdown(socket.SHUT_RDWR)
+        elif self.process is not None and self.process.poll() is None:
             with contextlib.suppress(OSError):
                 self.process.terminate()
 
@@ -388,6 +451,7 @@ class RemoteCommand:
         exec_msg: ExecMsg,
         *,
         agent: str | Sequence[str] | None = None,
+        connect: str | Address | None = None,
         recorder: Recorder | None = None,
         config: AgentConfig | None = None,
         stdin: Source = None,
@@ -403,6 +467,7 @@ class RemoteCommand:
             exec_msg = dataclasses.replace(exec_msg, extra_fds=sorted(extra_fds))
         self.exec_msg = exec_msg
         self.agent = agent
+        self.connect = connect
         self.recorder = recorder
         self.config = config
         self.stdin = stdin
@@ -426,6 +491,7 @@ class RemoteCommand:
         """Start the agent, record the command start, send config and exec, pump stdin."""
         conn = AgentConnection(
             self.agent,
+            connect=self.connect,
             agent_env=self.agent_env,
             on_log=self.on_log,
             on_error=self.on_error,
@@ -698,7 +764,8 @@ class RecordedSession:
 
     ``output`` is a path (created or truncated) or a binary stream. The
     header names the backend: ``ssh`` with the host for an ``ssh ...`` agent
-    command, else ``local``; ``agent_path`` is the agent command. Use
+    command, else ``local``, with ``agent_path`` the agent command; or, with
+    ``connect``, ``unix``/``tcp`` and the listening agent's address. Use
     :meth:`command` for full control, :meth:`run` and :meth:`run_all` for
     the usual cases. Thread-safe: commands may run concurrently.
     """
@@ -708,14 +775,25 @@ class RecordedSession:
         output: str | os.PathLike[str] | IO[bytes],
         *,
         agent: str | Sequence[str] | None = None,
+        connect: str | Address | None = None,
         agent_env: Mapping[str, str] | None = None,
         config: AgentConfig | None = None,
         on_log: Callable[[LogEntry], None] | None = None,
         on_error: Callable[[str], None] | None = None,
         on_agent_stderr: Callable[[str], None] | None = None,
     ):
-        self.agent_argv = agent_command(agent)
-        self.backend = describe_agent(self.agent_argv)
+        if connect is not None:
+            if agent is not None:
+                raise ValueError("an agent command and an address to connect to are exclusive")
+            self.address: Address | None = (
+                parse_address(connect) if isinstance(connect, str) else connect
+            )
+            self.agent_argv: list[str] | None = None
+            self.backend = describe_address(self.address)
+        else:
+            self.address = None
+            self.agent_argv = agent_command(agent)
+            self.backend = describe_agent(self.agent_argv)
         self.recorder = Recorder(output)
         self.header = SessionHeader(
             version=RECORDING_VERSION,
@@ -739,6 +817,7 @@ class RecordedSession:
         """A recorded :class:`RemoteCommand` (not started) with the session's settings."""
         settings: dict[str, Any] = {
             "agent": self.agent_argv,
+            "connect": self.address,
             "recorder": self.recorder,
             "config": self.config,
             "agent_env": self.agent_env,

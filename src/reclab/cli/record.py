@@ -91,6 +91,15 @@ def run(
             show_default=False,
         ),
     ] = None,
+    connect: Annotated[
+        str | None,
+        typer.Option(
+            help="Use an agent listening at unix:/path or tcp:[HOST:]PORT "
+            "(agentproto-agent --listen) instead of starting one; one connection per command.",
+            metavar="ADDR",
+            show_default=False,
+        ),
+    ] = None,
     agent_log_level: Annotated[
         str | None,
         typer.Option(
@@ -178,6 +187,8 @@ def run(
 
     With --script: 0 if every command succeeded, else the code of the first that failed.
     """
+    from agentproto.address import Address, parse_address
+
     from ..runner import (
         ABANDON_AFTER,
         AgentLostError,
@@ -187,11 +198,21 @@ def run(
     )
 
     argvs = _commands(command, script, parallel)
-    try:
-        agent_argv = agent_command(agent, log_level=None if agent else agent_log_level)
-    except ValueError as exc:
-        fail(f"--agent: {exc}")
-    if agent is not None and agent_log_level is not None:
+    address: Address | None = None
+    agent_argv: list[str] | None = None
+    if connect is not None:
+        if agent is not None:
+            fail("--agent and --connect: give one, not both")
+        try:
+            address = parse_address(connect)
+        except ValueError as exc:
+            fail(f"--connect {exc}")
+    else:
+        try:
+            agent_argv = agent_command(agent, log_level=None if agent else agent_log_level)
+        except ValueError as exc:
+            fail(f"--agent: {exc}")
+    if (agent is not None or connect is not None) and agent_log_level is not None:
         warn("--agent-log-level applies to the default agent only: ignored")
     if agent_log_level is not None and agent_log_level not in LOG_LEVELS:
         fail(f"--agent-log-level: expected one of {', '.join(LOG_LEVELS)}")
@@ -219,6 +240,7 @@ def run(
         session = RecordedSession(
             output,
             agent=agent_argv,
+            connect=address,
             config=config,
             on_log=_print_log if verbose else None,
             on_error=_print_agent_error,
