@@ -110,7 +110,7 @@ def test_third_signal_shuts_a_stuck_socket_down(tmp_path: Path) -> None:
 
 
 def test_connection_refused_is_one_line(tmp_path: Path) -> None:
-    result = reclab("run", "--connect", f"unix:{tmp_path}/none.sock", "--", "true")
+    result = reclab("run", "--connect", f"unix:{tmp_path}/none.sock", "--", "true", cwd=tmp_path)
     assert result.returncode == 255
     assert_one_line_error(result, f"cannot connect to the agent at unix:{tmp_path}/none.sock")
 
@@ -123,8 +123,8 @@ def test_connection_refused_is_one_line(tmp_path: Path) -> None:
         (["--connect", "tcp:1", "--agent", "cat"], "--agent and --connect: give one"),
     ],
 )
-def test_bad_connect_options(args: list[str], message: str) -> None:
-    result = reclab("run", *args, "--", "true")
+def test_bad_connect_options(args: list[str], message: str, tmp_path: Path) -> None:
+    result = reclab("run", *args, "--", "true", cwd=tmp_path)
     assert result.returncode == 2
     assert_one_line_error(result, message)
 
