@@ -753,3 +753,22 @@ def test_close_does_not_wait_for_a_send_the_peer_never_reads() -> None:
     sender.join(TIMEOUT)
     assert not errors
     assert [(f.type, len(f.data)) for f in frames] == [(FrameType.DATA, BLOCKING_SIZE)]
+
+
+def test_close_on_a_socket_shows_the_peer_the_end() -> None:
+    """Closing a makefile() object leaves its socket open: close() shuts the sending side."""
+    import socket
+
+    ours, peer = socket.socketpair()
+    try:
+        mux = Mux(ours.makefile("rb", buffering=0), ours.makefile("wb", buffering=0))
+        mux.send_eof(1)
+        mux.close()
+        peer.settimeout(TIMEOUT)
+        got = b""
+        while chunk := peer.recv(4096):  # ends (b"") only if the peer saw the end
+            got += chunk
+        assert Frame.from_cbor(got).type == FrameType.EOF
+    finally:
+        ours.close()
+        peer.close()

@@ -50,6 +50,7 @@ import errno
 import fcntl
 import logging
 import os
+import socket
 import stat
 import threading
 from collections.abc import Callable
@@ -908,10 +909,21 @@ class Mux:
             self._record_writer.stop()
 
     def _close_writer(self) -> None:
-        """Close the writer once; the caller holds the send lock."""
+        """Close the writer once; the caller holds the send lock.
+
+        On a socket the sending side is shut down too: closing a ``makefile``
+        object leaves the socket open, and the peer would not see the end.
+        """
         self._send_closed = True
         if not self._writer_closed:
             self._writer_closed = True
+            if self._fd is not None and _is_socket(self._fd):
+                with contextlib.suppress(OSError):
+                    sock = socket.socket(fileno=os.dup(self._fd))
+                    try:
+                        sock.shutdown(socket.SHUT_WR)
+                    finally:
+                        sock.close()
             with contextlib.suppress(OSError, ValueError):
                 self._writer.close()
 
@@ -920,6 +932,13 @@ class Mux:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _is_socket(fd: int) -> bool:
+    try:
+        return stat.S_ISSOCK(os.fstat(fd).st_mode)
+    except OSError:
+        return False
 
 
 def _spliceable(fd: int) -> bool:
