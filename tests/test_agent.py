@@ -520,11 +520,12 @@ def test_signal_and_file_ops_get_past_pending_stdin(agents: list[Agent], tmp_pat
     # 3 MiB: more than the child's pipe and the connection's pipe hold together
     feeder = threading.Thread(target=agent.mux.send_data, args=(0, b"z" * (3 << 20)))
     feeder.start()
+    feeder.join(TIMEOUT)
+    assert not feeder.is_alive()  # the agent took it all, though the child reads nothing
     resp = agent.mux.file_op(FileOpReq(op=FileOp.GETWD), timeout=TIMEOUT)
     assert resp.errno == 0
     agent.mux.send(Frame(type=FrameType.SIGNAL, signal=signal.SIGTERM))
     assert agent.mux.wait(TIMEOUT) == 128 + signal.SIGTERM
-    feeder.join(TIMEOUT)
     assert gone(pid)
 
 

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -337,6 +338,23 @@ def _wait_for_start(out: Path, deadline: float = 30.0) -> None:
     raise AssertionError("the command never started")
 
 
+def _wait_for_stdin(out: Path, at_least: int, *, stuck: bool = False) -> None:
+    """Wait until the recording (mostly stdin frames) holds ``at_least`` bytes; with
+    ``stuck``, also until it stops growing for a second: the agent no longer reads."""
+    deadline = time.monotonic() + TIMEOUT
+    sizes = [-1, -2]
+    while time.monotonic() < deadline:
+        size = out.stat().st_size
+        if size >= at_least and (not stuck or sizes[-1] == sizes[-2] == size):
+            return
+        sizes.append(size)
+        time.sleep(0.5 if stuck else 0.05)
+    raise AssertionError(f"stdin did not {'back up' if stuck else 'arrive'}: {sizes[-1]} bytes")
+
+
+STUCK = 4 << 20  # at least the agent's stdin buffer: it holds 4 MiB, then stops reading
+
+
 def _signal_run(
     tmp_path: Path,
     command: list[str],
@@ -344,8 +362,13 @@ def _signal_run(
     pause: float = 0.2,
     stdin: Any = subprocess.DEVNULL,
     connect: str | None = None,
+    stdin_sent: int = 0,
+    stuck: bool = False,
 ) -> tuple[int, bytes, bytes, Path]:
-    """Run ``reclab run -- command``, signal it once started: (code, stdout, stderr, recording)."""
+    """Run ``reclab run -- command``, signal it once started: (code, stdout, stderr, recording).
+
+    ``stdin_sent``/``stuck``: first wait for that much stdin (see :func:`_wait_for_stdin`).
+    """
     out = tmp_path / "s.cbor"
     via = ["--connect", connect] if connect else []
     proc = subprocess.Popen(
@@ -356,6 +379,8 @@ def _signal_run(
     )
     try:
         _wait_for_start(out)
+        if stdin_sent:
+            _wait_for_stdin(out, stdin_sent, stuck=stuck)
         for i, signo in enumerate(signals):
             if i:
                 time.sleep(pause)
@@ -413,7 +438,9 @@ def test_signal_gets_past_stdin_the_command_does_not_read(tmp_path: Path) -> Non
     big = tmp_path / "input"
     big.write_bytes(b"y" * (3 << 20))  # more than the pipes hold: the agent buffers it
     with open(big, "rb") as stdin:
-        returncode, _, err, _ = _signal_run(tmp_path, ["sleep", "30"], [signal.SIGINT], stdin=stdin)
+        returncode, _, err, _ = _signal_run(
+            tmp_path, ["sleep", "30"], [signal.SIGINT], stdin=stdin, stdin_sent=3 << 20
+        )
     assert returncode == 130, err
 
 
@@ -430,7 +457,12 @@ def test_third_signal_abandons_even_when_stdin_is_stuck(tmp_path: Path) -> None:
     yes = subprocess.Popen(["yes"], stdout=subprocess.PIPE)
     try:
         returncode, _, err, out = _signal_run(
-            tmp_path, ["sleep", "300"], [signal.SIGINT] * 3, stdin=yes.stdout
+            tmp_path,
+            ["sleep", "300"],
+            [signal.SIGINT] * 3,
+            stdin=yes.stdout,
+            stdin_sent=STUCK,
+            stuck=True,
         )
     finally:
         yes.kill()
@@ -439,6 +471,48 @@ def test_third_signal_abandons_even_when_stdin_is_stuck(tmp_path: Path) -> None:
     assert b"abandoning the command" in err and b"Traceback" not in err
     pid = _command_pid(out)
     assert gone(pid), f"the command (pid {pid}) is still running"
+
+
+def test_a_signal_stuck_behind_stdin_is_explained(tmp_path: Path) -> None:
+    """The first Ctrl-C cannot get through: reclab says why and how to give up."""
+    out = tmp_path / "s.cbor"
+    yes = subprocess.Popen(["yes"], stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [*RECLAB, "run", "-o", str(out), "--", "sleep", "300"],
+        stdin=yes.stdout,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    lines: list[bytes] = []
+    noticed = threading.Event()
+
+    def collect() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if b"not delivered yet" in line:
+                noticed.set()
+
+    collector = threading.Thread(target=collect, daemon=True)
+    collector.start()
+    try:
+        _wait_for_start(out)
+        _wait_for_stdin(out, STUCK, stuck=True)
+        proc.send_signal(signal.SIGINT)
+        assert noticed.wait(TIMEOUT), b"".join(lines)
+        for _ in range(2):
+            time.sleep(0.2)  # the same signal twice before its handler runs counts once
+            proc.send_signal(signal.SIGINT)
+        proc.wait(TIMEOUT)
+        collector.join(TIMEOUT)
+    finally:
+        for p in (proc, yes):
+            p.kill()
+            p.wait()
+    err = b"".join(lines)
+    assert proc.returncode == 130, err
+    assert b"send it 3 times to give up" in err and b"abandoning the command" in err
+    assert b"Traceback" not in err
 
 
 def test_closed_stdout_sends_sigpipe(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 from test_agent import Listener, gone
 from test_run import (
     RECLAB,
+    STUCK,
     TIMEOUT,
     _command_pid,
     _signal_run,
@@ -97,6 +98,8 @@ def test_third_signal_shuts_a_stuck_socket_down(tmp_path: Path) -> None:
             [signal.SIGINT] * 3,
             stdin=yes.stdout,
             connect=listener.address,
+            stdin_sent=STUCK,
+            stuck=True,
         )
         pid = _command_pid(out)
         assert gone(pid), f"the command (pid {pid}) is still running"

@@ -99,6 +99,7 @@ FORWARDED_SIGNALS = (
 ABANDON_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT})
 ABANDON_AFTER = 3  # the third stop signal gives up on the commands
 CLOSE_TIMEOUT = 5.0
+SIGNAL_DELAY_NOTICE = 1.0  # seconds a signal may wait for the connection before on_signal_delayed
 # ssh options that take an argument (the host is the first word that is not one of these)
 _SSH_OPTIONS_WITH_ARG = set("BbcDEeFIiJLlmOoPpQRSWw")
 
@@ -444,6 +445,9 @@ class RemoteCommand:
     :class:`AgentLostError` when the connection ended without one),
     ``signal()`` forwards a signal, ``connection`` offers RPCs meanwhile.
     The command is recorded as ``seq`` when a recorder is given.
+    ``on_signal_delayed(signo)`` is called when a signal queued by
+    :meth:`signal_soon` could not be sent within :data:`SIGNAL_DELAY_NOTICE`
+    seconds (the agent is not reading: its command ignores a full stdin).
     """
 
     def __init__(
@@ -462,6 +466,7 @@ class RemoteCommand:
         on_log: Callable[[LogEntry], None] | None = None,
         on_error: Callable[[str], None] | None = None,
         on_agent_stderr: Callable[[str], None] | None = None,
+        on_signal_delayed: Callable[[int], None] | None = None,
     ):
         if extra_fds and not exec_msg.extra_fds:
             exec_msg = dataclasses.replace(exec_msg, extra_fds=sorted(extra_fds))
@@ -476,6 +481,7 @@ class RemoteCommand:
         self.on_log = on_log
         self.on_error = on_error
         self.on_agent_stderr = on_agent_stderr
+        self.on_signal_delayed = on_signal_delayed
         self.seq = 0
         self.connection: AgentConnection | None = None
         self.exit_code: int | None = None
@@ -613,7 +619,17 @@ class RemoteCommand:
 
     def _send_queued_signals(self, signals: queue.SimpleQueue[int]) -> None:
         while (signo := signals.get()) > 0:
-            self.signal(signo)
+            notice = None
+            if self.on_signal_delayed is not None:
+                # the connection is blocked (the agent is not reading): say so, once per signal
+                notice = threading.Timer(SIGNAL_DELAY_NOTICE, self.on_signal_delayed, (signo,))
+                notice.daemon = True
+                notice.start()
+            try:
+                self.signal(signo)
+            finally:
+                if notice is not None:
+                    notice.cancel()
 
     @property
     def running(self) -> bool:

@@ -259,6 +259,14 @@ def run(
             flush=True,
         )
 
+    def on_signal_delayed(signo: int) -> None:
+        print(
+            f"reclab: signal {signo} not delivered yet: the agent is not reading (the command "
+            f"does not read its stdin?); send it {ABANDON_AFTER} times to give up",
+            file=sys.stderr,
+            flush=True,
+        )
+
     def on_lost(_command: object, exc: AgentLostError) -> None:
         detail = exc.agent_stderr.strip().splitlines()
         lost.append(f"{exc}" + (f": {detail[-1]}" if detail else ""))
@@ -267,7 +275,11 @@ def run(
         with session:
             if script is None:
                 codes = session.run_all(
-                    execs, extra_fds=extra_fds, on_lost=on_lost, on_abandon=on_abandon
+                    execs,
+                    extra_fds=extra_fds,
+                    on_lost=on_lost,
+                    on_abandon=on_abandon,
+                    on_signal_delayed=on_signal_delayed,
                 )
             else:
                 codes = session.run_all(
@@ -277,6 +289,7 @@ def run(
                     extra_fds=extra_fds,
                     on_lost=on_lost,
                     on_abandon=on_abandon,
+                    on_signal_delayed=on_signal_delayed,
                 )
     except AgentStartError as exc:
         fail(str(exc), EXIT_AGENT_FAILED)
