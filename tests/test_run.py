@@ -451,22 +451,28 @@ def _command_pid(recording: Path) -> int:
     raise AssertionError("no 'started' log")
 
 
-def test_third_signal_abandons_even_when_stdin_is_stuck(tmp_path: Path) -> None:
-    """Endless input to a command that never reads it: the connection is stuck, yet
-    the third Ctrl-C still ends reclab, the agent and the command."""
+def stuck_stdin_run(tmp_path: Path, connect: str | None = None) -> tuple[int, bytes, bytes, Path]:
+    """``yes | reclab run -- sleep 300``, three SIGINTs once stdin has backed up."""
     yes = subprocess.Popen(["yes"], stdout=subprocess.PIPE)
     try:
-        returncode, _, err, out = _signal_run(
+        return _signal_run(
             tmp_path,
             ["sleep", "300"],
             [signal.SIGINT] * 3,
             stdin=yes.stdout,
+            connect=connect,
             stdin_sent=STUCK,
             stuck=True,
         )
     finally:
         yes.kill()
         yes.wait()
+
+
+def test_third_signal_abandons_even_when_stdin_is_stuck(tmp_path: Path) -> None:
+    """Endless input to a command that never reads it: the connection is stuck, yet
+    the third Ctrl-C still ends reclab, the agent and the command."""
+    returncode, _, err, out = stuck_stdin_run(tmp_path)
     assert returncode == 130, err
     assert b"abandoning the command" in err and b"Traceback" not in err
     pid = _command_pid(out)

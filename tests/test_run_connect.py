@@ -11,13 +11,13 @@ import pytest
 from test_agent import Listener, gone
 from test_run import (
     RECLAB,
-    STUCK,
     TIMEOUT,
     _command_pid,
     _signal_run,
     assert_one_line_error,
     overlapping_script,
     reclab,
+    stuck_stdin_run,
 )
 
 from agentproto import FileOp, FileOpReq, RecordType, read_recording
@@ -90,23 +90,12 @@ def test_signal_over_a_socket(tmp_path: Path) -> None:
 def test_third_signal_shuts_a_stuck_socket_down(tmp_path: Path) -> None:
     """Endless stdin, a command that never reads it: shutting the socket down ends it."""
     listener = Listener(tmp_path, f"unix:{tmp_path}/agent.sock", log_level="info")
-    yes = subprocess.Popen(["yes"], stdout=subprocess.PIPE)
     try:
-        returncode, _, err, out = _signal_run(
-            tmp_path,
-            ["sleep", "300"],
-            [signal.SIGINT] * 3,
-            stdin=yes.stdout,
-            connect=listener.address,
-            stdin_sent=STUCK,
-            stuck=True,
-        )
+        returncode, _, err, out = stuck_stdin_run(tmp_path, connect=listener.address)
         pid = _command_pid(out)
         assert gone(pid), f"the command (pid {pid}) is still running"
         assert listener.proc.poll() is None  # the listening agent serves on
     finally:
-        yes.kill()
-        yes.wait()
         listener.stop()
     assert returncode == 130, err
     assert b"abandoning the command" in err and b"Traceback" not in err

@@ -31,8 +31,13 @@ class Address:
         return f"tcp:{host}:{self.port}"
 
 
-def parse_address(spec: str) -> Address:
-    """Parse ``unix:/path`` or ``tcp:[HOST:]PORT`` (IPv6 hosts in brackets); ValueError if bad."""
+def parse_address(spec: str | Address) -> Address:
+    """Parse ``unix:/path`` or ``tcp:[HOST:]PORT`` (IPv6 hosts in brackets); ValueError if bad.
+
+    An :class:`Address` is returned as it is, so callers may take either.
+    """
+    if isinstance(spec, Address):
+        return spec
     kind, sep, rest = spec.partition(":")
     if kind == "unix" and sep and rest:
         return Address("unix", path=rest)
@@ -56,7 +61,7 @@ def connect(address: Address | str, *, timeout: float | None = 10.0) -> socket.s
     ``timeout`` bounds the connection attempt only: the socket returned blocks,
     as the mux expects of its file descriptors.
     """
-    addr = parse_address(address) if isinstance(address, str) else address
+    addr = parse_address(address)
     if addr.kind == "unix":
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         target: str | tuple[str, int] = addr.path

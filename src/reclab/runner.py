@@ -99,6 +99,7 @@ FORWARDED_SIGNALS = (
 ABANDON_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT})
 ABANDON_AFTER = 3  # the third stop signal gives up on the commands
 CLOSE_TIMEOUT = 5.0
+_AGENT_OR_ADDRESS = "an agent command and an address to connect to are exclusive"
 SIGNAL_DELAY_NOTICE = 1.0  # seconds a signal may wait for the connection before on_signal_delayed
 # ssh options that take an argument (the host is the first word that is not one of these)
 _SSH_OPTIONS_WITH_ARG = set("BbcDEeFIiJLlmOoPpQRSWw")
@@ -286,10 +287,8 @@ class AgentConnection:
         self._stderr_thread: threading.Thread | None = None
         if connect is not None:
             if agent is not None:
-                raise ValueError("an agent command and an address to connect to are exclusive")
-            self.address: Address | None = (
-                parse_address(connect) if isinstance(connect, str) else connect
-            )
+                raise ValueError(_AGENT_OR_ADDRESS)
+            self.address: Address | None = parse_address(connect)
             self.argv: list[str] = []
             try:
                 self.socket = connect_to(self.address)
@@ -800,10 +799,8 @@ class RecordedSession:
     ):
         if connect is not None:
             if agent is not None:
-                raise ValueError("an agent command and an address to connect to are exclusive")
-            self.address: Address | None = (
-                parse_address(connect) if isinstance(connect, str) else connect
-            )
+                raise ValueError(_AGENT_OR_ADDRESS)
+            self.address: Address | None = parse_address(connect)
             self.agent_argv: list[str] | None = None
             self.backend = describe_address(self.address)
         else:

@@ -7,11 +7,14 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from .app import app, fail, warn
+
+if TYPE_CHECKING:
+    from ..model import ProgressCallback, Recording
 
 TABLE_NAMES = ("commands", "frames", "fileops", "logs", "session")
 
@@ -142,21 +145,12 @@ def export(
         fail(f"{output}: is a directory")
 
     from ..export import ExportError, export_table
-    from ..model import RecordingError, UnknownCommandError, open_recording
+    from ..model import RecordingError, UnknownCommandError
 
     with LazyProgress(progress) as bar:
         bar.stage("indexing")
-        try:
-            rec = open_recording(recording, progress=bar.update)
-        except RecordingError as exc:
-            fail(str(exc))
+        rec = _open_for_export(recording, progress=bar.update)
         with rec:
-            if rec.truncation is not None:
-                t = rec.truncation
-                warn(
-                    f"{recording}: {t.message} at byte {t.offset}; "
-                    f"exporting the {rec.record_count} complete records"
-                )
             bar.stage(f"exporting {table}")
             try:
                 export_table(
@@ -179,6 +173,23 @@ def export(
                 fail(f"{output or 'stdout'}: {exc.strerror or exc}")
 
 
+def _open_for_export(recording: Path, progress: ProgressCallback | None = None) -> Recording:
+    """Open and index a recording; one line and exit 2 if it cannot be, a warning if it is cut."""
+    from ..model import RecordingError, open_recording
+
+    try:
+        rec = open_recording(recording, progress=progress)
+    except RecordingError as exc:
+        fail(str(exc))
+    if rec.truncation is not None:
+        t = rec.truncation
+        warn(
+            f"{recording}: {t.message} at byte {t.offset}; "
+            f"exporting the {rec.record_count} complete records"
+        )
+    return rec
+
+
 def _export_asciicast(recording: Path, seq: int | None, output: Path | None, others: bool) -> None:
     """``export --asciicast``: one command's output as asciicast v2 (see reclab.asciicast)."""
     if seq is None:
@@ -193,19 +204,10 @@ def _export_asciicast(recording: Path, seq: int | None, output: Path | None, oth
     from agentproto import RemoteProtocolError
 
     from ..asciicast import write_asciicast
-    from ..model import RecordingError, UnknownCommandError, open_recording
+    from ..model import RecordingError, UnknownCommandError
 
-    try:
-        rec = open_recording(recording)
-    except RecordingError as exc:
-        fail(str(exc))
+    rec = _open_for_export(recording)
     with rec:
-        if rec.truncation is not None:
-            t = rec.truncation
-            warn(
-                f"{recording}: {t.message} at byte {t.offset}; "
-                f"exporting the {rec.record_count} complete records"
-            )
         try:
             rec.command(seq)  # an unknown seq fails before the output file is created
             if output is None:
