@@ -80,7 +80,9 @@ def _open(path: Path) -> Recording:
 
 
 def _json_out(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    from ..terminal import json_safe  # C1 and bidi controls escaped: a terminal acts on them
+
+    sys.stdout.write(json_safe(json.dumps(data, indent=2, ensure_ascii=False)) + "\n")
 
 
 def _size(n: int) -> str:
@@ -358,12 +360,18 @@ def cat(
             help="stdout, stderr, both (interleaved in recorded order), stdin, or a number.",
         ),
     ] = "stdout",
+    raw: Annotated[
+        bool,
+        typer.Option("--raw", help="On a terminal too, write every byte as recorded."),
+    ] = False,
 ) -> None:
     """Write a command's reconstructed output to stdout, byte for byte.
 
     Bytes are written exactly as recorded (no decoding), so `reclab cat REC
     --seq 3 > out.bin` reproduces what the command wrote. `--stream both`
-    interleaves stdout and stderr in the order they were recorded.
+    interleaves stdout and stderr in the order they were recorded. On a
+    terminal, escape sequences other than colours (clipboard writes, titles,
+    cursor movement) and control characters are shown escaped unless --raw.
     """
     try:
         streams, direction = parse_stream(stream)
@@ -371,12 +379,17 @@ def cat(
         fail(str(exc))
     rec = _open(recording)
     out = sys.stdout.buffer
+    from ..terminal import TerminalFilter
+
+    screen = None if raw or not sys.stdout.isatty() else TerminalFilter()
     with rec, _reading(recording):
         rec.command(seq)  # unknown seq: one-line error before any output
         try:
             for _stream, d, data in rec.stream_chunks(seq, streams):
                 if d == direction:
-                    out.write(data)
+                    out.write(data if screen is None else screen.feed(data))
+            if screen is not None:
+                out.write(screen.flush())
             out.flush()
         except BrokenPipeError:
             raise typer.Exit(0) from None
