@@ -29,7 +29,10 @@ from reclab.redact import (
     RedactError,
     RedactionPolicy,
     is_secret_name,
+    mask_argv,
+    mask_bytes,
     mask_env,
+    mask_text,
     redact_recording,
 )
 from tests.gotools import run_crosscheck
@@ -245,3 +248,18 @@ def test_cli_bad_regex(secret_recording: Path, tmp_path: Path) -> None:
         app, ["redact", str(secret_recording), "-o", str(tmp_path / "o.cbor"), "--data", "("]
     )
     assert result.exit_code == 2 and "not a valid regular expression" in result.stderr
+
+
+def test_display_helpers() -> None:
+    assert mask_argv(["mysql", "--password", "pw", "-u", "root", "TOKEN=abc", "x"]) == [
+        "mysql",
+        "--password",
+        MASKED_VALUE,
+        "-u",
+        "root",
+        f"TOKEN={MASKED_VALUE}",
+        "x",
+    ]
+    assert mask_text("export GITHUB_TOKEN=abcdef123 done") == "export GITHUB_TOKEN=********* done"
+    assert mask_text("nothing here") == "nothing here"
+    assert mask_bytes(b"k: AKIAABCDEFGHIJKLMNOP.") == b"k: ********************."

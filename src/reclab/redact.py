@@ -72,6 +72,9 @@ DEFAULT_DATA_PATTERNS: dict[str, bytes] = {
     "url-password": rb"[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]+:(?P<secret>[^\s/@]+)@",
 }
 
+_DEFAULT_COMPILED = {name: re.compile(rx) for name, rx in DEFAULT_DATA_PATTERNS.items()}
+_SECRET_FLAG = re.compile(rf"^--?[A-Za-z0-9_.-]*(?:{_SECRET_WORDS_RE})[A-Za-z0-9_.-]*$", re.I)
+
 # How far back a stream match may start before the frame that completes it.
 # Longer secrets split across frames are still masked in the frame they end in.
 STREAM_OVERLAP = 16384 + 1024
@@ -135,7 +138,7 @@ class RedactionPolicy:
         """A policy from command-line style options; raises :class:`RedactError` for a bad regex."""
         patterns: dict[str, re.Pattern[bytes]] = {}
         if default_data:
-            patterns.update({name: re.compile(rx) for name, rx in DEFAULT_DATA_PATTERNS.items()})
+            patterns.update(_DEFAULT_COMPILED)
         for i, text in enumerate(data, 1):
             try:
                 patterns[f"data-{i}"] = re.compile(text.encode())
@@ -223,6 +226,62 @@ def _merge(ranges: Ranges) -> Ranges:
     return merged
 
 
+def default_patterns() -> dict[str, re.Pattern[bytes]]:
+    """The built-in data patterns, compiled (see :data:`DEFAULT_DATA_PATTERNS`)."""
+    return dict(_DEFAULT_COMPILED)
+
+
+def mask_bytes(
+    data: bytes,
+    patterns: dict[str, re.Pattern[bytes]] | None = None,
+    counts: Counter[str] | None = None,
+) -> bytes:
+    """``data`` with every match of ``patterns`` (default: the built-ins) starred, byte for byte."""
+    ranges = _find(_DEFAULT_COMPILED if patterns is None else patterns, data, counts)
+    return _mask(data, ranges)[0] if ranges else data
+
+
+def mask_text(
+    text: str,
+    patterns: dict[str, re.Pattern[bytes]] | None = None,
+    counts: Counter[str] | None = None,
+) -> str:
+    """:func:`mask_bytes` for text: what a viewer shows of recorded output or a log line."""
+    raw = text.encode("utf-8", "surrogateescape")
+    masked = mask_bytes(raw, patterns, counts)
+    return text if masked is raw else masked.decode("utf-8", "surrogateescape")
+
+
+def mask_argv(
+    argv: Sequence[str],
+    extra: Sequence[str] = (),
+    patterns: dict[str, re.Pattern[bytes]] | None = None,
+    counts: Counter[str] | None = None,
+) -> list[str]:
+    """A command line with secret-looking arguments masked.
+
+    ``NAME=value`` with a secret-looking name keeps the name; the argument
+    after a flag such as ``--password`` or ``--api-key`` is replaced whole;
+    the data patterns are applied to every other argument.
+    """
+    out: list[str] = []
+    secret_next = False
+    for arg in argv:
+        if secret_next:
+            out.append(MASKED_VALUE)
+            secret_next = False
+            continue
+        name, eq, _value = arg.partition("=")
+        if eq and is_secret_name(name.lstrip("-"), extra):
+            out.append(f"{name}={MASKED_VALUE}")
+        elif _SECRET_FLAG.match(arg):
+            secret_next = True
+            out.append(arg)
+        else:
+            out.append(mask_text(arg, patterns, counts))
+    return out
+
+
 class _StreamScanner:
     """First pass: where the patterns match in each stream, as absolute byte ranges.
 
@@ -261,9 +320,6 @@ class _StreamScanner:
         return {key: _merge(ranges) for key, ranges in self.ranges.items()}
 
 
-_SECRET_FLAG = re.compile(rf"^--?[A-Za-z0-9_.-]*(?:{_SECRET_WORDS_RE})[A-Za-z0-9_.-]*$", re.I)
-
-
 class _Redactor:
     def __init__(self, policy: RedactionPolicy, stream_ranges: dict[StreamKey, Ranges]):
         self.policy = policy
@@ -272,37 +328,17 @@ class _Redactor:
         self.summary = RedactionSummary()
 
     def text(self, value: str) -> tuple[str, bool]:
-        raw = value.encode("utf-8", "surrogateescape")
-        ranges = _find(self.policy.data_patterns, raw, self.summary.data_matches)
-        if not ranges:
-            return value, False
-        masked, _ = _mask(raw, ranges)
-        return masked.decode("utf-8", "replace"), True
+        masked = mask_text(value, self.policy.data_patterns, self.summary.data_matches)
+        return masked, masked != value
 
     def argv(self, argv: list[str] | None) -> list[str] | None:
         if argv is None or not self.policy.argv:
             return argv
-        out: list[str] = []
-        secret_next = False
-        for arg in argv:
-            if secret_next:
-                out.append(MASKED_VALUE)
-                self.summary.argv_items += 1
-                secret_next = False
-                continue
-            name, eq, _value = arg.partition("=")
-            if eq and (is_secret_name(name.lstrip("-"), self.policy.env_names)):
-                out.append(f"{name}={MASKED_VALUE}")
-                self.summary.argv_items += 1
-                continue
-            if _SECRET_FLAG.match(arg):
-                secret_next = True
-                out.append(arg)
-                continue
-            masked, changed = self.text(arg)
-            self.summary.argv_items += changed
-            out.append(masked)
-        return out
+        masked = mask_argv(
+            argv, self.policy.env_names, self.policy.data_patterns, self.summary.data_matches
+        )
+        self.summary.argv_items += sum(a != b for a, b in zip(argv, masked, strict=True))
+        return masked
 
     def exec_msg(self, msg: ExecMsg) -> ExecMsg:
         env = msg.env
