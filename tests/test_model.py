@@ -361,10 +361,17 @@ def test_garbage_in_the_middle(
     path = tmp_path / "garbage.cbor"
     path.write_bytes(data[: offsets[6]] + junk + data[offsets[6] :])
     with open_recording(path) as rec:
-        assert rec.record_count == 6
-        assert rec.truncation is not None
-        assert (rec.truncation.kind, rec.truncation.offset) == ("garbage", offsets[6])
+        # The damage is skipped (as `reclab check` does) and what follows is read.
+        assert rec.record_count == len(script.records)
+        assert [(d.offset, d.size) for d in rec.damage] == [(offsets[6], len(junk))]
+        assert "\n" not in rec.damage[0].message
+        assert rec.truncation is None
         assert rec.record(5) == script.records[5]
+        assert rec.record(6) == script.records[6]
+        assert [rec.record(i) for i in range(rec.record_count)] == script.records
+        assert sum(c.frame_count for c in rec.commands.values()) == sum(
+            r.frame is not None for r in script.records
+        )
 
 
 def test_hostile_length_does_not_allocate(tmp_path: Path) -> None:

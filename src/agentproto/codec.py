@@ -10,19 +10,24 @@ The same scan enforces a frame-size limit before anything large is buffered.
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, Protocol
 
-from .errors import FrameTooLargeError, RemoteProtocolError, TruncatedError
-from .types import Frame, decode_cbor_item
+import cbor2
+
+from .errors import FrameTooLargeError, LimitExceededError, RemoteProtocolError, TruncatedError
+from .types import MAX_DEPTH, Frame, decode_cbor_item
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
+    "MAX_CONTAINER_ITEMS",
     "Decoder",
     "Encoder",
     "FrameReader",
     "Incomplete",
+    "ItemDecoder",
     "item_end",
 ]
 
@@ -40,19 +45,33 @@ class Incomplete(Exception):
         self.needed = needed
 
 
+# Go's decoder (fxamacker/cbor) refuses more array elements or map pairs than this,
+# and nesting deeper than MAX_DEPTH: so do we, from the heads, before decoding.
+MAX_CONTAINER_ITEMS = 131_072
+
+
 def item_end(buf: bytes | bytearray | memoryview, pos: int = 0) -> int:
     """Return the offset just past the CBOR item starting at ``buf[pos]``.
 
     Only heads are read; string contents are skipped. Raises
     :class:`Incomplete` with the smallest buffer length that could let the
-    scan continue, or :class:`RemoteProtocolError` for what agentproto never
-    contains (indefinite lengths, reserved head values).
+    scan continue, :class:`LimitExceededError` for an array or map of more
+    than ``MAX_CONTAINER_ITEMS`` entries or nesting deeper than ``MAX_DEPTH``
+    (Go's limits, checked before anything is buffered), and
+    :class:`RemoteProtocolError` for what agentproto never contains
+    (indefinite lengths, reserved head values). The result is always greater
+    than ``pos``.
     """
     n = len(buf)
-    pending = 1  # items still to skip
-    while pending:
+    pending = 1  # items still to skip in the innermost open container
+    outer: list[int] = []  # the pending counts of the enclosing containers
+    while True:
+        while not pending:
+            if not outer:
+                return pos
+            pending = outer.pop()
         if pos >= n:
-            raise Incomplete(pos + pending)  # every item takes at least one byte
+            raise Incomplete(pos + pending + sum(outer))  # every item takes a byte
         head = buf[pos]
         major, info = head >> 5, head & 0x1F
         pos += 1
@@ -73,14 +92,99 @@ def item_end(buf: bytes | bytearray | memoryview, pos: int = 0) -> int:
         if major == 2 or major == 3:  # byte and text strings: skip the content
             pos += arg
             if pos > n:
-                raise Incomplete(pos + pending)
-        elif major == 4:
-            pending += arg
-        elif major == 5:
-            pending += 2 * arg
-        elif major == 6:
-            pending += 1  # a tag wraps one item
-    return pos
+                raise Incomplete(pos + pending + sum(outer))
+        elif major >= 4 and major <= 6:
+            if major != 6 and arg > MAX_CONTAINER_ITEMS:
+                what = "array of" if major == 4 else "map of"
+                unit = "elements" if major == 4 else "pairs"
+                raise LimitExceededError(
+                    f"{what} {arg} {unit} is more than the limit of {MAX_CONTAINER_ITEMS}"
+                )
+            count = 1 if major == 6 else arg << (major == 5)  # a tag wraps one item
+            if count:
+                outer.append(pending)
+                pending = count
+                if len(outer) > MAX_DEPTH:
+                    raise LimitExceededError(
+                        f"CBOR nested deeper than the limit of {MAX_DEPTH} levels"
+                    )
+
+
+class ItemDecoder:
+    """Decode the CBOR items at chosen offsets of one in-memory buffer, never going backwards.
+
+    cbor2's decoder reads ahead of the item it decodes; after an error, or a
+    seek behind its back, that read-ahead no longer matches the stream
+    position, and a reader that trusts ``tell()`` then can go backwards and
+    loop forever (issue 11). So the decoder is replaced after every error,
+    and every result is checked: an item ends after its start and inside the
+    buffer, else :class:`RemoteProtocolError`. Items larger than
+    ``MAX_CONTAINER_ITEMS`` bytes (the only ones that can hold that many
+    entries) are also checked against Go's limits with :func:`item_end`.
+    """
+
+    __slots__ = ("_buf", "_decoder", "_max_depth", "_stream")
+
+    def __init__(self, buf: bytes, *, max_depth: int = MAX_DEPTH):
+        self._buf = buf
+        self._stream = io.BytesIO(buf)
+        self._max_depth = max_depth
+        self._decoder: Any = None
+
+    def decode(self, pos: int) -> tuple[Any, int]:
+        """The item at ``buf[pos]`` and the offset just past it.
+
+        Raises :class:`Incomplete` when the buffer ends inside the item, and
+        :class:`RemoteProtocolError` (``offset`` relative to the buffer, with
+        ``pos``) when the bytes are not CBOR or break Go's limits.
+        """
+        buf = self._buf
+        if pos >= len(buf):
+            raise Incomplete(pos + 1)
+        decoder = self._decoder
+        if decoder is None:
+            decoder = self._decoder = cbor2.CBORDecoder(self._stream, max_depth=self._max_depth)
+        stream = self._stream
+        stream.seek(pos)
+        try:
+            item = decoder.decode()
+        except cbor2.CBORDecodeEOF:
+            self._decoder = None
+            # Cut by the end of the buffer; say how much is needed if the heads tell.
+            try:
+                item_end(buf, pos)
+            except Incomplete:
+                raise
+            except LimitExceededError as exc:
+                raise exc.at(pos) from None
+            except RemoteProtocolError:  # indefinite lengths: more bytes may complete it
+                raise Incomplete(len(buf) + 1) from None
+            raise RemoteProtocolError("undecodable CBOR item", offset=pos) from None
+        except Exception as exc:  # cbor2 raises several types on garbage
+            self._decoder = None
+            raise RemoteProtocolError(f"not a CBOR record: {_short(exc)}", offset=pos) from None
+        end = stream.tell()
+        if not pos < end <= len(buf):
+            self._decoder = None
+            raise RemoteProtocolError("the CBOR decoder lost its place", offset=pos)
+        if end - pos > MAX_CONTAINER_ITEMS:
+            try:
+                item_end(buf, pos)
+            except (Incomplete, RemoteProtocolError) as exc:
+                if isinstance(exc, RemoteProtocolError):
+                    raise exc.at(pos) from None
+                raise RemoteProtocolError("undecodable CBOR item", offset=pos) from None
+        return item, end
+
+
+def _short(exc: BaseException) -> str:
+    """An exception's message, cut to one short line (cbor2 may quote huge values)."""
+    try:
+        text = str(exc)
+    except ValueError:  # an int too large to print
+        text = type(exc).__name__
+    text = text.replace("\n", " ")
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 class FrameReader:

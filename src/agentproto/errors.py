@@ -74,6 +74,13 @@ class FrameTooLargeError(RemoteProtocolError):
     """An item announces more bytes than the configured limit; it was not buffered."""
 
 
+class LimitExceededError(FrameTooLargeError):
+    """An item breaks Go's decoder limits (entries per array or map, nesting depth).
+
+    Refused from its heads, before it is buffered, like a frame over the size limit.
+    """
+
+
 class ConnectionClosedError(AgentProtoError, ConnectionError):
     """The connection ended while a caller was waiting for an answer."""
 

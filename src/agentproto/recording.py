@@ -10,7 +10,6 @@ record and then raise :class:`TruncatedError` saying where the cut is.
 from __future__ import annotations
 
 import getpass
-import io
 import os
 import threading
 import time
@@ -19,13 +18,15 @@ from typing import Any, BinaryIO
 
 import cbor2
 
-from .codec import Incomplete, item_end
+from .codec import Incomplete, ItemDecoder, item_end
 from .errors import (
     FrameTooLargeError,
+    LimitExceededError,
     LocalProtocolError,
     RemoteProtocolError,
     TruncatedError,
 )
+from .layout import FRAME_RECORD_PREFIX
 from .types import (
     MAX_DEPTH,
     CommandEnd,
@@ -65,7 +66,7 @@ class MissingFooterError(TruncatedError):
 # --- writing ------------------------------------------------------------------------
 
 # Record{Type: 3, Frame: &RecordedFrame{...}}: the head up to the seq value.
-_FRAME_RECORD_HEAD = bytes.fromhex("a2647479706503656672616d65a463736571")
+_FRAME_RECORD_HEAD = FRAME_RECORD_PREFIX
 
 
 def _wire_int(value: Any, lo: int, hi: int, what: str, field: str) -> int:
@@ -538,43 +539,117 @@ class RecordingReader:
         try:
             if self.offset:
                 fp.seek(self.offset)
-            yield from self._scan(fp)
+            yield from self._scan(fp, raw=True)
         finally:
             if owned:
                 fp.close()
 
-    def _scan(self, fp: Any) -> Iterator[tuple[int, Any]]:
+    def __iter__(self) -> Iterator[Record]:
+        fp, owned = self._open()
+        try:
+            if self.offset:
+                fp.seek(self.offset)
+            yield from self._scan(fp, raw=False)
+        finally:
+            if owned:
+                fp.close()
+        if self.require_footer and not self.saw_footer:
+            raise MissingFooterError(
+                "recording has no session footer (the writer did not close it)",
+                offset=self.offset,
+            )
+
+    def _scan(self, fp: Any, *, raw: bool) -> Iterator[Any]:
+        """The one chunk loop: ``(offset, item)`` pairs when ``raw``, else :class:`Record`s.
+
+        Frame records in Go's layout are built from the chunk's fast-path index
+        (see :func:`_frame_index`), the rest decoded with cbor2 (through
+        :class:`ItemDecoder`, which can only move forward) and converted.
+        """
         read = fp.read
+        convert = _record_from_map
+        footer = RecordType.SESSION_FOOTER
+        frame_record = RecordType.FRAME
+        directions = _DIRECTION_BY_BYTE
+        frame_types = _FRAME_TYPE_BY_BYTE
         buf = b""
         base = self.offset  # file offset of buf[0]
-        pos = 0  # next item's position in buf
+        pos = 0  # next record's position in buf
         eof = False
         while True:
             if pos >= len(buf):
                 if eof:
                     return
                 buf, base, pos = b"", base + pos, 0
-                chunk = read(self.chunk_size)
-                if not chunk:
+                buf = read(self.chunk_size)
+                if not buf:
                     return
-                buf = chunk
             n = len(buf)
-            stream = io.BytesIO(buf)
-            stream.seek(pos)
-            decode = cbor2.CBORDecoder(stream, max_depth=MAX_DEPTH).decode
-            tell = stream.tell
+            fast_path = not raw and n >= _BULK_MIN_BYTES
+            records, envelopes = _frame_index(buf) if fast_path else ({}, {})
+            fast = records.get
+            envelope = envelopes.get
+            decode = ItemDecoder(buf).decode
+            # a frame map alone sits two levels higher than in its record
+            decode_frame = ItemDecoder(buf, max_depth=MAX_DEPTH - 2).decode
             while pos < n:
+                hit = fast(pos)
+                if hit is not None:  # a data or EOF frame, parsed already
+                    end, seq, ts, direction, ftype, stream_id, data_at = hit
+                    # positional, in Go's field order, as _record_from_map builds them
+                    frame = Frame(
+                        frame_types[ftype], stream_id, buf[data_at:end], 0, 0, "",
+                        None, None, None, None, None, None, None,
+                    )  # fmt: skip
+                    yield Record(
+                        frame_record,
+                        None,
+                        None,
+                        RecordedFrame(seq, ts, directions[direction], frame),
+                        None,
+                        None,
+                    )
+                    pos = end
+                    self.offset = base + end
+                    continue
+                start = envelope(pos)
+                if start is not None:
+                    # another frame in Go's envelope: cbor2 decodes the frame map alone
+                    try:
+                        m, end = decode_frame(start[0])
+                        other = Frame.from_map(m) if m.__class__ is dict else None
+                    except Exception:  # cut, garbage, a bad field: the general path says
+                        other = None
+                    if other is not None:
+                        yield Record(
+                            frame_record,
+                            None,
+                            None,
+                            RecordedFrame(start[1], start[2], directions[start[3]], other),
+                            None,
+                            None,
+                        )
+                        pos = end
+                        self.offset = base + end
+                        continue
                 try:
-                    item = decode()
-                except cbor2.CBORDecodeEOF:
-                    break  # the item goes past this chunk: read more below
-                except Exception as exc:  # cbor2 raises several types on garbage
-                    raise RemoteProtocolError(
-                        f"not a CBOR record: {exc}", offset=base + pos
-                    ) from None
-                yield base + pos, item
-                pos = tell()
-                self.offset = base + pos
+                    item, end = decode(pos)
+                except Incomplete:
+                    break  # the record goes past this chunk: read more below
+                except RemoteProtocolError as exc:
+                    raise type(exc)(exc.message, offset=base + pos) from None
+                if raw:
+                    yield base + pos, item
+                else:
+                    try:
+                        record = convert(item)
+                    except RemoteProtocolError as exc:
+                        raise exc.at(base + pos) from None
+                    if record.type == footer:
+                        self.saw_footer = True
+                    yield record
+                pos = end
+                self.offset = base + end
             else:
                 continue
             buf, base, pos, eof = self._refill(read, buf, base, pos, eof)
@@ -582,10 +657,11 @@ class RecordingReader:
     def _refill(
         self, read: Any, buf: bytes, base: int, pos: int, eof: bool
     ) -> tuple[bytes, int, int, bool]:
-        """An item is cut at the end of the chunk: keep its bytes and read more.
+        """A record is cut at the end of the chunk: keep its bytes and read more.
 
         Returns the new ``(buf, base, pos, eof)``; raises FrameTooLargeError for
-        an item announcing too many bytes, TruncatedError when the file ended.
+        a record announcing too many bytes or entries, TruncatedError when the
+        file ended.
         """
         self._check_size(buf, pos, base)
         if eof:
@@ -598,126 +674,23 @@ class RecordingReader:
         return buf[pos:] + more, base + pos, 0, not more
 
     def _check_size(self, buf: bytes, pos: int, base: int) -> None:
-        """Refuse a record whose heads announce more than ``max_record_size`` bytes."""
+        """Refuse a record whose heads announce more than ``max_record_size`` bytes.
+
+        Also refuses, from the heads alone, one breaking Go's limits on
+        entries and nesting (:class:`LimitExceededError`).
+        """
         try:
             end = item_end(buf, pos)
         except Incomplete as more:
             end = more.needed
+        except LimitExceededError as exc:
+            raise LimitExceededError(exc.message, offset=base + pos) from None
         except RemoteProtocolError:
             return  # an indefinite length: cbor2 decides once the bytes are there
         if end - pos > self.max_record_size:
             raise FrameTooLargeError(
                 f"record of at least {end - pos} bytes is larger than {self.max_record_size} bytes",
                 offset=base + pos,
-            )
-
-    def __iter__(self) -> Iterator[Record]:
-        # One generator, not raw_items() wrapped in a converter: frame records in
-        # Go's layout are built from the chunk's fast-path index (see
-        # _frame_index), the rest decoded with cbor2 and converted.
-        fp, owned = self._open()
-        try:
-            if self.offset:
-                fp.seek(self.offset)
-            read = fp.read
-            convert = _record_from_map
-            footer = RecordType.SESSION_FOOTER
-            frame_record = RecordType.FRAME
-            directions = _DIRECTION_BY_BYTE
-            frame_types = _FRAME_TYPE_BY_BYTE
-            buf = b""
-            base = self.offset  # file offset of buf[0]
-            pos = 0  # next record's position in buf
-            eof = False
-            while True:
-                if pos >= len(buf):
-                    if eof:
-                        break
-                    buf, base, pos = b"", base + pos, 0
-                    buf = read(self.chunk_size)
-                    if not buf:
-                        break
-                n = len(buf)
-                records, envelopes = _frame_index(buf) if n >= _BULK_MIN_BYTES else ({}, {})
-                fast = records.get
-                envelope = envelopes.get
-                stream = io.BytesIO(buf)
-                decode = cbor2.CBORDecoder(stream, max_depth=MAX_DEPTH).decode
-                # a frame map alone sits two levels higher than in its record
-                decode_frame = cbor2.CBORDecoder(stream, max_depth=MAX_DEPTH - 2).decode
-                seek = stream.seek
-                tell = stream.tell
-                while pos < n:
-                    hit = fast(pos)
-                    if hit is not None:  # a data or EOF frame, parsed already
-                        end, seq, ts, direction, ftype, stream_id, data_at = hit
-                        # positional, in Go's field order, as _record_from_map builds them
-                        frame = Frame(
-                            frame_types[ftype], stream_id, buf[data_at:end], 0, 0, "",
-                            None, None, None, None, None, None, None,
-                        )  # fmt: skip
-                        yield Record(
-                            frame_record,
-                            None,
-                            None,
-                            RecordedFrame(seq, ts, directions[direction], frame),
-                            None,
-                            None,
-                        )
-                        pos = end
-                        self.offset = base + end
-                        continue
-                    start = envelope(pos)
-                    if start is not None:
-                        # another frame in Go's envelope: cbor2 decodes the frame map alone
-                        seek(start[0])
-                        try:
-                            m = decode_frame()
-                            other = Frame.from_map(m) if m.__class__ is dict else None
-                        except Exception:  # cut, garbage, a bad field: the general path says
-                            other = None
-                        if other is not None:
-                            end = tell()
-                            yield Record(
-                                frame_record,
-                                None,
-                                None,
-                                RecordedFrame(start[1], start[2], directions[start[3]], other),
-                                None,
-                                None,
-                            )
-                            pos = end
-                            self.offset = base + end
-                            continue
-                    seek(pos)
-                    try:
-                        item = decode()
-                    except cbor2.CBORDecodeEOF:
-                        break  # the record goes past this chunk: read more below
-                    except Exception as exc:  # cbor2 raises several types on garbage
-                        raise RemoteProtocolError(
-                            f"not a CBOR record: {exc}", offset=base + pos
-                        ) from None
-                    end = tell()
-                    try:
-                        record = convert(item)
-                    except RemoteProtocolError as exc:
-                        raise exc.at(base + pos) from None
-                    if record.type == footer:
-                        self.saw_footer = True
-                    yield record
-                    pos = end
-                    self.offset = base + end
-                else:
-                    continue
-                buf, base, pos, eof = self._refill(read, buf, base, pos, eof)
-        finally:
-            if owned:
-                fp.close()
-        if self.require_footer and not self.saw_footer:
-            raise MissingFooterError(
-                "recording has no session footer (the writer did not close it)",
-                offset=self.offset,
             )
 
 

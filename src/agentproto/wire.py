@@ -27,7 +27,7 @@ from typing import Any
 
 from .errors import LocalProtocolError, RemoteProtocolError
 
-__all__ = ["Wire", "wire", "wire_struct"]
+__all__ = ["Wire", "describe_value", "wire", "wire_struct"]
 
 INT_RANGES: dict[str, tuple[int, int]] = {
     "u8": (0, 0xFF),
@@ -87,9 +87,19 @@ def wire(
 # --- errors raised from generated code -------------------------------------------
 
 
-def _describe(value: object) -> str:
-    text = repr(value)
+def describe_value(value: object) -> str:
+    """A short repr of a decoded value for an error message (also for huge integers)."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        # repr() of a bignum of thousands of digits raises ValueError
+        return f"an integer of {value.bit_length()} bits"
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # huge integers nested in containers
+        return f"a {type(value).__name__}"
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+_describe = describe_value
 
 
 def bad_decode(type_name: str, key: str, kind: str, value: object) -> RemoteProtocolError:

@@ -17,11 +17,10 @@ frame type, a race between runner and agent); ``info`` a remark.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
 from agentproto import (
     Direction,
@@ -32,6 +31,7 @@ from agentproto import (
     RemoteProtocolError,
     TruncatedError,
 )
+from agentproto.layout import MAX_RESYNCS, next_record_start
 from agentproto.recording import RecordingReader
 
 __all__ = [
@@ -757,32 +757,6 @@ def check_records(
     return checker.finish(end)
 
 
-# A record is a map of 2 (Go writes type + one payload) to 6 pairs whose first key
-# is "type": where the next record may start after bytes that are not CBOR.
-_RECORD_START = re.compile(rb"[\xa1-\xa6]\x64type")
-_MAX_RESYNCS = 1000
-
-
-def next_record_start(fp: BinaryIO, start: int, chunk_size: int = 1 << 20) -> int | None:
-    """Offset of the first plausible record start at or after ``start``, None if there is none.
-
-    A heuristic for damaged files: a record's map header followed by its
-    ``"type"`` key. Reads ``fp`` in chunks; used to resume checking after garbage.
-    """
-    fp.seek(start)
-    carry = b""
-    base = start  # file offset of carry + chunk
-    while chunk := fp.read(chunk_size):
-        buf = carry + chunk
-        match = _RECORD_START.search(buf)
-        if match:
-            return base + match.start()
-        keep = min(len(buf), 5)  # a match may straddle two chunks
-        base += len(buf) - keep
-        carry = buf[len(buf) - keep :]
-    return None
-
-
 def check_recording(
     path: str | os.PathLike[str],
     *,
@@ -804,7 +778,7 @@ def check_recording(
     end: _End | None = None
     index = 0
     start = 0
-    for _attempt in range(_MAX_RESYNCS + 1):
+    for _attempt in range(MAX_RESYNCS + 1):
         reader = RecordingReader(path, start=start, require_footer=False)
         try:
             for offset, item in reader.raw_items():
@@ -820,7 +794,7 @@ def check_recording(
             bad = exc.offset if exc.offset is not None else reader.offset
             with open(path, "rb") as fp:
                 resume = next_record_start(fp, bad + 1)
-            if resume is None or _attempt == _MAX_RESYNCS:
+            if resume is None or _attempt == MAX_RESYNCS:
                 end = _End(bad, f"{exc.message}; {size - bad} bytes not read", "garbage")
                 break
             checker.add(

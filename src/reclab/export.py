@@ -30,16 +30,13 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from .errors import ExportError
 from .model import Recording
 
 __all__ = ["FORMATS", "ExportError", "export_table"]
 
 FORMATS = ("csv", "jsonl", "parquet")
 ProgressCallback = Callable[[int, int], None]
-
-
-class ExportError(Exception):
-    """The export cannot be done as asked; the message is one line for the CLI."""
 
 
 def _filter(df: Any, where: str | None) -> Any:

@@ -29,7 +29,6 @@ adding commands at the same time.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import pickle
 import queue
@@ -45,8 +44,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import cbor2
-
 from agentproto import (
     Direction,
     ExecMsg,
@@ -59,9 +56,13 @@ from agentproto import (
     SessionHeader,
     TruncatedError,
 )
-from agentproto.codec import Incomplete, item_end
+from agentproto.codec import Incomplete, ItemDecoder, item_end
+from agentproto.layout import FRAME_RECORD_PREFIX, MAX_RESYNCS, next_record_start
 from agentproto.recording import DEFAULT_MAX_RECORD_SIZE
 from agentproto.types import MAX_DEPTH
+from agentproto.wire import describe_value
+
+from .errors import RecordingError, UnknownCommandError
 
 __all__ = [
     "KIND_COMMAND_END",
@@ -71,6 +72,7 @@ __all__ = [
     "KIND_SESSION_HEADER",
     "KIND_UNKNOWN_RECORD",
     "Command",
+    "Damage",
     "FrameRef",
     "Recording",
     "RecordingError",
@@ -105,23 +107,10 @@ _PARALLEL_MIN_BYTES = 64 * 1024 * 1024
 _WORKER_WAIT = 120.0  # the longest wait for the helper's last segments
 _SEGMENT = 32 * 1024 * 1024  # the helper sends its index in pieces of about this size
 _WAIT_BYTES = 2 * _SEGMENT  # wait for the helper only when less than this is left
-# Record{type: 3, frame: {seq: ...}}: how every frame record starts.
-_FRAME_RECORD_PREFIX = bytes.fromhex("a2647479706503656672616d65a463736571")
 # Bulk (NumPy) indexing of data frames; False selects the record-by-record
 # reference path (tests compare the two).
 _VECTOR_SCAN = True
 _VECTOR_MIN_BYTES = 64 * 1024  # below this, a chunk is indexed record by record
-
-
-class RecordingError(Exception):
-    """The file cannot be read as a recording; the message is one line for the CLI."""
-
-
-class UnknownCommandError(LookupError):
-    """No command with the requested sequence number; the message lists the valid ones."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "unknown command"
 
 
 @dataclass(slots=True)
@@ -138,6 +127,20 @@ class Truncation:
     offset: int
     message: str
     kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class Damage:
+    """Bytes in the middle of a recording that are not records, skipped by resync.
+
+    ``offset`` is where the damage starts (the end of the last good record
+    before it), ``size`` how many bytes were skipped to the next plausible
+    record, ``message`` what was wrong at ``offset``.
+    """
+
+    offset: int
+    size: int
+    message: str
 
 
 @dataclass(slots=True, eq=False)
@@ -238,6 +241,24 @@ def _uint(value: Any) -> bool:
     return value.__class__ is int and value >= 0
 
 
+def _u32(value: Any) -> bool:
+    return value.__class__ is int and 0 <= value <= 0xFFFF_FFFF
+
+
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+_DATA, _EOF = int(FrameType.DATA), int(FrameType.EOF)
+_LAST_FRAME_TYPE = max(FrameType)
+_DATA_KEYS = frozenset(("t", "s", "d"))
+
+
+def _checked_frame(frame: dict[Any, Any]) -> Frame | None:
+    """The frame map read by Go's rules (the wire table), None if Go would refuse it."""
+    try:
+        return Frame.from_map(frame)
+    except RemoteProtocolError:
+        return None
+
+
 class _Indexer:
     """What each kind of record changes in the index; shared by every scanning path.
 
@@ -269,7 +290,8 @@ class _Indexer:
         if _uint(rtype) and 0 < rtype <= 0xFF:
             return KIND_UNKNOWN_RECORD, -1, 0  # a newer writer's record type: keep, skip
         raise RemoteProtocolError(
-            f"not a record: the map has no valid 'type' (found {rtype!r})", offset=offset
+            f"not a record: the map has no valid 'type' (found {describe_value(rtype)})",
+            offset=offset,
         )
 
     def _frame(self, rf: Any, offset: int, item: dict[str, Any]) -> tuple[int, int, int]:
@@ -286,9 +308,11 @@ class _Indexer:
             seq = ts = direction = frame = None
         kind = -1
         if (
-            _uint(seq)
+            _u32(seq)
             and ts.__class__ is int
-            and _uint(direction)
+            and _I64_MIN <= ts <= _I64_MAX
+            and direction.__class__ is int
+            and 0 <= direction <= 0xFF
             and frame.__class__ is dict
             and rf.keys() <= _RECORDED_FRAME_KEYS
         ):
@@ -305,44 +329,51 @@ class _Indexer:
         """Count one frame's content into its command; return its kind, -1 if the map is odd.
 
         ``frame`` is the raw frame map. Nothing is changed when -1 is returned
-        (keys in another case, wrong types), so the caller can normalise the
-        record and try again.
+        (keys in another case, wrong types, values out of the Go field's
+        range), so the caller can normalise the record, or have the full
+        decoder say what is wrong with it. Data and EOF frames are checked
+        field by field (the hot path); any other frame through the wire table
+        (:meth:`Frame.from_map`), so that every frame the index counts is one
+        Go would read, and the tables can trust the raw maps.
         """
         ftype = frame.get("t", 0)
-        if not (_uint(ftype) and frame.keys() <= _FRAME_KEYS):
+        if not (ftype.__class__ is int and 0 <= ftype <= 0xFF and frame.keys() <= _FRAME_KEYS):
             return -1
-        if ftype == 2:
+        parsed: Frame | None = None
+        if ftype in (_DATA, _EOF):
             stream = frame.get("s", 0)
-            if not _uint(stream):
+            data = frame.get("d", b"")
+            if not (_u32(stream) and data.__class__ is bytes):
+                return -1
+            if len(frame) > 3 or (len(frame) == 3 and frame.keys() != _DATA_KEYS):
+                parsed = _checked_frame(frame)  # more fields than Go writes: check them all
+                if parsed is None:
+                    return -1
+        else:
+            parsed = _checked_frame(frame)
+            if parsed is None:
                 return -1
         cmd = self.rec.commands.get(seq)
         if cmd is None:
             cmd = self.rec._new_command(seq)
-        if ftype == 2:  # data
-            data = frame.get("d")
-            size = len(data) if data.__class__ is bytes else 0
+        if ftype == _DATA:
             counts = cmd.bytes_sent if direction == _SEND else cmd.bytes_received
-            counts[stream] = counts.get(stream, 0) + size
-        elif ftype == 4:
-            sig = frame.get("sig", 0)
-            cmd.signals.append(sig if sig.__class__ is int else 0)
-        elif ftype == 5:
-            code = frame.get("c", 0)
-            cmd.exit_frame_code = code if code.__class__ is int else 0
-        elif ftype == 6:
-            err = frame.get("e", "")
-            cmd.errors.append(err if err.__class__ is str else repr(err))
-        elif ftype == 7:
+            counts[stream] = counts.get(stream, 0) + len(data)
+        elif parsed is None:
+            pass
+        elif ftype == FrameType.SIGNAL:
+            cmd.signals.append(parsed.signal)
+        elif ftype == FrameType.EXIT:
+            cmd.exit_frame_code = parsed.code
+        elif ftype == FrameType.ERROR:
+            cmd.errors.append(parsed.error)
+        elif ftype == FrameType.LOG:
             cmd.log_count += 1
-        elif ftype == 11:
+        elif ftype == FrameType.FILE_OP:
             cmd.file_op_count += 1
-        elif ftype == 1 and cmd.start_index is None:
-            x = frame.get("x")
-            if x.__class__ is dict:
-                # a broken exec frame keeps the placeholder: record() will say why
-                with contextlib.suppress(RemoteProtocolError):
-                    cmd.exec = ExecMsg.from_map(x)
-        return ftype if 0 < ftype <= 12 else KIND_OTHER_FRAME
+        elif ftype == FrameType.EXEC and cmd.start_index is None and parsed.exec is not None:
+            cmd.exec = parsed.exec
+        return ftype if 0 < ftype <= _LAST_FRAME_TYPE else KIND_OTHER_FRAME
 
     def _other(self, index: int, item: dict[str, Any], offset: int) -> int:
         try:
@@ -384,11 +415,15 @@ class _Incomplete(Exception):
     """The record at the scan position goes past the end of the buffer."""
 
 
+def _decoders(buf: bytes) -> tuple[ItemDecoder, ItemDecoder]:
+    """A buffer's decoders for whole records and for frame maps (two levels deeper)."""
+    return ItemDecoder(buf), ItemDecoder(buf, max_depth=MAX_DEPTH - 2)
+
+
 def _decode_one(
     indexer: _Indexer,
     buf: bytes,
-    stream: io.BytesIO,
-    decoder: Any,
+    decoders: tuple[ItemDecoder, ItemDecoder],
     pos: int,
     base: int,
     index: int,
@@ -397,30 +432,31 @@ def _decode_one(
 
     A frame record in the Go encoder's layout has only its frame map decoded
     (cheaper than the whole record); anything else is decoded whole.
+    ``decoders`` are the buffer's record and frame-map decoders; the end
+    returned is always after ``pos`` (see :class:`ItemDecoder`).
     """
     m = _FRAME_HEAD.match(buf, pos)
     if m is not None:
-        stream.seek(m.start(4))
         try:
-            frame = decoder.decode()
-        except cbor2.CBORDecodeEOF:
+            frame, end = decoders[1].decode(m.start(4))
+        except Incomplete:
             raise _Incomplete from None
-        except Exception:  # garbage: the full decode below says what
+        except RemoteProtocolError:  # garbage: the full decode below says what
             frame = None
         if frame.__class__ is dict:
             sq, tsb, dirb = m.group(1, 2, 3)
             seq = sq[0] if len(sq) == 1 else int.from_bytes(sq[1:], "big")
-            kind = indexer.frame(seq, dirb[0], frame)
-            if kind >= 0:
-                return stream.tell(), kind, seq, _head_int(tsb)
-    stream.seek(pos)
+            ts = _head_int(tsb)
+            if _I64_MIN <= ts <= _I64_MAX:
+                kind = indexer.frame(seq, dirb[0], frame)
+                if kind >= 0:
+                    return end, kind, seq, ts
     try:
-        item = decoder.decode()
-    except cbor2.CBORDecodeEOF:
+        item, end = decoders[0].decode(pos)
+    except Incomplete:
         raise _Incomplete from None
-    except Exception as exc:  # cbor2 raises several types on garbage
-        raise RemoteProtocolError(f"not a CBOR record: {exc}", offset=base + pos) from None
-    end = stream.tell()
+    except RemoteProtocolError as exc:
+        raise type(exc)(exc.message, offset=base + pos) from None
     kind, seq, ts = indexer.record(index, base + pos, item)
     return end, kind, seq, ts
 
@@ -449,7 +485,7 @@ def _simple_frames(buf: bytes, lo: int) -> dict[str, Any]:
     a = np.frombuffer(buf, dtype=np.uint8)
     # Every place the 18-byte prefix occurs: first byte, then the rest.
     pos = np.flatnonzero(a[lo : max(n - _SIMPLE_HEAD_MAX, lo)] == 0xA2) + lo
-    for k, byte in enumerate(_FRAME_RECORD_PREFIX[1:], 1):
+    for k, byte in enumerate(FRAME_RECORD_PREFIX[1:], 1):
         pos = pos[a[pos + k] == byte]
 
     def at(idx: Any) -> Any:
@@ -542,6 +578,10 @@ class Recording:
         self._offsets: array[int] = array("Q")
         self._kinds: array[int] = array("B")
         self._end = 0  # end of the last complete record: where indexing resumes
+        self.damage: list[Damage] = []  # regions skipped by resync, in file order
+        # record index -> its end, for the records followed by damage (their end
+        # is not the next record's offset)
+        self._gaps: dict[int, int] = {}
         self._lock = threading.Lock()  # one indexer at a time
         self._indexer = _Indexer(self)
         self._sorted = True
@@ -579,16 +619,22 @@ class Recording:
             fd = self._require_open()
             self.size = total = os.fstat(fd).st_size
             trunc: Truncation | None = None
-            try:
-                if limit is None and self._parallel_ok(total):
-                    self._scan_parallel(fd, total, progress)
-                self._scan_items(fd, total, progress, limit)
-            except TruncatedError as exc:
-                trunc = Truncation(self._end, _plain(exc), "cut")
-            except RemoteProtocolError as exc:
-                trunc = Truncation(self._end, _plain(exc), "garbage")
-            except OSError as exc:
-                raise RecordingError(f"{self.path}: {exc.strerror or exc}") from None
+            parallel = limit is None and self._parallel_ok(total)
+            while True:
+                try:
+                    if parallel:
+                        parallel = False
+                        self._scan_parallel(fd, total, progress)
+                    self._scan_items(fd, total, progress, limit)
+                except TruncatedError as exc:
+                    trunc = Truncation(self._end, _plain(exc), "cut")
+                except RemoteProtocolError as exc:
+                    if self._resync(fd, exc):
+                        continue  # damage skipped: index what follows it
+                    trunc = Truncation(self._end, _plain(exc), "garbage")
+                except OSError as exc:
+                    raise RecordingError(f"{self.path}: {exc.strerror or exc}") from None
+                break
             if trunc is not None and self._end == 0 and self.record_count == 0:
                 self._reject_start(trunc)
             if trunc is None and limit is None and self.footer is None and self.record_count:
@@ -669,6 +715,25 @@ class Recording:
                 return
             buf = rest + more_bytes
 
+    def _resync(self, fd: int, exc: RemoteProtocolError) -> bool:
+        """After bytes that are not a record, skip to the next plausible record, as check does.
+
+        Records before the damage stay indexed and the skipped region is added
+        to :attr:`damage`; returns False (nothing changed) when there is no
+        record to resume at, at the very start of the file (then it is not a
+        recording), or after too many damaged regions.
+        """
+        bad = max(exc.offset if exc.offset is not None else self._end, self._end)
+        if not self.record_count or len(self.damage) >= MAX_RESYNCS:
+            return False
+        resume = next_record_start(lambda size, at: os.pread(fd, size, at), bad + 1)
+        if resume is None:
+            return False
+        self._gaps.setdefault(self.record_count - 1, self._end)  # damage may follow damage
+        self.damage.append(Damage(self._end, resume - self._end, _plain(exc)))
+        self._end = resume
+        return True
+
     def _book(self, seq: int, index: int, ts: int) -> None:
         """The per-record bookkeeping of one frame record (see _commit for the bulk way)."""
         cmd = self.commands[seq]
@@ -687,16 +752,13 @@ class Recording:
         indexer = self._indexer
         offsets = self._offsets
         kinds = self._kinds
-        stream = io.BytesIO(buf)
-        decoder = cbor2.CBORDecoder(stream, max_depth=MAX_DEPTH)
+        decoders = _decoders(buf)
         n = len(buf)
         try:
             while pos < n:
                 index = len(offsets)
                 try:
-                    end, kind, seq, ts = _decode_one(
-                        indexer, buf, stream, decoder, pos, base, index
-                    )
+                    end, kind, seq, ts = _decode_one(indexer, buf, decoders, pos, base, index)
                 except _Incomplete:
                     break
                 offsets.append(base + pos)
@@ -731,8 +793,7 @@ class Recording:
         runs: list[tuple[int, int]] = []
         singles: list[tuple[int, int, int, int]] = []  # (pos, kind, seq, ts)
         indexer = self._indexer
-        stream = io.BytesIO(buf)
-        decoder = cbor2.CBORDecoder(stream, max_depth=MAX_DEPTH)
+        decoders = _decoders(buf)
         n = len(buf)
         index0 = len(self._offsets)
         count = 0
@@ -750,7 +811,7 @@ class Recording:
                     continue
                 try:
                     end, kind, seq, ts = _decode_one(
-                        indexer, buf, stream, decoder, pos, base, index0 + count
+                        indexer, buf, decoders, pos, base, index0 + count
                     )
                 except _Incomplete:
                     break
@@ -845,7 +906,7 @@ class Recording:
         base = self._end
         middle = base + (total - base) // 2
         window = os.pread(fd, 1 << 20, middle)
-        found = window.find(_FRAME_RECORD_PREFIX)
+        found = window.find(FRAME_RECORD_PREFIX)
         if found < 0:
             return
         split = middle + found
@@ -981,6 +1042,10 @@ class Recording:
         return self._offsets[i]
 
     def _end_of(self, i: int) -> int:
+        if self._gaps:
+            gap_end = self._gaps.get(i)
+            if gap_end is not None:
+                return gap_end
         return self._offsets[i + 1] if i + 1 < self.record_count else self._end
 
     def _chunks(self, start: int, stop: int) -> Iterator[tuple[int, int, int, bytes]]:
@@ -1004,16 +1069,15 @@ class Recording:
         """Decode records ``start..stop-1`` (a contiguous run): (index, offset, raw map)."""
         offsets = self._offsets
         for i, j, begin, data in self._chunks(start, stop):
-            stream = io.BytesIO(data)
-            decoder = cbor2.CBORDecoder(stream, max_depth=MAX_DEPTH)
+            decoder = ItemDecoder(data)
             for k in range(i, j):
                 off = offsets[k]
-                stream.seek(off - begin)
                 try:
-                    item = decoder.decode()
-                except Exception as exc:  # cbor2 raises several types on garbage
-                    raise RemoteProtocolError(f"invalid CBOR: {exc}", offset=off) from None
-                if stream.tell() != self._end_of(k) - begin:
+                    item, end = decoder.decode(off - begin)
+                except (Incomplete, RemoteProtocolError) as exc:
+                    why = exc.message if isinstance(exc, RemoteProtocolError) else "cut"
+                    raise RemoteProtocolError(f"invalid CBOR: {why}", offset=off) from None
+                if end != self._end_of(k) - begin:
                     raise RemoteProtocolError("record does not end where indexed", offset=off)
                 yield k, off, item
 
@@ -1040,6 +1104,9 @@ class Recording:
             kinds = np.frombuffer(self._kinds[i:j], dtype=np.uint8)
             rel = np.frombuffer(self._offsets[i:j], dtype=np.uint64).astype(np.int64) - begin
             rel_end = np.append(rel[1:], len(data))
+            for k, gap_end in self._gaps.items():
+                if i <= k < j:  # the record before damage ends at the damage
+                    rel_end[k - i] = gap_end - begin
             sf = _simple_frames(data, 0)
             k = np.searchsorted(rel, sf["pos"])
             k_ok = np.minimum(k, len(rel) - 1)
@@ -1058,17 +1125,15 @@ class Recording:
             rest &= kinds <= KIND_OTHER_FRAME
             others = []
             if rest.any():
-                stream = io.BytesIO(data)
-                decoder = cbor2.CBORDecoder(stream, max_depth=MAX_DEPTH)
+                decoder, frame_decoder = _decoders(data)
                 match = _FRAME_HEAD.match
                 for r, at in zip(np.flatnonzero(rest).tolist(), rel[rest].tolist(), strict=True):
                     m = match(data, at)
                     if m is not None:
                         # The Go layout: decode the frame map alone, as indexing does.
-                        stream.seek(m.start(4))
                         try:
-                            frame = decoder.decode()
-                        except Exception:
+                            frame = frame_decoder.decode(m.start(4))[0]
+                        except (Incomplete, RemoteProtocolError):
                             frame = None
                         if frame.__class__ is dict and frame.keys() <= _FRAME_KEYS:
                             sq, tsb, dirb = m.group(1, 2, 3)
@@ -1076,10 +1141,9 @@ class Recording:
                             rf = {"seq": seq, "ts": _head_int(tsb), "dir": dirb[0], "frame": frame}
                             others.append((i + r, at + begin, rf))
                             continue
-                    stream.seek(at)
                     try:
-                        item = decoder.decode()
-                    except Exception:  # an undecodable record: record(i) says why
+                        item = decoder.decode(at)[0]
+                    except (Incomplete, RemoteProtocolError):  # record(i) says why
                         continue
                     raw = _raw_frame(item, at + begin)
                     if raw is not None:

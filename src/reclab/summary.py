@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from agentproto import FrameType, SessionFooter, SessionHeader
 
 if TYPE_CHECKING:
-    from .model import Command, Recording, Truncation
+    from .model import Command, Damage, Recording, Truncation
 
 __all__ = [
     "MAX_LISTED",
@@ -50,6 +50,7 @@ class SessionSummary:
     header: SessionHeader | None
     footer: SessionFooter | None
     truncation: Truncation | None
+    damage: tuple[Damage, ...]
     start_time: int | None
     end_time: int | None
     commands: int
@@ -141,6 +142,9 @@ class SessionSummary:
                 "count": self.error_count,
                 "list": [{"seq": s, "message": m} for s, m in self.errors],
             },
+            "damage": [
+                {"offset": d.offset, "size": d.size, "message": d.message} for d in self.damage
+            ],
             "truncation": None
             if self.truncation is None
             else {
@@ -230,6 +234,7 @@ def summarize(rec: Recording) -> SessionSummary:
         header=rec.header,
         footer=rec.footer,
         truncation=rec.truncation,
+        damage=tuple(rec.damage),
         start_time=start_time,
         end_time=end_time,
         commands=len(commands),

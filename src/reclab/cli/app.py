@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, NoReturn
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from .. import __version__
+
+if TYPE_CHECKING:
+    from ..model import Recording
 
 app = typer.Typer(
     name="reclab",
@@ -27,6 +33,54 @@ def fail(message: str, code: int = 2) -> NoReturn:
 def warn(message: str) -> None:
     """Print a one-line warning on stderr."""
     print(f"reclab: warning: {message}", file=sys.stderr)
+
+
+@contextmanager
+def reading(path: Path) -> Iterator[None]:
+    """Turn every reading problem into one line on stderr and exit status 2."""
+    from agentproto.errors import RemoteProtocolError
+
+    from ..errors import ReclabError
+
+    try:
+        yield
+    except ReclabError as exc:
+        fail(str(exc))
+    except RemoteProtocolError as exc:
+        fail(f"{path}: unreadable record: {exc}")
+    except BrokenPipeError:  # the reader went away (| head): not an error
+        raise typer.Exit(0) from None
+    except OSError as exc:
+        fail(f"{path}: {exc.strerror or exc}")
+
+
+def open_or_fail(path: Path, progress: Callable[[int, int], None] | None = None) -> Recording:
+    """Open and index a recording for a command: exit 2 with one line if it cannot be read.
+
+    Warns once (one line each) when the recording is cut, has no footer, or
+    had damage that was skipped; the command then works on what was read.
+    """
+    from ..model import open_recording
+
+    with reading(path):
+        rec = open_recording(path, progress=progress)
+    if rec.damage:
+        first = rec.damage[0]
+        more = f" and {len(rec.damage) - 1} more damaged regions" if len(rec.damage) > 1 else ""
+        warn(
+            f"{path}: {first.message} at byte {first.offset}; skipped {first.size} bytes"
+            f"{more} and read the records after it"
+        )
+    t = rec.truncation
+    if t is not None:
+        if t.kind == "no-footer":
+            warn(f"{path}: no session footer (the writer did not close it)")
+        else:
+            warn(
+                f"{path}: {t.message} at byte {t.offset}; "
+                f"using the {rec.record_count} complete records before it"
+            )
+    return rec
 
 
 def _version(value: bool) -> None:

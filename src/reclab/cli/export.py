@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .app import app, fail, warn
+from .app import app, fail, open_or_fail
 
 if TYPE_CHECKING:
-    from ..model import ProgressCallback, Recording
+    pass
 
 TABLE_NAMES = ("commands", "frames", "fileops", "logs", "session")
 
@@ -149,7 +149,7 @@ def export(
 
     with LazyProgress(progress) as bar:
         bar.stage("indexing")
-        rec = _open_for_export(recording, progress=bar.update)
+        rec = open_or_fail(recording, progress=bar.update)
         with rec:
             bar.stage(f"exporting {table}")
             try:
@@ -173,23 +173,6 @@ def export(
                 fail(f"{output or 'stdout'}: {exc.strerror or exc}")
 
 
-def _open_for_export(recording: Path, progress: ProgressCallback | None = None) -> Recording:
-    """Open and index a recording; one line and exit 2 if it cannot be, a warning if it is cut."""
-    from ..model import RecordingError, open_recording
-
-    try:
-        rec = open_recording(recording, progress=progress)
-    except RecordingError as exc:
-        fail(str(exc))
-    if rec.truncation is not None:
-        t = rec.truncation
-        warn(
-            f"{recording}: {t.message} at byte {t.offset}; "
-            f"exporting the {rec.record_count} complete records"
-        )
-    return rec
-
-
 def _export_asciicast(recording: Path, seq: int | None, output: Path | None, others: bool) -> None:
     """``export --asciicast``: one command's output as asciicast v2 (see reclab.asciicast)."""
     if seq is None:
@@ -206,7 +189,7 @@ def _export_asciicast(recording: Path, seq: int | None, output: Path | None, oth
     from ..asciicast import write_asciicast
     from ..model import RecordingError, UnknownCommandError
 
-    rec = _open_for_export(recording)
+    rec = open_or_fail(recording)
     with rec:
         try:
             rec.command(seq)  # an unknown seq fails before the output file is created

@@ -13,22 +13,21 @@ import json
 import shlex
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from agentproto import Direction, RemoteProtocolError
+from agentproto import Direction
 
-from .app import app, fail, warn
+from .app import app, fail, open_or_fail, reading
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    from ..model import Command, Recording
+    from ..model import Command
     from ..summary import SessionSummary
 
 RecordingArg = Annotated[
@@ -42,41 +41,6 @@ def _console(width: int | None = None) -> Console:
 
     # Recorded text is only ever printed as Text (never markup), escaped by reclab.timeline.
     return Console(width=width, highlight=False, markup=False, emoji=False, soft_wrap=False)
-
-
-@contextmanager
-def _reading(path: Path) -> Iterator[None]:
-    """Turn every reading problem into one line on stderr and exit status 2."""
-    from ..model import RecordingError, UnknownCommandError
-
-    try:
-        yield
-    except (RecordingError, UnknownCommandError) as exc:
-        fail(str(exc))
-    except RemoteProtocolError as exc:
-        fail(f"{path}: unreadable record: {exc}")
-    except BrokenPipeError:  # the reader went away (| head): not an error
-        raise typer.Exit(0) from None
-    except OSError as exc:
-        fail(f"{path}: {exc.strerror or exc}")
-
-
-def _open(path: Path) -> Recording:
-    """Open and index a recording, warning once (one line) when it is cut or unfinished."""
-    from ..model import open_recording
-
-    with _reading(path):
-        rec = open_recording(path)
-    t = rec.truncation
-    if t is not None:
-        if t.kind == "no-footer":
-            warn(f"{path}: no session footer (the writer did not close it)")
-        else:
-            warn(
-                f"{path}: {t.message} at byte {t.offset}; "
-                f"using the {rec.record_count} complete records before it"
-            )
-    return rec
 
 
 def _json_out(data: Any) -> None:
@@ -115,7 +79,7 @@ def info(recording: RecordingArg, as_json: JsonOpt = False) -> None:
     """
     from ..summary import summarize
 
-    rec = _open(recording)
+    rec = open_or_fail(recording)
     with rec:
         summary = summarize(rec)
     if as_json:
@@ -189,6 +153,11 @@ def _info_table(s: SessionSummary) -> Table:
         row("agent errors", err)
     else:
         row("agent errors", "none")
+    for d in s.damage:
+        row(
+            "damage",
+            Text(f"{d.size} bytes at byte {d.offset} skipped: {d.message}", style="yellow"),
+        )
     t = s.truncation
     if t is None:
         row("truncation", "none (complete recording)")
@@ -231,7 +200,7 @@ def commands(
     """
     from ..summary import command_json, select_commands
 
-    rec = _open(recording)
+    rec = open_or_fail(recording)
     with rec:
         try:
             seqs = select_commands(rec, where, sort)
@@ -313,8 +282,8 @@ def timeline(
     from ..timeline import command_spans, frame_rows, render_frames, render_gantt
 
     console = _console(width)
-    rec = _open(recording)
-    with rec, _reading(recording):
+    rec = open_or_fail(recording)
+    with rec, reading(recording):
         if seq is None:
             origin = rec.header.start_time if rec.header is not None else None
             until = rec.footer.end_time if rec.footer is not None else None
@@ -377,12 +346,12 @@ def cat(
         streams, direction = parse_stream(stream)
     except ValueError as exc:
         fail(str(exc))
-    rec = _open(recording)
+    rec = open_or_fail(recording)
     out = sys.stdout.buffer
     from ..terminal import TerminalFilter
 
     screen = None if raw or not sys.stdout.isatty() else TerminalFilter()
-    with rec, _reading(recording):
+    with rec, reading(recording):
         rec.command(seq)  # unknown seq: one-line error before any output
         try:
             for _stream, d, data in rec.stream_chunks(seq, streams):
@@ -426,7 +395,7 @@ def check(
     from ..model import open_recording
 
     # Refuse what is not a recording at all with the same one line as the other commands.
-    with _reading(recording):
+    with reading(recording):
         open_recording(recording, index=False).close()
         report = check_recording(recording, max_per_code=max_per_code)
     if as_json:
