@@ -10,6 +10,8 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 
+from .auth import token_line
+
 __all__ = ["Address", "connect", "parse_address"]
 
 DEFAULT_HOST = "127.0.0.1"
@@ -55,11 +57,15 @@ def parse_address(spec: str | Address) -> Address:
     raise ValueError(f"{spec}: expected unix:/path or tcp:[HOST:]PORT")
 
 
-def connect(address: Address | str, *, timeout: float | None = 10.0) -> socket.socket:
+def connect(
+    address: Address | str, *, timeout: float | None = 10.0, token: bytes | None = None
+) -> socket.socket:
     """Open a blocking stream socket to an agent at ``address``; raises OSError if it cannot.
 
     ``timeout`` bounds the connection attempt only: the socket returned blocks,
-    as the mux expects of its file descriptors.
+    as the mux expects of its file descriptors. ``token`` (see
+    :mod:`agentproto.auth`) is presented before anything else is sent: a
+    listening agent admits a peer of another uid only with it.
     """
     addr = parse_address(address)
     if addr.kind == "unix":
@@ -75,6 +81,8 @@ def connect(address: Address | str, *, timeout: float | None = 10.0) -> socket.s
         sock.settimeout(None)
         if addr.kind == "tcp":
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small frames: RPCs
+        if token is not None:
+            sock.sendall(token_line(token))
     except BaseException:
         sock.close()
         raise

@@ -55,6 +55,7 @@ import argparse
 import array
 import collections
 import contextlib
+import dataclasses
 import fcntl
 import ipaddress
 import logging
@@ -67,10 +68,12 @@ import subprocess
 import sys
 import termios
 import threading
+import time
 from collections.abc import Callable, Sequence
 from types import FrameType as PyFrame
 from typing import TYPE_CHECKING, Any
 
+from . import auth
 from .address import parse_address
 from .envfilter import EnvFilter
 from .errors import AgentProtoError, ConnectionClosedError, RemoteProtocolError
@@ -95,6 +98,8 @@ _PIPE_SIZE = 1024 * 1024
 # has in flight (a pipe of 1 MiB and a frame), so a runner that pauses its
 # input to send a signal gets the signal read.
 STDIN_BUFFER = 4 * 1024 * 1024
+HANDSHAKE_TIMEOUT = 10.0  # seconds a peer not admitted by its uid has to present its token
+_REFUSAL_DRAIN = 64 * 1024  # what a refused peer may have sent already: read so close() is no RST
 
 _agent_log = logging.getLogger("agentproto.agent")
 
@@ -673,7 +678,105 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _listen(spec: str) -> tuple[socket.socket, str, str | None]:
+@dataclasses.dataclass(frozen=True, slots=True)
+class PeerPolicy:
+    """Who may use a listening agent (see :mod:`agentproto.auth`).
+
+    A peer is admitted when its uid is in ``allowed_uids``, or when it
+    presents ``token``; ``any_peer`` admits everyone (``--insecure-allow-any-peer``).
+    """
+
+    allowed_uids: frozenset[int]
+    token: bytes | None = None
+    any_peer: bool = False
+    handshake_timeout: float = HANDSHAKE_TIMEOUT
+
+
+class _Refused(Exception):
+    """A peer that may not use the agent; the message says why (it is sent to the peer)."""
+
+
+def _describe_peer(conn: socket.socket, uid: int | None) -> str:
+    who = "unknown uid" if uid is None else f"uid {uid}"
+    if conn.family == socket.AF_UNIX:
+        return who
+    try:
+        host, port = conn.getpeername()[:2]
+    except OSError:
+        return who
+    return f"{host}:{port} ({who})"
+
+
+def _admit(conn: socket.socket, policy: PeerPolicy) -> str:
+    """Decide whether ``conn`` may run commands; how it was admitted, or raise _Refused.
+
+    The token line, if the peer sends one, is consumed here, so the session
+    starts at the first frame. The first byte tells: a frame is a CBOR map,
+    the token line starts with ``A``.
+    """
+    uid = auth.peer_uid(conn)
+    by_uid = uid is not None and uid in policy.allowed_uids
+    trusted = by_uid or policy.any_peer
+    # a trusted peer may wait before its first frame as long as it likes (step 3
+    # bounds idle connections); the others must show their token promptly
+    deadline = time.monotonic() + policy.handshake_timeout
+    conn.settimeout(None if trusted else policy.handshake_timeout)
+    try:
+        first = conn.recv(1, socket.MSG_PEEK)
+    except TimeoutError:
+        raise _Refused("no token presented in time") from None
+    if first != auth.TOKEN_MAGIC[:1]:
+        conn.settimeout(None)
+        if trusted:
+            return f"uid {uid}" if by_uid else "any peer (insecure)"
+        if not first:
+            raise _Refused("closed before any frame")
+        if uid is None:
+            raise _Refused(
+                "the peer's uid cannot be known (not a local connection): "
+                "present the agent's token (--token-file or $AGENTPROTO_TOKEN)"
+            )
+        raise _Refused(
+            f"uid {uid} may not use this agent: present the agent's token "
+            "(--token-file or $AGENTPROTO_TOKEN)"
+        )
+    try:
+        presented = auth.read_token_line(conn, deadline)
+    except (auth.TokenError, TimeoutError, ConnectionError) as exc:
+        raise _Refused(f"bad token line: {exc}") from None
+    finally:
+        conn.settimeout(None)
+    if policy.token is not None:
+        if auth.check_token(presented, policy.token):
+            return "token"
+        raise _Refused("wrong token")
+    if trusted:
+        return f"uid {uid}" if by_uid else "any peer (insecure)"
+    raise _Refused(f"this agent takes no token, and uid {uid} may not use it")
+
+
+def _refuse(conn: socket.socket, reason: str) -> None:
+    """Tell a refused peer why in one FrameError, then let the caller close.
+
+    The peer may have sent frames already: they are read (bounded) after our
+    side is shut down, so closing sends FIN, not a reset that could destroy
+    the error before the peer reads it.
+    """
+    with contextlib.suppress(OSError):
+        conn.settimeout(2.0)
+        conn.sendall(Frame(type=FrameType.ERROR, error=auth.REFUSED_PREFIX + reason).to_cbor())
+        conn.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + 1.0
+        drained = 0
+        while drained < _REFUSAL_DRAIN and (left := deadline - time.monotonic()) > 0:
+            conn.settimeout(left)
+            chunk = conn.recv(16384)
+            if not chunk:
+                break
+            drained += len(chunk)
+
+
+def _listen(spec: str, policy: PeerPolicy) -> tuple[socket.socket, str, str | None]:
     """Open the listening socket: (socket, address for humans, unix path to remove)."""
     try:
         addr = parse_address(spec)
@@ -703,11 +806,11 @@ def _listen(spec: str) -> tuple[socket.socket, str, str | None]:
         sock.listen(16)
         return sock, f"unix:{path}", path
     host, port = addr.host, addr.port
-    if not _is_loopback(host):
-        _agent_log.warning(
-            "listening on non-loopback address %s: anyone who can reach it can run commands "
-            "as this user",
-            host,
+    if not _is_loopback(host) and policy.token is None and not policy.any_peer:
+        raise ValueError(
+            f"--listen {spec}: other machines can reach {host}, and their users cannot be "
+            "identified: give a token (--token-file or $AGENTPROTO_TOKEN), "
+            "or --insecure-allow-any-peer"
         )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -719,13 +822,36 @@ def _listen(spec: str) -> tuple[socket.socket, str, str | None]:
     return sock, f"tcp:{shown}:{bound[1]}", None
 
 
+def _peer_policy(args: argparse.Namespace) -> PeerPolicy:
+    """The listening agent's admission rule from its options; TokenError for a bad token.
+
+    ``$AGENTPROTO_TOKEN`` is removed from the agent's environment once read:
+    the commands it runs inherit that environment and must not learn it.
+    """
+    token = auth.read_token_file(args.token_file) if args.token_file else None
+    from_env = auth.token_from_env()
+    os.environ.pop(auth.TOKEN_ENV, None)
+    if token is None:
+        token = from_env
+    allowed = frozenset({os.geteuid(), 0, *(args.allow_uid or [])})
+    return PeerPolicy(allowed_uids=allowed, token=token, any_peer=args.insecure_allow_any_peer)
+
+
 def _serve_listener(args: argparse.Namespace) -> int:
     try:
-        sock, shown, unix_path = _listen(args.listen)
+        policy = _peer_policy(args)
+        sock, shown, unix_path = _listen(args.listen, policy)
     except (OSError, ValueError) as exc:
         print(f"agentproto-agent: error: {exc}", file=sys.stderr)
         return 2
+    if policy.any_peer:
+        _agent_log.warning(
+            "--insecure-allow-any-peer: anyone who can reach %s can run commands as uid %d",
+            shown,
+            os.geteuid(),
+        )
     sessions: set[Session] = set()
+    waiting: set[socket.socket] = set()  # connections not admitted yet
     lock = threading.Lock()
     counter = 0
 
@@ -734,6 +860,26 @@ def _serve_listener(args: argparse.Namespace) -> int:
             conn.shutdown(socket.SHUT_RDWR)
 
         try:
+            with lock:
+                waiting.add(conn)
+            try:
+                how = _admit(conn, policy)
+            except _Refused as exc:
+                _agent_log.warning(
+                    "refused connection %s from %s: %s",
+                    name,
+                    _describe_peer(conn, auth.peer_uid(conn)),
+                    exc,
+                )
+                _refuse(conn, str(exc))
+                return
+            except OSError as exc:
+                _agent_log.info("connection %s failed before its first frame: %s", name, exc)
+                return
+            finally:
+                with lock:
+                    waiting.discard(conn)
+            _agent_log.debug("connection %s admitted: %s", name, how)
             session = Session(
                 conn.makefile("rb", buffering=0),
                 conn.makefile("wb", buffering=0),
@@ -779,6 +925,10 @@ def _serve_listener(args: argparse.Namespace) -> int:
                 os.unlink(unix_path)
         with lock:
             live = list(sessions)
+            pending = list(waiting)
+        for conn in pending:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
         for session in live:
             session.abort()
         for thread in threads:
@@ -802,7 +952,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="serve connections on unix:/path (mode 0600) or tcp:[HOST:]PORT "
         "(default host 127.0.0.1) instead of stdin/stdout",
     )
-    parser.add_argument("--root", metavar="DIR", help="confine file ops to this directory")
+    parser.add_argument(
+        "--root",
+        metavar="DIR",
+        help="confine file ops to this directory (not commands nor PATH queries)",
+    )
+    parser.add_argument(
+        "--allow-uid",
+        metavar="UID",
+        type=int,
+        action="append",
+        help="with --listen: also admit local peers of this uid (repeatable); the agent's own "
+        "uid and root are always admitted",
+    )
+    parser.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="with --listen: admit any peer presenting the token in PATH (mode 0600; "
+        "default: $AGENTPROTO_TOKEN)",
+    )
+    parser.add_argument(
+        "--insecure-allow-any-peer",
+        action="store_true",
+        help="with --listen: admit every peer that can connect, unchecked (dangerous)",
+    )
     parser.add_argument(
         "--log-level",
         default="info",

@@ -116,7 +116,7 @@ def encode_frame_record(seq: int, timestamp: int, direction: int, frame_cbor: by
 class Recorder:
     """Write a session recording (the Go ``Recorder``); safe for concurrent use.
 
-    ``Recorder(path)`` creates or truncates the file; ``Recorder(writer)``
+    ``Recorder(path)`` creates or truncates the file, owner-only (0600); ``Recorder(writer)``
     writes to an open binary stream that the caller closes. Every record is
     written whole and handed to the OS at once, so a process killed at any
     moment leaves at most the record being written incomplete.
@@ -124,8 +124,15 @@ class Recorder:
 
     def __init__(self, target: str | os.PathLike[str] | BinaryIO | Any):
         if isinstance(target, (str, os.PathLike)):
+            # owner-only: a recording holds environments and output (secrets); an
+            # existing file is truncated and made owner-only too
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:  # noqa: SIM105 - one spot: no contextlib import for it
+                os.fchmod(fd, 0o600)
+            except OSError:
+                pass  # not our file (root writing elsewhere): it keeps its mode
             # unbuffered: each record is one write(2)
-            self._file: Any = open(target, "wb", buffering=0)  # noqa: SIM115
+            self._file: Any = open(fd, "wb", buffering=0)  # noqa: SIM115
             self._owns_file = True
         else:
             self._file = target

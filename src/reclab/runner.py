@@ -62,6 +62,7 @@ from agentproto import (
 )
 from agentproto.address import Address, parse_address
 from agentproto.address import connect as connect_to
+from agentproto.auth import REFUSED_PREFIX
 from agentproto.mux import Mux
 from agentproto.recording import RECORDING_VERSION
 
@@ -69,6 +70,7 @@ __all__ = [
     "DEFAULT_AGENT",
     "AgentConnection",
     "AgentLostError",
+    "AgentRefusedError",
     "AgentStartError",
     "Backend",
     "RecordedSession",
@@ -127,6 +129,10 @@ class AgentLostError(RunnerError, ConnectionError):
         super().__init__(message)
         self.agent_stderr = agent_stderr
         self.agent_status = agent_status
+
+
+class AgentRefusedError(AgentLostError):
+    """A listening agent refused the connection (uid not allowed, no or wrong token)."""
 
 
 # --- the agent command -------------------------------------------------------------------
@@ -273,6 +279,7 @@ class AgentConnection:
         agent: str | Sequence[str] | None = None,
         *,
         connect: str | Address | None = None,
+        token: bytes | None = None,
         recorder: Recorder | None = None,
         seq: int = 0,
         agent_env: Mapping[str, str] | None = None,
@@ -291,7 +298,7 @@ class AgentConnection:
             self.address: Address | None = parse_address(connect)
             self.argv: list[str] = []
             try:
-                self.socket = connect_to(self.address)
+                self.socket = connect_to(self.address, token=token)
             except OSError as exc:
                 reason = exc.strerror or str(exc)
                 raise AgentStartError(
@@ -337,6 +344,11 @@ class AgentConnection:
         self._closed = False
         self._started = False
         self._start_lock = threading.Lock()
+
+    @property
+    def refusal(self) -> str | None:
+        """The listening agent's refusal (``agent refused the connection: ...``), if it refused."""
+        return next((e for e in self.errors if e.startswith(REFUSED_PREFIX)), None)
 
     def _agent_error(self, text: str) -> None:
         self.errors.append(text)
@@ -455,6 +467,7 @@ class RemoteCommand:
         *,
         agent: str | Sequence[str] | None = None,
         connect: str | Address | None = None,
+        token: bytes | None = None,
         recorder: Recorder | None = None,
         config: AgentConfig | None = None,
         stdin: Source = None,
@@ -472,6 +485,7 @@ class RemoteCommand:
         self.exec_msg = exec_msg
         self.agent = agent
         self.connect = connect
+        self.token = token
         self.recorder = recorder
         self.config = config
         self.stdin = stdin
@@ -497,6 +511,7 @@ class RemoteCommand:
         conn = AgentConnection(
             self.agent,
             connect=self.connect,
+            token=self.token,
             agent_env=self.agent_env,
             on_log=self.on_log,
             on_error=self.on_error,
@@ -667,6 +682,9 @@ class RemoteCommand:
                     self.recorder.write_command_end(self.seq, code)
             self._agent_status = status
         if self.exit_code is None:
+            refusal = conn.refusal
+            if refusal is not None:
+                raise AgentRefusedError(refusal)
             why = conn.mux.error
             reason = f"the connection failed: {why}" if why else "the agent closed the connection"
             status = getattr(self, "_agent_status", None)
@@ -791,6 +809,7 @@ class RecordedSession:
         *,
         agent: str | Sequence[str] | None = None,
         connect: str | Address | None = None,
+        token: bytes | None = None,
         agent_env: Mapping[str, str] | None = None,
         config: AgentConfig | None = None,
         on_log: Callable[[LogEntry], None] | None = None,
@@ -819,6 +838,7 @@ class RecordedSession:
         )
         self.recorder.write_session_header(self.header)
         self.agent_env = agent_env
+        self.token = token
         self.config = config
         self.on_log = on_log
         self.on_error = on_error
@@ -831,6 +851,7 @@ class RecordedSession:
         settings: dict[str, Any] = {
             "agent": self.agent_argv,
             "connect": self.address,
+            "token": self.token,
             "recorder": self.recorder,
             "config": self.config,
             "agent_env": self.agent_env,

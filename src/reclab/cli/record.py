@@ -62,6 +62,10 @@ def _print_log(entry: LogEntry) -> None:
 
 
 def _print_agent_error(text: str) -> None:
+    from agentproto.auth import REFUSED_PREFIX
+
+    if text.startswith(REFUSED_PREFIX):
+        return  # the command's failure says it, once
     print(f"reclab: agent error: {text}", file=sys.stderr, flush=True)
 
 
@@ -97,6 +101,15 @@ def run(
             help="Use an agent listening at unix:/path or tcp:[HOST:]PORT "
             "(agentproto-agent --listen) instead of starting one; one connection per command.",
             metavar="ADDR",
+            show_default=False,
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --connect: present the token in FILE (mode 0600) to the listening agent. "
+            "Default: $AGENTPROTO_TOKEN if set.",
+            metavar="FILE",
             show_default=False,
         ),
     ] = None,
@@ -187,6 +200,7 @@ def run(
 
     With --script: 0 if every command succeeded, else the code of the first that failed.
     """
+    from agentproto import auth
     from agentproto.address import Address, parse_address
 
     from ..runner import (
@@ -200,6 +214,9 @@ def run(
     argvs = _commands(command, script, parallel)
     address: Address | None = None
     agent_argv: list[str] | None = None
+    token: bytes | None = None
+    if token_file is not None and connect is None:
+        fail("--token-file goes with --connect")
     if connect is not None:
         if agent is not None:
             fail("--agent and --connect: give one, not both")
@@ -207,6 +224,10 @@ def run(
             address = parse_address(connect)
         except ValueError as exc:
             fail(f"--connect {exc}")
+        try:
+            token = auth.read_token_file(token_file) if token_file else auth.token_from_env()
+        except auth.TokenError as exc:
+            fail(str(exc))
     else:
         try:
             agent_argv = agent_command(agent, log_level=None if agent else agent_log_level)
@@ -241,6 +262,7 @@ def run(
             output,
             agent=agent_argv,
             connect=address,
+            token=token,
             config=config,
             on_log=_print_log if verbose else None,
             on_error=_print_agent_error,
