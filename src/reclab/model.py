@@ -32,7 +32,6 @@ import contextlib
 import os
 import pickle
 import queue
-import re
 import subprocess
 import sys
 import threading
@@ -57,7 +56,13 @@ from agentproto import (
     TruncatedError,
 )
 from agentproto.codec import Incomplete, ItemDecoder, item_end
-from agentproto.layout import FRAME_RECORD_PREFIX, MAX_RESYNCS, next_record_start
+from agentproto.layout import (
+    FRAME_RECORD_PREFIX,
+    MAX_RESYNCS,
+    frame_envelope,
+    next_record_start,
+    parse_frame_records,
+)
 from agentproto.recording import DEFAULT_MAX_RECORD_SIZE
 from agentproto.types import MAX_DEPTH
 from agentproto.wire import describe_value
@@ -215,26 +220,6 @@ class FrameRef:
 
 
 _RECORDED_FRAME_KEYS = frozenset(("seq", "ts", "dir", "frame"))
-
-# The head of a frame record exactly as Go's encoder writes it (and Recorder):
-# Record{type: 3, frame: {seq, ts, dir, frame: {t, ...}}}. Groups: seq, ts,
-# dir, frame-map head, frame type. Used to decode only the frame map of a
-# frame record that the vectorised scan did not take.
-_UINT = rb"([\x00-\x17]|\x18.|\x19..|\x1a....)"
-_FRAME_HEAD = re.compile(
-    rb"\xa2\x64type\x03\x65frame\xa4\x63seq" + _UINT + rb"\x62ts"
-    rb"(\x1b........|[\x00-\x17\x20-\x37]|[\x18\x38].|[\x19\x39]..|[\x1a\x3a]....|\x3b........)"
-    rb"\x63dir([\x00-\x17])"
-    rb"\x65frame([\xa0-\xb7])",
-    re.DOTALL,
-)
-
-
-def _head_int(head: bytes) -> int:
-    """The integer of a CBOR integer head (major type 0 or 1)."""
-    info = head[0] & 0x1F
-    value = info if info < 24 else int.from_bytes(head[1:], "big")
-    return value if head[0] < 0x20 else -1 - value
 
 
 def _uint(value: Any) -> bool:
@@ -435,22 +420,19 @@ def _decode_one(
     ``decoders`` are the buffer's record and frame-map decoders; the end
     returned is always after ``pos`` (see :class:`ItemDecoder`).
     """
-    m = _FRAME_HEAD.match(buf, pos)
-    if m is not None:
+    envelope = frame_envelope(buf, pos)
+    if envelope is not None:
         try:
-            frame, end = decoders[1].decode(m.start(4))
+            frame, end = decoders[1].decode(envelope[0])
         except Incomplete:
             raise _Incomplete from None
         except RemoteProtocolError:  # garbage: the full decode below says what
             frame = None
         if frame.__class__ is dict:
-            sq, tsb, dirb = m.group(1, 2, 3)
-            seq = sq[0] if len(sq) == 1 else int.from_bytes(sq[1:], "big")
-            ts = _head_int(tsb)
-            if _I64_MIN <= ts <= _I64_MAX:
-                kind = indexer.frame(seq, dirb[0], frame)
-                if kind >= 0:
-                    return end, kind, seq, ts
+            _start, seq, ts, direction = envelope
+            kind = indexer.frame(seq, direction, frame)
+            if kind >= 0:
+                return end, kind, seq, ts
     try:
         item, end = decoders[0].decode(pos)
     except Incomplete:
@@ -461,95 +443,37 @@ def _decode_one(
     return end, kind, seq, ts
 
 
-# Longest head the vectorised scan reads: prefix 18, seq 5, ts 12, dir 5,
-# "frame" 6, map 1, t 3, stream 2+2, data head 2+5.
-_SIMPLE_HEAD_MAX = 72
-
-
 def _simple_frames(buf: bytes, lo: int) -> dict[str, Any]:
-    """Find and parse, all at once with NumPy, the data and EOF frame records in ``buf[lo:]``.
+    """The data and EOF frame records in Go's layout in ``buf[lo:]``, parsed in bulk.
 
-    Candidates are the places where the frame-record prefix occurs (found
-    with NumPy comparisons over the whole buffer); each is parsed as the Go encoder lays such
-    a record out: seq, a 64-bit timestamp, dir, then a frame map of ``t``
-    (2 or 3), optional ``s`` and optional ``d``. Candidates that do not fit
-    that layout exactly, or whose record does not end inside ``buf``, are
-    dropped. Returns sorted arrays ``pos``, ``end``, ``seq``, ``ts``,
-    ``dir``, ``t``, ``stream``, ``size`` and ``data`` (where the payload
-    starts). A candidate may still be a coincidence inside a payload: the
-    caller only trusts one that the chain of records reaches.
+    :func:`agentproto.layout.parse_frame_records` finds them; this keeps the
+    data and EOF frames on streams below 256 (what the bulk bookkeeping of
+    :meth:`Recording._commit` counts). Returns sorted NumPy arrays ``pos``,
+    ``end``, ``seq``, ``ts``, ``dir``, ``t``, ``stream``, ``size`` and
+    ``data`` (where the payload starts). A candidate may still be a
+    coincidence inside a payload: the caller only trusts one that the chain
+    of records reaches.
     """
     import numpy as np
 
-    n = len(buf)
-    a = np.frombuffer(buf, dtype=np.uint8)
-    # Every place the 18-byte prefix occurs: first byte, then the rest.
-    pos = np.flatnonzero(a[lo : max(n - _SIMPLE_HEAD_MAX, lo)] == 0xA2) + lo
-    for k, byte in enumerate(FRAME_RECORD_PREFIX[1:], 1):
-        pos = pos[a[pos + k] == byte]
-
-    def at(idx: Any) -> Any:
-        return a[idx].astype(np.int64)
-
-    h = at(pos + 18)
-    seqlen = np.select([h < 24, h == 0x18, h == 0x19, h == 0x1A], [1, 2, 3, 5], 0)
-    ok = seqlen > 0
-    b1, b2, b3, b4 = at(pos + 19), at(pos + 20), at(pos + 21), at(pos + 22)
-    seq = np.select(
-        [h < 24, h == 0x18, h == 0x19],
-        [h, b1, (b1 << 8) | b2],
-        (b1 << 24) | (b2 << 16) | (b3 << 8) | b4,
-    )
-    q = pos + 18 + seqlen
-
-    def is_(offset: Any, literal: bytes) -> Any:
-        result = np.ones(len(pos), dtype=bool)
-        for k, byte in enumerate(literal):
-            result &= a[offset + k] == byte
-        return result
-
-    ok &= is_(q, b"\x62ts\x1b") & is_(q + 12, b"\x63dir") & is_(q + 17, b"\x65frame")
-    ok &= is_(q + 24, b"\x61t")
-    tsbytes = a[(q + 4)[:, None] + np.arange(8)]
-    ts = np.ascontiguousarray(tsbytes).view(">u8").ravel()
-    ok &= ts < (1 << 63)
-    direction = at(q + 16)
-    ok &= direction < 24
-    maphead = at(q + 23)
-    t = at(q + 26)
-    ok &= (t == 2) | (t == 3)
-    r = q + 27
-    has_s = is_(r, b"\x61s")
-    sh = at(r + 2)
-    slen = np.select([sh < 24, sh == 0x18], [1, 2], 0)
-    ok &= ~has_s | (slen > 0)
-    stream = np.where(has_s, np.where(sh < 24, sh, at(r + 3)), 0)
-    r2 = r + np.where(has_s, 2 + slen, 0)
-    has_d = is_(r2, b"\x61d")
-    dh = at(r2 + 2)
-    ok &= ~has_d | ((dh >= 0x40) & (dh <= 0x5A))
-    dlen = np.select([dh < 0x58, dh == 0x58, dh == 0x59], [0, 1, 2], 4)
-    c1, c2, c3, c4 = at(r2 + 3), at(r2 + 4), at(r2 + 5), at(r2 + 6)
-    size = np.select(
-        [dh < 0x58, dh == 0x58, dh == 0x59],
-        [dh - 0x40, c1, (c1 << 8) | c2],
-        (c1 << 24) | (c2 << 16) | (c3 << 8) | c4,
-    )
-    size = np.where(has_d, size, 0)
-    data = np.where(has_d, r2 + 3 + dlen, r2)
-    ok &= maphead - 0xA0 == 1 + has_s.astype(np.int64) + has_d.astype(np.int64)
-    end = data + size
-    ok &= end <= n
+    parsed = parse_frame_records(buf, lo)
+    if parsed is None:
+        empty = np.zeros(0, dtype=np.int64)
+        return dict.fromkeys(
+            ("pos", "end", "seq", "ts", "dir", "t", "stream", "size", "data"), empty
+        )
+    r = parsed[0]
+    ok = ((r.ftype == _DATA) | (r.ftype == _EOF)) & (r.stream < 256)
     return {
-        "pos": pos[ok],
-        "end": end[ok],
-        "seq": seq[ok],
-        "ts": ts[ok].astype(np.int64),
-        "dir": direction[ok],
-        "t": t[ok],
-        "stream": stream[ok],
-        "size": size[ok],
-        "data": data[ok],
+        "pos": r.pos[ok],
+        "end": r.end[ok],
+        "seq": r.seq[ok],
+        "ts": r.ts[ok],
+        "dir": r.direction[ok],
+        "t": r.ftype[ok],
+        "stream": r.stream[ok],
+        "size": (r.end - r.data)[ok],
+        "data": r.data[ok],
     }
 
 
@@ -1126,19 +1050,17 @@ class Recording:
             others = []
             if rest.any():
                 decoder, frame_decoder = _decoders(data)
-                match = _FRAME_HEAD.match
                 for r, at in zip(np.flatnonzero(rest).tolist(), rel[rest].tolist(), strict=True):
-                    m = match(data, at)
-                    if m is not None:
+                    envelope = frame_envelope(data, at)
+                    if envelope is not None:
                         # The Go layout: decode the frame map alone, as indexing does.
                         try:
-                            frame = frame_decoder.decode(m.start(4))[0]
+                            frame = frame_decoder.decode(envelope[0])[0]
                         except (Incomplete, RemoteProtocolError):
                             frame = None
                         if frame.__class__ is dict and frame.keys() <= _FRAME_KEYS:
-                            sq, tsb, dirb = m.group(1, 2, 3)
-                            seq = sq[0] if len(sq) == 1 else int.from_bytes(sq[1:], "big")
-                            rf = {"seq": seq, "ts": _head_int(tsb), "dir": dirb[0], "frame": frame}
+                            _start, seq, ts, direction = envelope
+                            rf = {"seq": seq, "ts": ts, "dir": direction, "frame": frame}
                             others.append((i + r, at + begin, rf))
                             continue
                     try:
