@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import errno as errno_module
 import shlex
-import signal as signal_module
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -30,6 +29,7 @@ import pandas as pd
 from agentproto import Direction, FileOp, FrameType
 
 from .model import Recording
+from .text import LEVELS, level_name, level_rank, signal_name
 
 __all__ = [
     "DIRECTIONS",
@@ -121,39 +121,14 @@ def _dir_code(d: Any) -> int:
     return d - 1 if d == 1 or d == 2 else -1
 
 
-def level_name(level: int) -> str:
-    """Go slog's name of a level: -4/0/4/8 are DEBUG/INFO/WARN/ERROR, others "INFO+2"."""
-    if level >= 8:
-        base, value = "ERROR", 8
-    elif level >= 4:
-        base, value = "WARN", 4
-    elif level >= 0:
-        base, value = "INFO", 0
-    else:
-        base, value = "DEBUG", -4
-    return base if level == value else f"{base}{level - value:+d}"
-
-
 def _level_category(values: list[str]) -> Any:
     # Order categories by severity so sorting and comparisons mean something.
-    order = {"DEBUG": 0, "INFO": 1, "WARN": 2, "ERROR": 3}
-
-    def key(name: str) -> tuple[int, int]:
-        for base, rank in order.items():
-            if name.startswith(base):
-                rest = name[len(base) :]
-                return rank, int(rest) if rest else 0
-        return 9, 0
-
-    cats = sorted(set(values) | {"DEBUG", "INFO", "WARN", "ERROR"}, key=key)
+    cats = sorted(set(values) | set(LEVELS), key=level_rank)
     return pd.Categorical(values, categories=cats, ordered=True)
 
 
 def _signal_name(sig: int) -> str:
-    try:
-        return signal_module.Signals(sig).name
-    except ValueError:
-        return str(sig)
+    return signal_name(sig, with_number=False)
 
 
 def _command_starts(rec: Recording) -> dict[int, int]:
