@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import LocalProtocolError, RemoteProtocolError
 
-__all__ = ["Wire", "describe_value", "wire", "wire_struct"]
+__all__ = ["Wire", "WireKeys", "describe_value", "wire", "wire_struct"]
 
 INT_RANGES: dict[str, tuple[int, int]] = {
     "u8": (0, 0xFF),
@@ -374,3 +375,24 @@ def wire_struct(cls: type) -> type:
     cls.to_map = to_map  # type: ignore[attr-defined]
     cls.__wire_fields__ = tuple(specs)  # type: ignore[attr-defined]
     return cls
+
+
+class WireKeys:
+    """The CBOR keys of a wire struct's fields, by field name, read from its field table.
+
+    ``WireKeys(Frame).file_op == "fop"``: code that reads decoded maps without
+    building dataclasses (the index, the tables) names keys this way, so the
+    field table stays the only place a key is spelled.
+    """
+
+    def __init__(self, cls: type):
+        fields: tuple[tuple[str, Wire], ...] = cls.__wire_fields__  # type: ignore[attr-defined]
+        self.__dict__.update({attr: spec.key for attr, spec in fields})
+        self._type_name = cls.__name__
+
+    def __getattr__(self, name: str) -> str:  # only for names that are not fields
+        raise AttributeError(f"{self._type_name} has no wire field {name!r}")
+
+    def __iter__(self) -> Iterator[str]:
+        """Every key of the struct, in declaration order."""
+        return (v for k, v in vars(self).items() if k != "_type_name")

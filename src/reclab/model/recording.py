@@ -46,9 +46,11 @@ from agentproto import (
     SessionHeader,
 )
 from agentproto.codec import Incomplete, ItemDecoder
+from agentproto.types import FRAME_KEYS as F
+from agentproto.types import RECORDED_FRAME_KEYS as RF
 
 from ..errors import RecordingError, UnknownCommandError
-from .scan import FRAME_KEYS, Index, buffer_decoders, frame_envelope, raw_frame, simple_frames
+from .scan import KNOWN_FRAME_KEYS, Index, buffer_decoders, frame_envelope, raw_frame, simple_frames
 from .types import (
     KIND_OTHER_FRAME,
     Command,
@@ -270,9 +272,14 @@ class Recording:
                             frame = frame_decoder.decode(envelope[0])[0]
                         except (Incomplete, RemoteProtocolError):
                             frame = None
-                        if frame.__class__ is dict and frame.keys() <= FRAME_KEYS:
+                        if frame.__class__ is dict and frame.keys() <= KNOWN_FRAME_KEYS:
                             _start, seq, ts, direction = envelope
-                            rf = {"seq": seq, "ts": ts, "dir": direction, "frame": frame}
+                            rf = {
+                                RF.seq: seq,
+                                RF.timestamp: ts,
+                                RF.direction: direction,
+                                RF.frame: frame,
+                            }
                             others.append((i + r, at + begin, rf))
                             continue
                     try:
@@ -380,15 +387,15 @@ class Recording:
         kinds = self._index._kinds
         data_records = (i for i in cmd.record_indexes if kinds[i] == FrameType.DATA)
         for _i, _offset, rf in self.raw_frames(data_records):
-            frame = rf.get("frame")
+            frame = rf.get(RF.frame)
             if frame.__class__ is not dict:
                 continue
-            stream: Any = frame.get("s", 0)
+            stream: Any = frame.get(F.stream, 0)
             if wanted is not None and stream not in wanted:
                 continue
-            data = frame.get("d")
+            data = frame.get(F.data)
             if data.__class__ is bytes and data:
-                d: Any = rf.get("dir")
+                d: Any = rf.get(RF.direction)
                 yield stream, (Direction(d) if d in (1, 2) else d), data
 
     def stream_bytes(self, seq: int, stream: int) -> bytes:

@@ -44,7 +44,10 @@ from agentproto.layout import (
     parse_frame_records,
 )
 from agentproto.recording import DEFAULT_MAX_RECORD_SIZE
+from agentproto.types import FRAME_KEYS as F
 from agentproto.types import MAX_DEPTH
+from agentproto.types import RECORD_KEYS as R
+from agentproto.types import RECORDED_FRAME_KEYS as RF
 from agentproto.wire import describe_value
 
 from ..errors import RecordingError
@@ -65,7 +68,7 @@ from .types import (
 )
 
 __all__ = [
-    "FRAME_KEYS",
+    "KNOWN_FRAME_KEYS",
     "Index",
     "buffer_decoders",
     "canonical_record",
@@ -84,7 +87,8 @@ _SEND = int(Direction.SEND)
 _PROGRESS_STEP = 4 * 1024 * 1024  # report progress every few MiB
 
 
-_RECORDED_FRAME_KEYS = frozenset(("seq", "ts", "dir", "frame"))
+_RECORDED_FRAME_KEYS = frozenset(RF)
+_FRAME_RECORD = int(RecordType.FRAME)
 
 
 def _uint(value: Any) -> bool:
@@ -98,7 +102,7 @@ def _u32(value: Any) -> bool:
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 _DATA, _EOF = int(FrameType.DATA), int(FrameType.EOF)
 _LAST_FRAME_TYPE = max(FrameType)
-_DATA_KEYS = frozenset(("t", "s", "d"))
+_DATA_KEYS = frozenset((F.type, F.stream, F.data))
 
 
 def _checked_frame(frame: dict[Any, Any]) -> Frame | None:
@@ -129,12 +133,12 @@ class _Indexer:
             raise RemoteProtocolError(
                 f"a record is a CBOR map, found {type(item).__name__}", offset=offset
             )
-        rtype: Any = item.get("type")
+        rtype: Any = item.get(R.type)
         if rtype is None and item:
             item = canonical_record(item, offset)  # keys spelled in another case
-            rtype = item.get("type")
-        if rtype == 3:
-            return self._frame(item.get("frame"), offset, item)
+            rtype = item.get(R.type)
+        if rtype == _FRAME_RECORD:
+            return self._frame(item.get(R.frame), offset, item)
         if rtype.__class__ is int and rtype in _RECORD_KINDS:
             return self._other(index, item, offset), -1, 0
         if _uint(rtype) and 0 < rtype <= 0xFF:
@@ -150,10 +154,10 @@ class _Indexer:
         direction: Any
         frame: Any
         if rf.__class__ is dict:
-            seq = rf.get("seq")
-            ts = rf.get("ts")
-            direction = rf.get("dir")
-            frame = rf.get("frame")
+            seq = rf.get(RF.seq)
+            ts = rf.get(RF.timestamp)
+            direction = rf.get(RF.direction)
+            frame = rf.get(RF.frame)
         else:
             seq = ts = direction = frame = None
         kind = -1
@@ -172,7 +176,7 @@ class _Indexer:
             # let the full decoder normalise it or say what is wrong.
             if not item:  # already canonical and still not a frame
                 raise RemoteProtocolError("frame record without a valid frame", offset=offset)
-            return self._frame(canonical_record(item, offset).get("frame"), offset, {})
+            return self._frame(canonical_record(item, offset).get(R.frame), offset, {})
         return kind, seq, ts
 
     def frame(self, seq: int, direction: int, frame: Any) -> int:
@@ -186,13 +190,13 @@ class _Indexer:
         (:meth:`Frame.from_map`), so that every frame the index counts is one
         Go would read, and the tables can trust the raw maps.
         """
-        ftype = frame.get("t", 0)
-        if not (ftype.__class__ is int and 0 <= ftype <= 0xFF and frame.keys() <= FRAME_KEYS):
+        ftype = frame.get(F.type, 0)
+        if not (ftype.__class__ is int and 0 <= ftype <= 0xFF and frame.keys() <= KNOWN_FRAME_KEYS):
             return -1
         parsed: Frame | None = None
         if ftype in (_DATA, _EOF):
-            stream = frame.get("s", 0)
-            data = frame.get("d", b"")
+            stream = frame.get(F.stream, 0)
+            data = frame.get(F.data, b"")
             if not (_u32(stream) and data.__class__ is bytes):
                 return -1
             if len(frame) > 3 or (len(frame) == 3 and frame.keys() != _DATA_KEYS):
@@ -345,38 +349,27 @@ def simple_frames(buf: bytes, lo: int) -> dict[str, Any]:
     }
 
 
-FRAME_KEYS = frozenset(Frame().to_map()) | {
-    "s",
-    "d",
-    "sig",
-    "c",
-    "e",
-    "x",
-    "l",
-    "cfg",
-    "q",
-    "i",
-    "fop",
-    "frp",
-}
+KNOWN_FRAME_KEYS = frozenset(F)  # every key a Frame map may hold
 
 
 def _plain_frame(rf: dict[Any, Any]) -> bool:
     """True when a recorded-frame map uses the exact Go keys (the common case)."""
-    frame = rf.get("frame")
+    frame = rf.get(RF.frame)
     return (
-        rf.keys() <= _RECORDED_FRAME_KEYS and frame.__class__ is dict and frame.keys() <= FRAME_KEYS
+        rf.keys() <= _RECORDED_FRAME_KEYS
+        and frame.__class__ is dict
+        and frame.keys() <= KNOWN_FRAME_KEYS
     )
 
 
 def raw_frame(item: Any, offset: int) -> dict[str, Any] | None:
     """The RecordedFrame map of a decoded frame record, with the Go keys; None if not one."""
-    if item.__class__ is not dict or item.get("type", 3) != 3:
+    if item.__class__ is not dict or item.get(R.type, _FRAME_RECORD) != _FRAME_RECORD:
         return None
-    rf = item.get("frame")
+    rf = item.get(R.frame)
     if rf.__class__ is not dict or not _plain_frame(rf):
         try:
-            rf = canonical_record(item, offset).get("frame")
+            rf = canonical_record(item, offset).get(R.frame)
         except RemoteProtocolError:
             return None  # not decodable as a record: record(i) says why
     return rf if rf.__class__ is dict else None
