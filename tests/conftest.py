@@ -220,6 +220,14 @@ def fileops_script() -> RecordingBuilder:
     return s
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--exhaustive",
+        action="store_true",
+        help="run the sweeps over every offset of every sample (hours)",
+    )
+
+
 @pytest.fixture
 def sample_path(tmp_path: Path) -> Path:
     """The sample session (:func:`sample_script`) written to a file."""

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from agentproto import LimitExceededError, RemoteProtocolError, iter_records
+from agentproto import Decoder, LimitExceededError, RemoteProtocolError, iter_records
 from agentproto.codec import MAX_CONTAINER_ITEMS, ItemDecoder, item_end
 from agentproto.errors import FrameTooLargeError
 from agentproto.types import MAX_DEPTH
@@ -323,9 +323,14 @@ def test_cli_readers_on_cut_and_flipped_samples(tmp_path: Path, sample: Path) ->
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(7200)
 @pytest.mark.parametrize("sample", SAMPLES, ids=[s.stem for s in SAMPLES])
-def test_cli_readers_on_every_cut_and_flip(tmp_path: Path, sample: Path) -> None:
+def test_cli_readers_on_every_cut_and_flip(
+    tmp_path: Path, sample: Path, request: pytest.FixtureRequest
+) -> None:
+    # Every offset of every sample through every reader takes hours: run with --exhaustive.
+    if not request.config.getoption("--exhaustive"):
+        pytest.skip("the exhaustive sweep runs with --exhaustive")
     data = sample.read_bytes()
     path = tmp_path / sample.name
     for _name, mutant in mutations(data, len(data)):
@@ -350,3 +355,19 @@ def test_damage_right_after_damage_keeps_record_ends(tmp_path: Path) -> None:
         assert [d.offset for d in rec.damage] == [len(HEADER), len(HEADER + bad)]
         assert rec.record_count == 3
         assert rec.record(0).header is not None and rec.record(1).frame is not None
+
+
+REGRESSIONS = sorted((ROOT / "fuzz" / "regressions").glob("*"))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kept", REGRESSIONS, ids=[p.name for p in REGRESSIONS])
+def test_inputs_the_fuzzer_found(tmp_path: Path, kept: Path) -> None:
+    # Every input the fuzz targets (fuzz/fuzz_readers.py) ever crashed on stays read.
+    path = tmp_path / "kept.cbor"
+    path.write_bytes(kept.read_bytes())
+    read_everything(path)
+    try:
+        list(Decoder(io.BytesIO(kept.read_bytes())))
+    except RemoteProtocolError as exc:
+        assert exc.offset is not None

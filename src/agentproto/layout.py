@@ -106,13 +106,16 @@ def _numpy() -> Any:
     return _numpy_module
 
 
-def parse_frame_records(buf: bytes, lo: int = 0) -> tuple[FrameRecords, FrameEnvelopes] | None:
+def parse_frame_records(
+    buf: bytes, lo: int = 0, *, envelopes: bool = True
+) -> tuple[FrameRecords, FrameEnvelopes] | None:
     """Parse every frame record in the layout that starts in ``buf[lo:]``, all at once.
 
     Candidates are the places where :data:`FRAME_RECORD_PREFIX` occurs (at
     least :data:`FRAME_HEAD_MAX` bytes before the end); only those whose every
     head is valid, and, for :class:`FrameRecords`, whose record ends inside
-    ``buf``, are returned. None without NumPy or when ``buf`` is too short.
+    ``buf``, are returned (no envelopes unless ``envelopes``). None without
+    NumPy or when ``buf`` is too short.
     """
     np = _numpy()
     n = len(buf)
@@ -174,11 +177,10 @@ def parse_frame_records(buf: bytes, lo: int = 0) -> tuple[FrameRecords, FrameEnv
     whole = FrameRecords(
         pos[ok], end[ok], seq[ok], ts[ok], direction[ok], ftype[ok], stream[ok], start[ok]
     )
-    other = envelope & ~ok
-    envelopes = FrameEnvelopes(
+    other = (envelope & ~ok) if envelopes else np.zeros(len(pos), dtype=bool)
+    return whole, FrameEnvelopes(
         pos[other], frame_start[other], seq[other], ts[other], direction[other]
     )
-    return whole, envelopes
 
 
 # The envelope of one frame record, for readers that go record by record.

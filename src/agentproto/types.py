@@ -94,6 +94,10 @@ class WireType:
     def from_map(cls, m: Any) -> Self:  # replaced by wire_struct
         raise NotImplementedError
 
+    @staticmethod
+    def valid_map(m: Any) -> bool:  # replaced by wire_struct
+        raise NotImplementedError
+
     def to_cbor(self) -> bytes:
         """Encode exactly as Go's fxamacker/cbor would (declaration order, omitempty)."""
         return cbor2.dumps(self.to_map())

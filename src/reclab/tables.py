@@ -431,7 +431,8 @@ def _join_pieces(pieces: list[dict[str, Any]]) -> dict[str, Any]:
 
 # Records read and parsed at once for the frames table: about 1 MB of a
 # typical recording (a range is also cut at a few MiB, however large its records).
-_FRAME_RANGE = 4096
+# Frame records read at a time for the frames table: the bulk parse temporaries stay small.
+FRAME_RANGE = 4096
 
 
 _NO_SIMPLE = {
@@ -446,6 +447,7 @@ def _iter_frame_columns(
     *,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     progress: ProgressCallback | None = None,
+    records_per_range: int = FRAME_RANGE,
 ) -> Iterator[dict[str, Any]]:
     """Yield the frames table as NumPy column batches of ``batch_rows`` rows (the last fewer).
 
@@ -476,8 +478,8 @@ def _iter_frame_columns(
         held = 0
         yielded = False
         count = rec.record_count
-        for first in range(0, count, _FRAME_RANGE):
-            for simple, others in rec.frame_chunks(first, min(first + _FRAME_RANGE, count)):
+        for first in range(0, count, records_per_range):
+            for simple, others in rec.frame_chunks(first, min(first + records_per_range, count)):
                 cols = _FrameColumns()
                 for index, offset, rf in others:
                     cols.add(index, offset, rf)
@@ -516,13 +518,17 @@ def iter_frames_batches(
     *,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     progress: ProgressCallback | None = None,
+    records_per_range: int = FRAME_RANGE,
 ) -> Iterator[pd.DataFrame]:
     """Yield the frames table in DataFrames of at most ``batch_rows`` rows (see frames_table).
 
-    All frames: data and EOF frames are parsed in bulk (Recording.frame_chunks)
-    and only the others are decoded. One command's: its records are decoded.
+    All frames: data and EOF frames are parsed in bulk (Recording.frame_chunks),
+    ``records_per_range`` records at a time, and only the others are decoded.
+    One command's: its records are decoded.
     """
-    for cols in _iter_frame_columns(rec, seq, batch_rows=batch_rows, progress=progress):
+    for cols in _iter_frame_columns(
+        rec, seq, batch_rows=batch_rows, progress=progress, records_per_range=records_per_range
+    ):
         yield _frames_dataframe(cols)
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from agentproto import (
     Direction,
+    ExecMsg,
     Frame,
     FrameType,
     Record,
@@ -88,6 +89,7 @@ _PROGRESS_STEP = 4 * 1024 * 1024  # report progress every few MiB
 
 
 _RECORDED_FRAME_KEYS = frozenset(RF)
+_SEQ, _TS, _DIR, _FRAME = RF.seq, RF.timestamp, RF.direction, RF.frame
 _FRAME_RECORD = int(RecordType.FRAME)
 
 
@@ -103,14 +105,10 @@ _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 _DATA, _EOF = int(FrameType.DATA), int(FrameType.EOF)
 _LAST_FRAME_TYPE = max(FrameType)
 _DATA_KEYS = frozenset((F.type, F.stream, F.data))
-
-
-def _checked_frame(frame: dict[Any, Any]) -> Frame | None:
-    """The frame map read by Go's rules (the wire table), None if Go would refuse it."""
-    try:
-        return Frame.from_map(frame)
-    except RemoteProtocolError:
-        return None
+# hot keys and frame types as plain locals of the module (no attribute lookups per record)
+_T, _S, _D, _SIG, _C, _E, _X = F.type, F.stream, F.data, F.signal, F.code, F.error, F.exec
+_SIGNAL, _EXIT, _ERROR = int(FrameType.SIGNAL), int(FrameType.EXIT), int(FrameType.ERROR)
+_LOG, _FILE_OP, _EXEC = int(FrameType.LOG), int(FrameType.FILE_OP), int(FrameType.EXEC)
 
 
 class _Indexer:
@@ -154,10 +152,10 @@ class _Indexer:
         direction: Any
         frame: Any
         if rf.__class__ is dict:
-            seq = rf.get(RF.seq)
-            ts = rf.get(RF.timestamp)
-            direction = rf.get(RF.direction)
-            frame = rf.get(RF.frame)
+            seq = rf.get(_SEQ)
+            ts = rf.get(_TS)
+            direction = rf.get(_DIR)
+            frame = rf.get(_FRAME)
         else:
             seq = ts = direction = frame = None
         kind = -1
@@ -187,26 +185,23 @@ class _Indexer:
         range), so the caller can normalise the record, or have the full
         decoder say what is wrong with it. Data and EOF frames are checked
         field by field (the hot path); any other frame through the wire table
-        (:meth:`Frame.from_map`), so that every frame the index counts is one
+        (:meth:`Frame.valid_map`), so that every frame the index counts is one
         Go would read, and the tables can trust the raw maps.
         """
-        ftype = frame.get(F.type, 0)
+        ftype = frame.get(_T, 0)
         if not (ftype.__class__ is int and 0 <= ftype <= 0xFF and frame.keys() <= KNOWN_FRAME_KEYS):
             return -1
-        parsed: Frame | None = None
         if ftype in (_DATA, _EOF):
-            stream = frame.get(F.stream, 0)
-            data = frame.get(F.data, b"")
+            stream = frame.get(_S, 0)
+            data = frame.get(_D, b"")
             if not (_u32(stream) and data.__class__ is bytes):
                 return -1
-            if len(frame) > 3 or (len(frame) == 3 and frame.keys() != _DATA_KEYS):
-                parsed = _checked_frame(frame)  # more fields than Go writes: check them all
-                if parsed is None:
-                    return -1
-        else:
-            parsed = _checked_frame(frame)
-            if parsed is None:
+            # more fields than Go writes for it: check them all
+            odd = len(frame) > 3 or (len(frame) == 3 and frame.keys() != _DATA_KEYS)
+            if odd and not Frame.valid_map(frame):
                 return -1
+        elif not Frame.valid_map(frame):
+            return -1
         cmd = self.rec.commands.get(seq)
         if cmd is None:
             cmd = self.rec._new_command(seq)
@@ -214,20 +209,20 @@ class _Indexer:
         if ftype == _DATA:
             counts = cmd.bytes_sent if direction == _SEND else cmd.bytes_received
             counts[stream] = counts.get(stream, 0) + len(data)
-        elif parsed is None:
-            pass
-        elif ftype == FrameType.SIGNAL:
-            cmd.signals.append(parsed.signal)
-        elif ftype == FrameType.EXIT:
-            cmd.exit_frame_code = parsed.code
-        elif ftype == FrameType.ERROR:
-            cmd.errors.append(parsed.error)
-        elif ftype == FrameType.LOG:
+        elif ftype == _SIGNAL:
+            cmd.signals.append(frame.get(_SIG) or 0)  # null is Go's zero value
+        elif ftype == _EXIT:
+            cmd.exit_frame_code = frame.get(_C) or 0
+        elif ftype == _ERROR:
+            cmd.errors.append(frame.get(_E) or "")
+        elif ftype == _LOG:
             cmd.log_count += 1
-        elif ftype == FrameType.FILE_OP:
+        elif ftype == _FILE_OP:
             cmd.file_op_count += 1
-        elif ftype == FrameType.EXEC and cmd.start_index is None and parsed.exec is not None:
-            cmd.exec = parsed.exec
+        elif ftype == _EXEC and cmd.start_index is None:
+            x = frame.get(_X)
+            if x is not None:
+                cmd.exec = ExecMsg.from_map(x)  # valid: checked above
         return ftype if 0 < ftype <= _LAST_FRAME_TYPE else KIND_OTHER_FRAME
 
     def _other(self, index: int, item: dict[str, Any], offset: int) -> int:
@@ -328,7 +323,7 @@ def simple_frames(buf: bytes, lo: int) -> dict[str, Any]:
     """
     import numpy as np
 
-    parsed = parse_frame_records(buf, lo)
+    parsed = parse_frame_records(buf, lo, envelopes=False)
     if parsed is None:
         empty = np.zeros(0, dtype=np.int64)
         return dict.fromkeys(
