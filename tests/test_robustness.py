@@ -371,3 +371,42 @@ def test_inputs_the_fuzzer_found(tmp_path: Path, kept: Path) -> None:
         list(Decoder(io.BytesIO(kept.read_bytes())))
     except RemoteProtocolError as exc:
         assert exc.offset is not None
+
+
+# --- valid_map: from_map's verdict without building objects ------------------------------------
+
+_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.sampled_from([0, 1, 2, 255, 256, 2**31, 2**32 - 1, 2**32, 2**63 - 1, 2**63, 2**64 - 1])
+    | st.text(max_size=3)
+    | st.binary(max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def _frame_maps() -> Any:
+    from agentproto import FileOpReq, FileOpResp, Frame, LogEntry
+    from agentproto.wire import WireKeys
+
+    keys = [*WireKeys(Frame), *WireKeys(FileOpReq), *WireKeys(FileOpResp), *WireKeys(LogEntry)]
+    key = st.sampled_from(keys) | st.sampled_from(["T", "Fop", "zz"]) | st.integers(0, 3)
+    nested = st.dictionaries(key, _VALUES, max_size=4)
+    return st.dictionaries(key, _VALUES | nested, max_size=5)
+
+
+@settings(max_examples=400, deadline=None)
+@given(m=_frame_maps())
+def test_valid_map_agrees_with_from_map(m: dict[Any, Any]) -> None:
+    from agentproto import Frame
+
+    try:
+        Frame.from_map(m)
+        accepted = True
+    except RemoteProtocolError:
+        accepted = False
+    assert Frame.valid_map(m) is accepted
