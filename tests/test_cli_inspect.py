@@ -504,6 +504,12 @@ def test_cat_stdin_and_extra_fd(session: Path) -> None:
     assert fd3.stdout_bytes == b"fd3"
     bad = runner.invoke(app, ["cat", str(session), "--seq", "3", "--stream", "sideways"])
     assert bad.exit_code == 2 and "--stream" in one_line(bad.stderr)
+    # A stream the command never had is an error, not empty output (issue 12).
+    never = runner.invoke(app, ["cat", str(session), "--seq", "1", "--stream", "99"])
+    assert never.exit_code == 2 and never.stdout_bytes == b""
+    assert "no stream 99" in one_line(never.stderr)
+    fd3_of_3 = runner.invoke(app, ["cat", str(session), "--seq", "3", "--stream", "3"])
+    assert fd3_of_3.exit_code == 0
 
 
 def test_cat_every_byte_value(tmp_path: Path) -> None:

@@ -253,7 +253,16 @@ def cat(
     rec = open_or_fail(recording)
     out = sys.stdout.buffer
     with rec, reading(recording):
-        rec.command(seq)  # unknown seq: one-line error before any output
+        cmd = rec.command(seq)  # unknown seq: one-line error before any output
+        extra = [s for s in streams if s > 2]
+        had = set(cmd.bytes_received) | set(cmd.exec.extra_fds or [])
+        missing = [s for s in extra if s not in had]
+        if missing:
+            known = ", ".join(str(s) for s in sorted(s for s in had if s > 2)) or "none"
+            fail(
+                f"command {seq} has no stream {missing[0]} "
+                f"(its extra descriptors: {known}; or use stdout, stderr, both, stdin)"
+            )
         try:
             for _stream, d, data in rec.stream_chunks(seq, streams):
                 if d == direction:
