@@ -140,7 +140,10 @@ class _Indexer:
         if rtype.__class__ is int and rtype in _RECORD_KINDS:
             return self._other(index, item, offset), -1, 0
         if _uint(rtype) and 0 < rtype <= 0xFF:
-            return KIND_UNKNOWN_RECORD, -1, 0  # a newer writer's record type: keep, skip
+            # A newer writer's record type: kept and skipped, but its fields must
+            # still be what Go reads (found by the fuzzer: a bad frame in one).
+            canonical_record(item, offset)
+            return KIND_UNKNOWN_RECORD, -1, 0
         raise RemoteProtocolError(
             f"not a record: the map has no valid 'type' (found {describe_value(rtype)})",
             offset=offset,
