@@ -89,6 +89,7 @@ _PROGRESS_STEP = 4 * 1024 * 1024  # report progress every few MiB
 
 
 _RECORDED_FRAME_KEYS = frozenset(RF)
+_RECORD_KEYS = frozenset(R)
 _SEQ, _TS, _DIR, _FRAME = RF.seq, RF.timestamp, RF.direction, RF.frame
 _FRAME_RECORD = int(RecordType.FRAME)
 
@@ -136,6 +137,10 @@ class _Indexer:
             item = canonical_record(item, offset)  # keys spelled in another case
             rtype = item.get(R.type)
         if rtype == _FRAME_RECORD:
+            if not item.keys() <= _RECORD_KEYS:
+                # other keys (Go ignores unknown text keys, refuses a map as a key):
+                # the full decoder says which (found by the fuzzer)
+                item = canonical_record(item, offset)
             return self._frame(item.get(R.frame), offset, item)
         if rtype.__class__ is int and rtype in _RECORD_KINDS:
             return self._other(index, item, offset), -1, 0
