@@ -162,10 +162,10 @@ def _merge(index: Index, state: dict[str, Any]) -> None:
             index._sorted = False
             continue
         _merge_command(a, b)
-    index.record_count = len(index._offsets)
     # A cut or garbage the helper met is found again, at once, by the
-    # sequential scan that continues from here.
+    # sequential scan that continues from here. (_end first: see Index.)
     index._end = state["end"]
+    index.record_count = len(index._offsets)
 
 
 def _merge_command(a: Command, b: Command) -> None:

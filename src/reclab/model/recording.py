@@ -182,7 +182,8 @@ class Recording:
             gap_end = self._index._gaps.get(i)
             if gap_end is not None:
                 return gap_end
-        return self._index._offsets[i + 1] if i + 1 < self.record_count else self._index._end
+        offsets = self._index._offsets  # appended before _end moves: see Index
+        return offsets[i + 1] if i + 1 < len(offsets) else self._index._end
 
     def _chunks(self, start: int, stop: int) -> Iterator[tuple[int, int, int, bytes]]:
         """Read records ``start..stop-1`` a few MiB at a time: (first, last+1, offset, bytes)."""
@@ -314,7 +315,10 @@ class Recording:
     def _raw_selected(self, indexes: Iterable[int]) -> Iterator[tuple[int, int, Any]]:
         """Decode the records at ascending ``indexes``, reading runs of neighbours at once."""
         run_start = run_end = -1
+        count = self.record_count  # records indexed meanwhile are not read
         for i in indexes:
+            if i >= count:
+                break
             if i == run_end:
                 run_end += 1
                 continue

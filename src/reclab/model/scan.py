@@ -205,7 +205,7 @@ class _Indexer:
             if not (_u32(stream) and data.__class__ is bytes):
                 return -1
             # more fields than Go writes for it: check them all
-            odd = len(frame) > 3 or (len(frame) == 3 and frame.keys() != _DATA_KEYS)
+            odd = not frame.keys() <= _DATA_KEYS
             if odd and not Frame.valid_map(frame):
                 return -1
         elif not Frame.valid_map(frame):
@@ -652,8 +652,9 @@ class Index:
                     return True
             return False
         finally:
-            self.record_count = len(offsets)
+            # _end before record_count: a reader bounded by record_count finds every end
             self._end = base + pos
+            self.record_count = len(offsets)
 
     def _chunk_vector(self, buf: bytes, pos: int, base: int) -> int:
         """Index the complete records of ``buf[pos:]``, data frames in bulk; return the end.
@@ -704,8 +705,9 @@ class Index:
                     i = bisect_left(starts, pos, i)
         finally:
             self._commit(base, sf, runs, singles)
-            self.record_count = len(self._offsets)
+            # _end before record_count: a reader bounded by record_count finds every end
             self._end = base + pos
+            self.record_count = len(self._offsets)
         return pos
 
     def _commit(
