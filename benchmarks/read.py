@@ -49,7 +49,6 @@ from agentproto import (
     SessionFooter,
     SessionHeader,
     iter_records,
-    recording,
 )
 from agentproto.recording import RecordingReader, encode_frame_record
 from agentproto.types import CommandEnd, CommandStart
@@ -213,12 +212,10 @@ def agentproto_records(path: Path) -> int:
 
 def agentproto_general_path(path: Path) -> int:
     """iter_records with the frame-record fast path off: every record through cbor2."""
-    saved = recording._BULK_MIN_BYTES
-    recording._BULK_MIN_BYTES = 1 << 62
-    try:
-        return agentproto_records(path)
-    finally:
-        recording._BULK_MIN_BYTES = saved
+    count = 0
+    for _record in RecordingReader(path, fast_path=False):
+        count += 1
+    return count
 
 
 def agentproto_raw_items(path: Path) -> int:

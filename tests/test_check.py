@@ -7,78 +7,55 @@ from pathlib import Path
 
 import cbor2
 import pytest
+from conftest import RECV, SEND, T0, RecordingBuilder
 
 from agentproto import (
-    CommandEnd,
-    CommandStart,
-    Direction,
-    ExecMsg,
     FileOp,
     FileOpReq,
     FileOpResp,
     Frame,
     FrameType,
     Record,
-    RecordedFrame,
     Recorder,
     RecordType,
-    SessionFooter,
-    SessionHeader,
 )
 from reclab.check import CODES, Severity, check_recording, check_records, next_record_start
 
-T0 = 1_700_000_000_000_000_000
-SEND, RECV = Direction.SEND, Direction.RECV
+# Bare records from the shared builder (conftest.RecordingBuilder).
 
 
 def header(t: int = T0) -> Record:
-    return Record(
-        type=RecordType.SESSION_HEADER,
-        header=SessionHeader(
-            version="1.3.4", start_time=t, local_user="ci", local_pid=42, agent_path="/a"
-        ),
-    )
+    return RecordingBuilder().header(t, local_user="ci", local_pid=42)
 
 
 def start(seq: int, t: int = T0 + 1000) -> Record:
-    exec_msg = ExecMsg(path="/bin/echo", argv=["echo", "hi"], env=[], cwd="/tmp")
-    return Record(
-        type=RecordType.COMMAND_START,
-        cmd_start=CommandStart(seq=seq, start_time=t, exec=exec_msg),
+    return RecordingBuilder().start(
+        seq, t, path="/bin/echo", argv=["echo", "hi"], env=[], cwd="/tmp"
     )
 
 
 def frame(seq: int, t: int, direction: int, f: Frame) -> Record:
-    return Record(
-        type=RecordType.FRAME,
-        frame=RecordedFrame(seq=seq, timestamp=t, direction=direction, frame=f),
-    )
+    return RecordingBuilder().frame(seq, t, direction, f)
 
 
 def data(seq: int, t: int, stream: int, payload: bytes) -> Record:
-    direction = SEND if stream == 0 else RECV
-    return frame(seq, t, direction, Frame(type=FrameType.DATA, stream=stream, data=payload))
+    return RecordingBuilder().data(seq, t, stream, payload)
 
 
 def eof(seq: int, t: int, stream: int) -> Record:
-    direction = SEND if stream == 0 else RECV
-    return frame(seq, t, direction, Frame(type=FrameType.EOF, stream=stream))
+    return RecordingBuilder().eof(seq, t, stream)
 
 
 def exit_(seq: int, t: int, code: int) -> Record:
-    return frame(seq, t, RECV, Frame(type=FrameType.EXIT, code=code))
+    return RecordingBuilder().exit(seq, t, code)
 
 
 def end(seq: int, t: int, code: int) -> Record:
-    return Record(
-        type=RecordType.COMMAND_END, cmd_end=CommandEnd(seq=seq, end_time=t, exit_code=code)
-    )
+    return RecordingBuilder().end(seq, t, code)
 
 
 def footer(count: int, t: int = T0 + 10**9) -> Record:
-    return Record(
-        type=RecordType.SESSION_FOOTER, footer=SessionFooter(end_time=t, command_count=count)
-    )
+    return RecordingBuilder().footer(t, count)
 
 
 def fop(seq: int, t: int, req_id: int) -> Record:

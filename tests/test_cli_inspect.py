@@ -18,11 +18,10 @@ from typing import Any
 
 import cbor2
 import pytest
+from conftest import RecordingBuilder
 from typer.testing import CliRunner
 
 from agentproto import (
-    CommandEnd,
-    CommandStart,
     Direction,
     ExecMsg,
     FileOp,
@@ -32,7 +31,6 @@ from agentproto import (
     FrameType,
     LogEntry,
     Record,
-    RecordedFrame,
     Recorder,
     RecordType,
     SessionFooter,
@@ -55,36 +53,39 @@ def run(*args: str | Path) -> Any:
 # --- a recording built from explicit values --------------------------------------------
 
 
+# Records from the shared builder (conftest.RecordingBuilder), at T0 + t ms.
+
+
 def _frame(seq: int, t: int, d: int, f: Frame) -> Record:
-    rf = RecordedFrame(seq=seq, timestamp=T0 + t * MS, direction=d, frame=f)
-    return Record(type=RecordType.FRAME, frame=rf)
+    return RecordingBuilder().frame(seq, T0 + t * MS, d, f)
 
 
 def _data(seq: int, t: int, stream: int, payload: bytes) -> Record:
-    d = SEND if stream == 0 else RECV
-    return _frame(seq, t, d, Frame(type=FrameType.DATA, stream=stream, data=payload))
+    return RecordingBuilder().data(seq, T0 + t * MS, stream, payload)
 
 
 def _eof(seq: int, t: int, stream: int) -> Record:
-    d = SEND if stream == 0 else RECV
-    return _frame(seq, t, d, Frame(type=FrameType.EOF, stream=stream))
+    return RecordingBuilder().eof(seq, T0 + t * MS, stream)
 
 
 def _start(seq: int, t: int, argv: list[str], cwd: str, fds: list[int] | None = None) -> Record:
-    x = ExecMsg(path="/usr/bin/" + argv[0], argv=argv, env=["TERM=xterm", "LANG=C"], cwd=cwd)
-    if fds:
-        x.extra_fds = fds
-    cs = CommandStart(seq=seq, start_time=T0 + t * MS, exec=x)
-    return Record(type=RecordType.COMMAND_START, cmd_start=cs)
+    return RecordingBuilder().start(
+        seq,
+        T0 + t * MS,
+        path="/usr/bin/" + argv[0],
+        argv=argv,
+        env=["TERM=xterm", "LANG=C"],
+        cwd=cwd,
+        extra_fds=fds or [],
+    )
 
 
 def _end(seq: int, t: int, code: int) -> Record:
-    ce = CommandEnd(seq=seq, end_time=T0 + t * MS, exit_code=code)
-    return Record(type=RecordType.COMMAND_END, cmd_end=ce)
+    return RecordingBuilder().end(seq, T0 + t * MS, code)
 
 
 def _exit(seq: int, t: int, code: int) -> Record:
-    return _frame(seq, t, RECV, Frame(type=FrameType.EXIT, code=code))
+    return RecordingBuilder().exit(seq, T0 + t * MS, code)
 
 
 SPLIT_E = "é".encode()  # two bytes, split across two frames of command 1
@@ -503,6 +504,12 @@ def test_cat_stdin_and_extra_fd(session: Path) -> None:
     assert fd3.stdout_bytes == b"fd3"
     bad = runner.invoke(app, ["cat", str(session), "--seq", "3", "--stream", "sideways"])
     assert bad.exit_code == 2 and "--stream" in one_line(bad.stderr)
+    # A stream the command never had is an error, not empty output (issue 12).
+    never = runner.invoke(app, ["cat", str(session), "--seq", "1", "--stream", "99"])
+    assert never.exit_code == 2 and never.stdout_bytes == b""
+    assert "no stream 99" in one_line(never.stderr)
+    fd3_of_3 = runner.invoke(app, ["cat", str(session), "--seq", "3", "--stream", "3"])
+    assert fd3_of_3.exit_code == 0
 
 
 def test_cat_every_byte_value(tmp_path: Path) -> None:

@@ -9,8 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from test_model import RECV, T0, Script, sample_script
-from test_tables import fileops_script
+from conftest import RECV, T0, Script, fileops_script, sample_script
 from typer.testing import CliRunner
 
 from agentproto import Frame, FrameType

@@ -7,24 +7,16 @@ with the model's code.
 
 from __future__ import annotations
 
-import io
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import cbor2
 import pytest
+from conftest import PREFIX, RECV, SEND, T0, Script, sample_script, varied_script
 
 from agentproto import (
-    CommandEnd,
-    CommandStart,
-    Direction,
     ExecMsg,
-    FileOp,
-    FileOpReq,
-    FileOpResp,
     Frame,
     FrameType,
-    LogEntry,
     Record,
     RecordedFrame,
     Recorder,
@@ -32,97 +24,20 @@ from agentproto import (
     SessionFooter,
     SessionHeader,
 )
-from reclab import model
 from reclab.model import (
     KIND_COMMAND_END,
     KIND_COMMAND_START,
     KIND_SESSION_FOOTER,
     KIND_SESSION_HEADER,
+    IndexOptions,
+    Recording,
     RecordingError,
     UnknownCommandError,
     open_recording,
+    parallel,
 )
 
-T0 = 1_700_000_000_000_000_000  # a fixed Unix-ns start, so times are exact
-SEND, RECV = Direction.SEND, Direction.RECV
-
-
 # --- building recordings ---------------------------------------------------------------
-
-
-@dataclass
-class Script:
-    """The records of a session, in file order, plus what was said in them."""
-
-    records: list[Record] = field(default_factory=list)
-
-    def header(self, t: int = T0, **kw: object) -> None:
-        h = SessionHeader(
-            version="1.3.4", start_time=t, local_user="ana", local_pid=4242, agent_path="/a", **kw
-        )
-        self.records.append(Record(type=RecordType.SESSION_HEADER, header=h))
-
-    def start(self, seq: int, t: int, **exec_kw: object) -> None:
-        x = ExecMsg(**exec_kw)  # type: ignore[arg-type]
-        cs = CommandStart(seq=seq, start_time=t, exec=x)
-        self.records.append(Record(type=RecordType.COMMAND_START, cmd_start=cs))
-
-    def frame(self, seq: int, t: int, direction: int, frame: Frame) -> None:
-        rf = RecordedFrame(seq=seq, timestamp=t, direction=direction, frame=frame)
-        self.records.append(Record(type=RecordType.FRAME, frame=rf))
-
-    def data(self, seq: int, t: int, stream: int, data: bytes) -> None:
-        direction = SEND if stream == 0 else RECV
-        self.frame(seq, t, direction, Frame(type=FrameType.DATA, stream=stream, data=data))
-
-    def end(self, seq: int, t: int, code: int) -> None:
-        ce = CommandEnd(seq=seq, end_time=t, exit_code=code)
-        self.records.append(Record(type=RecordType.COMMAND_END, cmd_end=ce))
-
-    def footer(self, t: int, count: int) -> None:
-        f = SessionFooter(end_time=t, command_count=count)
-        self.records.append(Record(type=RecordType.SESSION_FOOTER, footer=f))
-
-    def write(self, path: Path) -> bytes:
-        """Write through a Recorder (as a real session would) and return the bytes."""
-        buf = io.BytesIO()
-        rec = Recorder(buf)
-        for r in self.records:
-            rec.write_record(r)
-        data = buf.getvalue()
-        path.write_bytes(data)
-        return data
-
-
-def sample_script() -> Script:
-    """Two interleaved commands with output on 3 streams, a signal, logs, file ops, an error."""
-    s = Script()
-    s.header(backend_type="ssh", backend_addr="host:22")
-    s.start(1, T0 + 10, path="/bin/sh", argv=["sh", "-c", "echo hi"], env=["A=1", "B=2"], cwd="/w")
-    s.start(2, T0 + 20, path="/bin/cat", argv=["cat"], env=None, cwd="", extra_fds=[3])
-    s.frame(1, T0 + 30, SEND, Frame(type=FrameType.EXEC, exec=ExecMsg(path="/bin/sh")))
-    s.data(1, T0 + 40, 0, b"input-1")
-    s.frame(1, T0 + 45, SEND, Frame(type=FrameType.EOF, stream=0))
-    s.data(2, T0 + 50, 0, b"to cat\n")
-    s.data(1, T0 + 60, 1, b"hi\n")
-    s.data(1, T0 + 70, 2, b"warn: x\n")
-    s.data(2, T0 + 80, 1, b"to cat\n")
-    s.data(2, T0 + 85, 3, b"\x00\xff extra")
-    s.data(1, T0 + 90, 1, b"more\x00bytes")
-    s.frame(2, T0 + 95, SEND, Frame(type=FrameType.SIGNAL, signal=15))
-    s.frame(2, T0 + 96, SEND, Frame(type=FrameType.SIGNAL, signal=9))
-    s.frame(1, T0 + 100, RECV, Frame(type=FrameType.LOG, log=LogEntry(level=4, msg="slow")))
-    s.frame(1, T0 + 101, RECV, Frame(type=FrameType.ERROR, error="pty failed"))
-    req = FileOpReq(req_id=7, op=FileOp.STAT, path="/etc/hosts")
-    s.frame(1, T0 + 110, SEND, Frame(type=FrameType.FILE_OP, file_op=req))
-    s.frame(1, T0 + 120, RECV, Frame(type=FrameType.FILE_RESP, file_resp=FileOpResp(req_id=7)))
-    s.data(1, T0 + 125, 1, b"")  # an empty data frame counts as a frame, not as bytes
-    s.frame(1, T0 + 130, RECV, Frame(type=FrameType.EXIT, code=3))
-    s.end(1, T0 + 140, 3)
-    s.frame(2, T0 + 150, RECV, Frame(type=FrameType.EXIT))  # code 0 is omitted on the wire
-    s.end(2, T0 + 160, 0)
-    s.footer(T0 + 170, 2)
-    return s
 
 
 @pytest.fixture
@@ -471,61 +386,8 @@ def test_refresh_follows_a_live_recording(tmp_path: Path) -> None:
 
 # --- the bulk (vectorised) indexer against the record-by-record reference -------------------
 
-PREFIX = bytes.fromhex("a2647479706503656672616d65a463736571")
 
-
-def varied_script(seed: int, frames: int = 1500, mimic: bool = True) -> Script:
-    """Frames in every layout the bulk scan must take or refuse, payloads that mimic records."""
-    import random
-
-    rng = random.Random(seed)
-    fake = Record(
-        type=RecordType.FRAME,
-        frame=RecordedFrame(seq=1, timestamp=T0, direction=RECV, frame=Frame(type=2, data=b"zz")),
-    ).to_cbor()
-    s = Script()
-    s.header()
-    seqs = [1, 2, 23, 24, 255, 256, 70000]
-    for q in seqs:
-        s.start(q, T0 + q, path=f"/bin/{q}", argv=[str(q)])
-    t = T0
-    for i in range(frames):
-        q = rng.choice(seqs)
-        t += rng.choice([1, 1000, 10**9])
-        ts = rng.choice([t, t, t, 5, -7, 2**40])
-        r = rng.random()
-        if r < 0.6:
-            size = rng.choice([0, 1, 23, 24, 255, 256, 1000, 70000])
-            data = rng.randbytes(size)
-            if mimic and rng.random() < 0.2 and size > 200:  # a record look-alike in the payload
-                at = rng.randrange(size - 60)
-                data = data[:at] + rng.choice([PREFIX, fake]) + data[at:]
-                data = data[:size]
-            stream = rng.choice([0, 1, 1, 2, 3, 23, 24, 255, 256])
-            direction = SEND if stream == 0 else rng.choice([RECV, RECV, SEND, 7])
-            s.frame(q, ts, direction, Frame(type=FrameType.DATA, stream=stream, data=data))
-        elif r < 0.7:
-            s.frame(q, ts, SEND, Frame(type=FrameType.EOF, stream=rng.choice([0, 1, 30])))
-        elif r < 0.75:
-            s.frame(q, ts, SEND, Frame(type=FrameType.SIGNAL, signal=rng.choice([0, 2, 15])))
-        elif r < 0.8:
-            s.frame(q, ts, RECV, Frame(type=FrameType.EXIT, code=rng.choice([0, 1, -1])))
-        elif r < 0.85:
-            s.frame(q, ts, RECV, Frame(type=FrameType.ERROR, error=f"e{i}"))
-        elif r < 0.9:
-            s.frame(q, ts, RECV, Frame(type=FrameType.LOG, log=LogEntry(level=0, msg="m")))
-        elif r < 0.95:
-            req = FileOpReq(req_id=i, op=FileOp.READ_AT, handle=1, size=10)
-            s.frame(q, ts, SEND, Frame(type=FrameType.FILE_OP, file_op=req))
-        else:
-            s.frame(q, ts, SEND, Frame(type=rng.choice([1, 13, 99])))
-        if rng.random() < 0.01:
-            s.end(q, t, rng.choice([0, 1]))
-    s.footer(t, len(seqs))
-    return s
-
-
-def index_snapshot(rec: model.Recording) -> tuple[object, ...]:
+def index_snapshot(rec: Recording) -> tuple[object, ...]:
     import dataclasses
 
     commands = {
@@ -534,7 +396,7 @@ def index_snapshot(rec: model.Recording) -> tuple[object, ...]:
     return (
         rec.record_count,
         rec.indexed_bytes,
-        list(rec._offsets),
+        [rec.offset_of(i) for i in range(rec.record_count)],
         list(rec.kinds),
         list(rec.commands),
         commands,
@@ -546,62 +408,56 @@ def index_snapshot(rec: model.Recording) -> tuple[object, ...]:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("chunk", [4096, 1 << 22])
-def test_bulk_index_equals_reference(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, chunk: int
-) -> None:
+def test_bulk_index_equals_reference(tmp_path: Path, seed: int, chunk: int) -> None:
     path = tmp_path / "varied.cbor"
     data = varied_script(seed).write(path)
-    monkeypatch.setattr(model, "_CHUNK", chunk)
-    monkeypatch.setattr(model, "_VECTOR_MIN_BYTES", 512)
-    monkeypatch.setenv("RECLAB_INDEX_WORKERS", "1")
-    with open_recording(path) as rec:
+    bulk_options = IndexOptions(chunk_size=chunk, bulk_min_bytes=512, workers=1)
+    reference_options = IndexOptions(chunk_size=chunk, bulk=False, workers=1)
+    with open_recording(path, options=bulk_options) as rec:
         bulk = index_snapshot(rec)
-    monkeypatch.setattr(model, "_VECTOR_SCAN", False)
-    with open_recording(path) as rec:
+    with open_recording(path, options=reference_options) as rec:
         reference = index_snapshot(rec)
     assert bulk == reference
     assert bulk[0] == len(varied_script(seed).records)
     # and a cut inside the file, at a chunk boundary or not
     for cut in (len(data) // 3, len(data) // 2 + 1):
         path.write_bytes(data[:cut])
-        with open_recording(path) as rec:
+        with open_recording(path, options=reference_options) as rec:
             cut_reference = index_snapshot(rec)
-        monkeypatch.setattr(model, "_VECTOR_SCAN", True)
-        with open_recording(path) as rec:
+        with open_recording(path, options=bulk_options) as rec:
             assert index_snapshot(rec) == cut_reference
-        monkeypatch.setattr(model, "_VECTOR_SCAN", False)
 
 
 @pytest.mark.slow
 def test_two_process_index_equals_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "varied.cbor"
     data = varied_script(7, frames=3000, mimic=False).write(path)
-    monkeypatch.setenv("RECLAB_INDEX_WORKERS", "1")
-    with open_recording(path) as rec:
+    with open_recording(path, options=IndexOptions(workers=1)) as rec:
         reference = index_snapshot(rec)
-    monkeypatch.delenv("RECLAB_INDEX_WORKERS")
-    monkeypatch.setattr(model, "_PARALLEL_MIN_BYTES", 1)
-    monkeypatch.setattr(model, "_SEGMENT", len(data) // 9)  # several segments to merge
-    monkeypatch.setattr(model, "_WAIT_BYTES", len(data))  # always wait for the helper here
-    monkeypatch.setattr(model.os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
+    options = IndexOptions(
+        workers=2,  # a helper process even on one core
+        parallel_min_bytes=1,
+        segment=len(data) // 9,  # several segments to merge
+        wait_bytes=len(data),  # always wait for the helper here
+    )
     spawned: list[object] = []
-    real_popen = model.subprocess.Popen
+    real_popen = parallel.subprocess.Popen
 
     def popen(*args: object, **kwargs: object) -> object:
         proc = real_popen(*args, **kwargs)  # type: ignore[call-overload]
         spawned.append(proc)
         return proc
 
-    monkeypatch.setattr(model.subprocess, "Popen", popen)
+    monkeypatch.setattr(parallel.subprocess, "Popen", popen)
     merged: list[int] = []
-    real_merge = model.Recording._merge
+    real_merge = parallel._merge
 
-    def merge(self: model.Recording, state: dict[str, object]) -> None:
+    def merge(index: object, state: dict[str, object]) -> None:
         merged.append(len(state["offsets"]))  # type: ignore[arg-type]
-        real_merge(self, state)
+        real_merge(index, state)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(model.Recording, "_merge", merge)
-    with open_recording(path) as rec:
+    monkeypatch.setattr(parallel, "_merge", merge)
+    with open_recording(path, options=options) as rec:
         assert index_snapshot(rec) == reference
     assert spawned  # the helper process really ran
     assert len(merged) >= 2  # and its index came in several segments
@@ -617,7 +473,7 @@ def test_two_process_index_equals_one(tmp_path: Path, monkeypatch: pytest.Monkey
     tricky = tmp_path / "tricky.cbor"
     s.write(tricky)
     assert middle > 0
-    with open_recording(tricky) as rec:
+    with open_recording(tricky, options=options) as rec:
         assert rec.record_count == 5 and rec.stream_bytes(1, 2) == b"after"
         assert rec.command(1).bytes_received == {1: len(PREFIX) * 20000, 2: 5}
 

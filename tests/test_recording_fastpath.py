@@ -36,9 +36,11 @@ from agentproto import (
     SessionFooter,
     SessionHeader,
     encode_frame_record,
+    layout,
 )
 from agentproto import recording as rec_mod
 from agentproto.codec import Incomplete, item_end
+from agentproto.layout import FRAME_HEAD_MAX
 from agentproto.types import CommandEnd, CommandStart, decode_cbor_item
 
 HEADER = Record(
@@ -201,21 +203,17 @@ def shape(value: Any) -> Any:
 
 def outcome(data: bytes, *, fast: bool, chunk_size: int = 1 << 20, **options: Any) -> Any:
     """Everything observable about reading ``data``: records, offsets, error, final state."""
-    saved = rec_mod._BULK_MIN_BYTES
-    rec_mod._BULK_MIN_BYTES = 0 if fast else 1 << 62
+    path: dict[str, Any] = {"bulk_min_bytes": 0} if fast else {"fast_path": False}
+    reader = RecordingReader(io.BytesIO(data), chunk_size=chunk_size, **path, **options)
+    records, offsets = [], []
+    error = None
     try:
-        reader = RecordingReader(io.BytesIO(data), chunk_size=chunk_size, **options)
-        records, offsets = [], []
-        error = None
-        try:
-            for record in reader:
-                records.append(shape(record))
-                offsets.append(reader.offset)
-        except RemoteProtocolError as exc:
-            error = (type(exc).__name__, exc.message, exc.offset, exc.field)
-        return records, offsets, error, reader.offset, reader.saw_footer
-    finally:
-        rec_mod._BULK_MIN_BYTES = saved
+        for record in reader:
+            records.append(shape(record))
+            offsets.append(reader.offset)
+    except RemoteProtocolError as exc:
+        error = (type(exc).__name__, exc.message, exc.offset, exc.field)
+    return records, offsets, error, reader.offset, reader.saw_footer
 
 
 def assert_same(data: bytes, **options: Any) -> Any:
@@ -234,7 +232,7 @@ def reference(item: bytes) -> Any:
 
 def fast_parse(item: bytes) -> Any:
     """The fast path's record for ``item`` alone, or None when it leaves it to cbor2."""
-    padded = item + b"\xa2" * rec_mod._HEAD_MAX  # the index needs room after a record
+    padded = item + b"\xa2" * FRAME_HEAD_MAX  # the index needs room after a record
     hit = rec_mod._frame_index(padded)[0].get(0)
     if hit is None:
         return None
@@ -439,7 +437,7 @@ def test_without_numpy_everything_takes_the_general_path(monkeypatch: pytest.Mon
     rnd = random.Random(11)
     data = b"".join([HEADER, *go_records(rnd, 200), FOOTER])
     expected = outcome(data, fast=False)
-    monkeypatch.setattr(rec_mod, "_numpy_module", False)
+    monkeypatch.setattr(layout, "_numpy_module", False)
     assert rec_mod._frame_index(data) == ({}, {})
     assert outcome(data, fast=True) == expected
 
@@ -453,7 +451,7 @@ def test_fake_record_inside_a_payload_is_not_used() -> None:
     outer_frame = Frame(type=FrameType.DATA, stream=2, data=b"xx" + inner + b"yy").to_cbor()
     outer = encode_frame_record(1, 2**62, 2, outer_frame)
     data = HEADER + outer + FOOTER
-    padded = data + bytes(rec_mod._HEAD_MAX)
+    padded = data + bytes(FRAME_HEAD_MAX)
     assert data.index(inner) in rec_mod._frame_index(padded)[0]
     records = assert_same(data)[0]
     assert len(records) == 3
@@ -513,5 +511,5 @@ def test_go_written_recordings_read_the_same_and_take_the_fast_path(tmp_path: Pa
         data = path.read_bytes()
         for chunk_size in (1 << 20, 333):
             assert_same(data, chunk_size=chunk_size)
-        fast_frames += len(rec_mod._frame_index(data + bytes(rec_mod._HEAD_MAX))[0])
+        fast_frames += len(rec_mod._frame_index(data + bytes(FRAME_HEAD_MAX))[0])
     assert fast_frames > 100  # Go's data frames are in the layout the fast path reads

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from agentproto import LimitExceededError, RemoteProtocolError, iter_records
+from agentproto import Decoder, LimitExceededError, RemoteProtocolError, iter_records
 from agentproto.codec import MAX_CONTAINER_ITEMS, ItemDecoder, item_end
 from agentproto.errors import FrameTooLargeError
 from agentproto.types import MAX_DEPTH
@@ -323,9 +323,14 @@ def test_cli_readers_on_cut_and_flipped_samples(tmp_path: Path, sample: Path) ->
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(7200)
 @pytest.mark.parametrize("sample", SAMPLES, ids=[s.stem for s in SAMPLES])
-def test_cli_readers_on_every_cut_and_flip(tmp_path: Path, sample: Path) -> None:
+def test_cli_readers_on_every_cut_and_flip(
+    tmp_path: Path, sample: Path, request: pytest.FixtureRequest
+) -> None:
+    # Every offset of every sample through every reader takes hours: run with --exhaustive.
+    if not request.config.getoption("--exhaustive"):
+        pytest.skip("the exhaustive sweep runs with --exhaustive")
     data = sample.read_bytes()
     path = tmp_path / sample.name
     for _name, mutant in mutations(data, len(data)):
@@ -350,3 +355,58 @@ def test_damage_right_after_damage_keeps_record_ends(tmp_path: Path) -> None:
         assert [d.offset for d in rec.damage] == [len(HEADER), len(HEADER + bad)]
         assert rec.record_count == 3
         assert rec.record(0).header is not None and rec.record(1).frame is not None
+
+
+REGRESSIONS = sorted((ROOT / "fuzz" / "regressions").glob("*"))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kept", REGRESSIONS, ids=[p.name for p in REGRESSIONS])
+def test_inputs_the_fuzzer_found(tmp_path: Path, kept: Path) -> None:
+    # Every input the fuzz targets (fuzz/fuzz_readers.py) ever crashed on stays read.
+    path = tmp_path / "kept.cbor"
+    path.write_bytes(kept.read_bytes())
+    read_everything(path)
+    try:
+        list(Decoder(io.BytesIO(kept.read_bytes())))
+    except RemoteProtocolError as exc:
+        assert exc.offset is not None
+
+
+# --- valid_map: from_map's verdict without building objects ------------------------------------
+
+_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.sampled_from([0, 1, 2, 255, 256, 2**31, 2**32 - 1, 2**32, 2**63 - 1, 2**63, 2**64 - 1])
+    | st.text(max_size=3)
+    | st.binary(max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def _frame_maps() -> Any:
+    from agentproto import FileOpReq, FileOpResp, Frame, LogEntry
+    from agentproto.wire import WireKeys
+
+    keys = [*WireKeys(Frame), *WireKeys(FileOpReq), *WireKeys(FileOpResp), *WireKeys(LogEntry)]
+    key = st.sampled_from(keys) | st.sampled_from(["T", "Fop", "zz"]) | st.integers(0, 3)
+    nested = st.dictionaries(key, _VALUES, max_size=4)
+    return st.dictionaries(key, _VALUES | nested, max_size=5)
+
+
+@settings(max_examples=400, deadline=None)
+@given(m=_frame_maps())
+def test_valid_map_agrees_with_from_map(m: dict[Any, Any]) -> None:
+    from agentproto import Frame
+
+    try:
+        Frame.from_map(m)
+        accepted = True
+    except RemoteProtocolError:
+        accepted = False
+    assert Frame.valid_map(m) is accepted

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_model import RECV, SEND, T0, Script, sample_script, varied_script
+from conftest import RECV, SEND, T0, Script, fileops_script, sample_script, varied_script
 
 from agentproto import FileOp, FileOpReq, FileOpResp, Frame, FrameType, LogEntry
-from reclab import model, tables
-from reclab.model import open_recording
+from reclab import tables
+from reclab.model import IndexOptions, open_recording
 
 UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
 
@@ -122,32 +122,6 @@ def test_frames_batches_concatenate_to_the_table(sample: Path) -> None:
         batches = list(tables.iter_frames_batches(rec, batch_rows=4))
     assert [len(b) for b in batches] == [4, 4, 4, 4, 2]
     pd.testing.assert_frame_equal(pd.concat(batches, ignore_index=True), whole)
-
-
-def fileops_script() -> Script:
-    s = Script()
-    s.header()
-    s.start(1, T0, path="/sync")
-    s.start(2, T0, path="/other")
-    req = Frame(type=FrameType.FILE_OP, file_op=FileOpReq(req_id=1, op=FileOp.OPEN, path="/a"))
-    s.frame(1, T0 + 100, SEND, req)
-    read = FileOpReq(req_id=2, op=FileOp.READ_AT, handle=5, offset=0, size=4096)
-    s.frame(1, T0 + 200, SEND, Frame(type=FrameType.FILE_OP, file_op=read))
-    ren = FileOpReq(req_id=3, op=FileOp.RENAME, path="/a", new_path="/b")
-    s.frame(1, T0 + 300, SEND, Frame(type=FrameType.FILE_OP, file_op=ren))
-    # the same id on another command is another RPC
-    other = FileOpReq(req_id=2, op=FileOp.WRITE_AT, handle=1, offset=10, data=b"12345")
-    s.frame(2, T0 + 350, SEND, Frame(type=FrameType.FILE_OP, file_op=other))
-    # responses out of order; request 3 is never answered
-    r2 = FileOpResp(req_id=2, data=b"abc", n=3, eof=True)
-    s.frame(1, T0 + 400, RECV, Frame(type=FrameType.FILE_RESP, file_resp=r2))
-    r1 = FileOpResp(req_id=1, errno=2, err_msg="no such file")
-    s.frame(1, T0 + 500, RECV, Frame(type=FrameType.FILE_RESP, file_resp=r1))
-    r22 = FileOpResp(req_id=2, n=5)
-    s.frame(2, T0 + 650, RECV, Frame(type=FrameType.FILE_RESP, file_resp=r22))
-    stray = FileOpResp(req_id=99, errno=9)
-    s.frame(1, T0 + 700, RECV, Frame(type=FrameType.FILE_RESP, file_resp=stray))
-    return s
 
 
 @pytest.mark.parametrize("batch_rows", [1, 2, 65536])
@@ -288,14 +262,13 @@ def test_cut_recording_is_marked_in_the_session(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("chunk", "frame_range"), [(4096, 7), (1 << 22, 1), (1 << 22, 4096)])
 def test_bulk_frames_table_equals_record_by_record(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, frame_range: int
+    tmp_path: Path, chunk: int, frame_range: int
 ) -> None:
     path = tmp_path / "varied.cbor"
     varied_script(5).write(path)
-    monkeypatch.setattr(model, "_CHUNK", chunk)
-    monkeypatch.setattr(tables, "_FRAME_RANGE", frame_range)
-    with open_recording(path) as rec:
-        bulk = tables.frames_table(rec)
+    with open_recording(path, options=IndexOptions(chunk_size=chunk)) as rec:
+        ranges = tables.iter_frames_batches(rec, batch_rows=10**9, records_per_range=frame_range)
+        bulk = pd.concat(list(ranges), ignore_index=True)
         cols = tables._FrameColumns()
         frame_indexes = [i for i in range(rec.record_count) if rec.kinds[i] <= 200]
         for index, offset, rf in rec.raw_frames(frame_indexes):

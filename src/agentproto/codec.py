@@ -123,10 +123,11 @@ class ItemDecoder:
     entries) are also checked against Go's limits with :func:`item_end`.
     """
 
-    __slots__ = ("_buf", "_decoder", "_max_depth", "_stream")
+    __slots__ = ("_buf", "_decoder", "_max_depth", "_size", "_stream")
 
     def __init__(self, buf: bytes, *, max_depth: int = MAX_DEPTH):
         self._buf = buf
+        self._size = len(buf)
         self._stream = io.BytesIO(buf)
         self._max_depth = max_depth
         self._decoder: Any = None
@@ -138,9 +139,6 @@ class ItemDecoder:
         :class:`RemoteProtocolError` (``offset`` relative to the buffer, with
         ``pos``) when the bytes are not CBOR or break Go's limits.
         """
-        buf = self._buf
-        if pos >= len(buf):
-            raise Incomplete(pos + 1)
         decoder = self._decoder
         if decoder is None:
             decoder = self._decoder = cbor2.CBORDecoder(self._stream, max_depth=self._max_depth)
@@ -150,6 +148,7 @@ class ItemDecoder:
             item = decoder.decode()
         except cbor2.CBORDecodeEOF:
             self._decoder = None
+            buf = self._buf
             # Cut by the end of the buffer; say how much is needed if the heads tell.
             try:
                 item_end(buf, pos)
@@ -164,12 +163,12 @@ class ItemDecoder:
             self._decoder = None
             raise RemoteProtocolError(f"not a CBOR record: {_short(exc)}", offset=pos) from None
         end = stream.tell()
-        if not pos < end <= len(buf):
+        if not pos < end <= self._size:
             self._decoder = None
             raise RemoteProtocolError("the CBOR decoder lost its place", offset=pos)
         if end - pos > MAX_CONTAINER_ITEMS:
             try:
-                item_end(buf, pos)
+                item_end(self._buf, pos)
             except (Incomplete, RemoteProtocolError) as exc:
                 if isinstance(exc, RemoteProtocolError):
                     raise exc.at(pos) from None

@@ -26,7 +26,7 @@ from .errors import (
     RemoteProtocolError,
     TruncatedError,
 )
-from .layout import FRAME_RECORD_PREFIX
+from .layout import FRAME_RECORD_PREFIX, parse_frame_records
 from .types import (
     MAX_DEPTH,
     CommandEnd,
@@ -327,29 +327,19 @@ def _record_from_map(m: Any) -> Record:
 
 # --- the frame-record fast path ------------------------------------------------------
 #
-# Nearly every record of a recording is a data or EOF frame that Go's encoder (or
-# ``encode_frame_record``) lays out byte for byte the same way:
-#
-#   a2 64"type" 03 65"frame" a4 63"seq" <uint> 62"ts" 1b<8 bytes> 63"dir" <0-23>
-#   65"frame" <map a1..a3> 61"t" <0-23> [61"s" <uint>] [61"d" <byte string>]
-#
 # Turning cbor2's dicts into dataclasses costs about as much as cbor2's decoding,
-# so each in-memory chunk is first parsed for this layout all at once with NumPy;
-# the reader then builds those records straight from the parsed values. Other
-# frames in the same envelope (logs, exits, file ops) have only their frame map
-# decoded by cbor2, and everything else is decoded whole. A candidate is used
-# only when the walk from record to record reaches its offset, so one that is a
-# coincidence inside a payload is never used. Only byte sequences that cbor2
-# and ``Record.from_map`` would turn into exactly the same record are accepted
-# (same values, enums and ranges); any other layout, value or a record cut by
-# the end of the chunk takes the general path, which also reports every error.
+# so each in-memory chunk is first parsed for Go's frame-record layout all at once
+# (agentproto.layout); the reader then builds those records straight from the
+# parsed values. Other frames in the same envelope (logs, exits, file ops) have
+# only their frame map decoded by cbor2, and everything else is decoded whole. A
+# candidate is used only when the walk from record to record reaches its offset,
+# so one that is a coincidence inside a payload is never used. Only byte sequences
+# that cbor2 and ``Record.from_map`` would turn into exactly the same record are
+# accepted (same values, enums and ranges); any other layout, value or a record
+# cut by the end of the chunk takes the general path, which also reports every error.
 
-_FRAME_FIELDS_MAX = 3  # t, s, d
-# Bytes read from a candidate's start, at most: prefix 18, seq 5, ts 12, dir 5,
-# frame key 6, map head 1, t 3, s 2+5, d key 2 and a byte-string head 5.
-_HEAD_MAX = 64
 # Below this many bytes in a chunk, NumPy's fixed cost outweighs what it saves.
-_BULK_MIN_BYTES = 64 * 1024
+BULK_MIN_BYTES = 64 * 1024
 
 # Index values hold plain ints only (the walk maps them to enums with the lists
 # below): the collector untracks tuples of ints, not tuples holding enum members.
@@ -358,141 +348,40 @@ _FrameStart = tuple[int, int, int, int]
 # the enum member (or the plain int) for each one-byte direction and frame type
 _DIRECTION_BY_BYTE: list[Direction | int] = [_DIRECTIONS.get(i, i) for i in range(24)]
 _FRAME_TYPE_BY_BYTE: list[FrameType | int] = [_FRAME_TYPES.get(i, i) for i in range(24)]
-_numpy_module: Any = None
-# _FRAME_RECORD_HEAD as big-endian integers of 8, 8 and 2 bytes
-_PREFIX_WORDS = (
-    int.from_bytes(_FRAME_RECORD_HEAD[:8], "big"),
-    int.from_bytes(_FRAME_RECORD_HEAD[8:16], "big"),
-    int.from_bytes(_FRAME_RECORD_HEAD[16:], "big"),
-)
-
-
-def _numpy() -> Any:
-    """NumPy if it can be imported (imported lazily, once), else False."""
-    global _numpy_module
-    if _numpy_module is None:
-        try:
-            import numpy
-        except ImportError:  # the fast path is optional: cbor2 reads everything
-            _numpy_module = False
-        else:
-            _numpy_module = numpy
-    return _numpy_module
 
 
 def _frame_index(buf: bytes) -> tuple[dict[int, _FastRecord], dict[int, _FrameStart]]:
-    """Parse the frame records in Go's layout in ``buf``, keyed by their offsets.
+    """The frame records of ``buf`` in Go's layout (:mod:`agentproto.layout`), by offset.
 
-    The first dict holds the data and EOF frames, parsed whole: ``(end, seq,
-    timestamp, direction, frame type, stream, data start)``, the payload being
+    The first dict holds the records parsed whole: ``(end, seq, timestamp,
+    direction, frame type, stream, data start)``, the payload being
     ``buf[data start:end]``. The second holds the other frame records whose
     envelope is in Go's layout: ``(frame start, seq, timestamp, direction)``,
     the frame map itself left to cbor2. Direction and frame type are the
     wire's ints (0-23), for ``_DIRECTION_BY_BYTE`` and ``_FRAME_TYPE_BY_BYTE``.
-    Candidates are the places where the 18-byte head occurs; only those whose
-    every head is valid (and, in the first dict, whose record ends inside
-    ``buf``) are returned. Both are empty without NumPy.
+    Both are empty without NumPy.
     """
-    np = _numpy()
-    n = len(buf)
-    if not np or n < _HEAD_MAX:
+    parsed = parse_frame_records(buf)
+    if parsed is None:
         return {}, {}
-    a = np.frombuffer(buf, dtype=np.uint8)
-    # big-endian 2-, 4- and 8-byte integers starting at every byte (views, no copy):
-    # one gather reads a whole literal or head argument
-    u16, u32, u64 = (
-        np.ndarray((n - size + 1,), dtype=f">u{size}", buffer=buf, strides=(1,))
-        for size in (2, 4, 8)
-    )
-    pos = np.flatnonzero(a[: n - _HEAD_MAX + 1] == _FRAME_RECORD_HEAD[0])
-    pos = pos[u64[pos] == _PREFIX_WORDS[0]]
-    pos = pos[u64[pos + 8] == _PREFIX_WORDS[1]]
-    pos = pos[u16[pos + 16] == _PREFIX_WORDS[2]]
-    if not len(pos):
-        return {}, {}
-
-    def head(i: Any, major: int) -> tuple[Any, Any, Any]:
-        # (valid, head length, argument) of a definite head of ``major`` at i;
-        # the length is at most 5 even when invalid, keeping reads in bounds
-        info = a[i].astype(np.int64) - (major << 5)
-        small, one, two = info < 24, info == 24, info == 25
-        length = np.where(small, 1, np.where(one, 2, np.where(two, 3, 5)))
-        value = np.where(
-            small,
-            info,
-            np.where(one, a[i + 1], np.where(two, u16[i + 1], u32[i + 1].astype(np.int64))),
-        )
-        return (info >= 0) & (info <= 26), length, value
-
-    ok, length, seq = head(pos + 18, 0)  # four bytes at most: always a uint32
-    p = pos + 18 + length
-    ok &= u32[p] == 0x6274731B  # 62"ts" 1b: an 8-byte timestamp
-    ts = u64[p + 4]
-    ok &= ts < 1 << 63  # int64
-    p = p + 12
-    # direction and frame type: one-byte heads (0-23), all Go writes for them
-    direction = a[p + 4]
-    ok &= (u32[p] == 0x63646972) & (direction < 24)  # 63"dir"
-    ok &= (u32[p + 5] == 0x65667261) & (u16[p + 9] == 0x6D65)  # 65"frame"
-    fields = a[p + 11].astype(np.int64) - 0xA0
-    envelope = ok & (fields >= 0) & (fields < 28)  # a definite-length frame map
-    frame_start = p + 11
-    ftype = a[p + 14]
-    ok &= (fields >= 1) & (fields <= _FRAME_FIELDS_MAX) & (u16[p + 12] == 0x6174) & (ftype < 24)
-    p = p + 15
-    has_s = (u16[p] == 0x6173) & (fields >= 2)  # 61"s"
-    valid, length, stream = head(p + 2, 0)
-    ok &= valid | ~has_s
-    stream = np.where(has_s, stream, 0)
-    p = np.where(has_s, p + 2 + length, p)
-    has_d = (u16[p] == 0x6164) & (fields >= 2 + has_s)  # 61"d"
-    valid, length, size = head(p + 2, 2)
-    ok &= valid | ~has_d
-    start = np.where(has_d, p + 2 + length, p)
-    end = start + np.where(has_d, size, 0)
-    ok &= (fields == 1 + has_s + has_d) & (end <= n)
-    return _records_of(np.flatnonzero(ok), pos, end, seq, ts, direction, ftype, stream, start), (
-        _envelopes_of(np.flatnonzero(envelope & ~ok), pos, frame_start, seq, ts, direction)
-    )
-
-
-def _envelopes_of(keep: Any, pos: Any, start: Any, seq: Any, ts: Any, direction: Any) -> Any:
-    if not len(keep):
-        return {}
-    values = zip(
-        start[keep].tolist(),
-        seq[keep].tolist(),
-        ts[keep].tolist(),
-        direction[keep].tolist(),
+    r, e = parsed
+    records = zip(
+        r.end.tolist(),
+        r.seq.tolist(),
+        r.ts.tolist(),
+        r.direction.tolist(),
+        r.ftype.tolist(),
+        r.stream.tolist(),
+        r.data.tolist(),
         strict=True,
     )
-    return dict(zip(pos[keep].tolist(), values, strict=True))
-
-
-def _records_of(
-    keep: Any,
-    pos: Any,
-    end: Any,
-    seq: Any,
-    ts: Any,
-    direction: Any,
-    ftype: Any,
-    stream: Any,
-    start: Any,
-) -> Any:
-    if not len(keep):
-        return {}
-    values = zip(
-        end[keep].tolist(),
-        seq[keep].tolist(),
-        ts[keep].tolist(),
-        direction[keep].tolist(),
-        ftype[keep].tolist(),
-        stream[keep].tolist(),
-        start[keep].tolist(),
-        strict=True,
+    envelopes = zip(
+        e.frame.tolist(), e.seq.tolist(), e.ts.tolist(), e.direction.tolist(), strict=True
     )
-    return dict(zip(pos[keep].tolist(), values, strict=True))
+    return (
+        dict(zip(r.pos.tolist(), records, strict=True)),
+        dict(zip(e.pos.tolist(), envelopes, strict=True)),
+    )
 
 
 class RecordingReader:
@@ -512,7 +401,9 @@ class RecordingReader:
     :class:`RemoteProtocolError` with their offset, as does a record
     announcing more than ``max_record_size`` bytes (refused from its head,
     without reading it). Everything complete before the problem has been
-    yielded by then.
+    yielded by then. ``fast_path=False`` decodes every record with cbor2
+    (the reference the fast path is compared with); chunks shorter than
+    ``bulk_min_bytes`` skip the NumPy parse (its fixed cost outweighs the gain).
     """
 
     def __init__(
@@ -523,8 +414,12 @@ class RecordingReader:
         require_footer: bool = True,
         max_record_size: int = DEFAULT_MAX_RECORD_SIZE,
         chunk_size: int = CHUNK_SIZE,
+        fast_path: bool = True,
+        bulk_min_bytes: int = BULK_MIN_BYTES,
     ):
         self._source = source
+        self.fast_path = fast_path
+        self.bulk_min_bytes = bulk_min_bytes
         self.offset = start
         self.require_footer = require_footer
         self.max_record_size = max_record_size
@@ -592,7 +487,7 @@ class RecordingReader:
                 if not buf:
                     return
             n = len(buf)
-            fast_path = not raw and n >= _BULK_MIN_BYTES
+            fast_path = self.fast_path and not raw and n >= self.bulk_min_bytes
             records, envelopes = _frame_index(buf) if fast_path else ({}, {})
             fast = records.get
             envelope = envelopes.get

@@ -23,9 +23,15 @@ from typing import Any, ClassVar, Self
 import cbor2
 
 from .errors import RemoteProtocolError
-from .wire import wire, wire_struct
+from .wire import WireKeys, wire, wire_struct
 
 __all__ = [
+    "FILE_OP_KEYS",
+    "FILE_RESP_KEYS",
+    "FRAME_KEYS",
+    "LOG_KEYS",
+    "RECORDED_FRAME_KEYS",
+    "RECORD_KEYS",
     "AgentConfig",
     "CommandEnd",
     "CommandStart",
@@ -86,6 +92,10 @@ class WireType:
 
     @classmethod
     def from_map(cls, m: Any) -> Self:  # replaced by wire_struct
+        raise NotImplementedError
+
+    @staticmethod
+    def valid_map(m: Any) -> bool:  # replaced by wire_struct
         raise NotImplementedError
 
     def to_cbor(self) -> bytes:
@@ -435,3 +445,13 @@ class Record(WireType):
     def payload(self) -> object:
         """Whichever of header/cmd_start/frame/cmd_end/footer is set (None if none)."""
         return self.frame or self.cmd_start or self.cmd_end or self.header or self.footer
+
+
+# The CBOR keys of the types that readers look into without decoding them whole
+# (``FRAME_KEYS.file_op == "fop"``), derived from the field tables above.
+RECORD_KEYS = WireKeys(Record)
+RECORDED_FRAME_KEYS = WireKeys(RecordedFrame)
+FRAME_KEYS = WireKeys(Frame)
+LOG_KEYS = WireKeys(LogEntry)
+FILE_OP_KEYS = WireKeys(FileOpReq)
+FILE_RESP_KEYS = WireKeys(FileOpResp)

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import LocalProtocolError, RemoteProtocolError
 
-__all__ = ["Wire", "describe_value", "wire", "wire_struct"]
+__all__ = ["Wire", "WireKeys", "describe_value", "wire", "wire_struct"]
 
 INT_RANGES: dict[str, tuple[int, int]] = {
     "u8": (0, 0xFF),
@@ -348,8 +349,59 @@ def _gen_to_map(cls: type, specs: list[tuple[str, Wire]], ns: dict[str, Any]) ->
     return "\n".join(lines)
 
 
+def _gen_valid_map(cls: type, specs: list[tuple[str, Wire]], ns: dict[str, Any]) -> str:
+    # from_map's checks without building anything: True exactly when from_map succeeds.
+    # Keys that match only case-insensitively take from_map itself (rare).
+    lines = [
+        "def valid_map(m):",
+        "    if m.__class__ is not dict:",
+        "        return False",
+        "    for k, v in m.items():",
+    ]
+    first = True
+    for i, (_attr, w) in enumerate(specs):
+        k = w.key
+        if w.kind in INT_RANGES:
+            ok = _int_check("v", w.kind, False)
+        elif w.kind == "bool":
+            ok = "(v is True or v is False)"
+        elif w.kind in ("str", "bytes"):
+            ok = f"v.__class__ is {'str' if w.kind == 'str' else 'bytes'}"
+        elif w.kind in ("list_str", "list_u32"):
+            item = "x.__class__ is str" if w.kind == "list_str" else _int_check("x", "u32", False)
+            ok = f"(v.__class__ is list and all({item} for x in v))"
+        elif w.kind in STRUCT_KINDS:
+            ns[f"S{i}"] = w.struct
+            ok = f"S{i}.valid_map(v)"
+        elif w.kind == "list_struct":
+            ns[f"S{i}"] = w.struct
+            ok = f"(v.__class__ is list and all(S{i}.valid_map(x) for x in v))"
+        else:  # pragma: no cover - guarded by wire()
+            raise AssertionError(w.kind)
+        lines.append(f"        {'if' if first else 'elif'} k == {k!r}:")
+        lines.append(f"            if v is not None and not {ok}:")
+        lines.append("                return False")
+        first = False
+    lines += [
+        "        elif k.__class__ is str:",
+        "            if k.isascii() and k.lower() in FOLDED:",
+        "                try:",
+        "                    cls.from_map(m)",
+        "                except RemoteProtocolError:",
+        "                    return False",
+        "                return True",
+        "        elif k.__class__ is not int:",
+        "            return False",
+        "    return True",
+    ]
+    return "\n".join(lines)
+
+
 def wire_struct(cls: type) -> type:
-    """Class decorator (after ``@dataclass``): add ``to_map``/``from_map`` from the field table."""
+    """Class decorator (after ``@dataclass``): add ``to_map``/``from_map`` from the field table.
+
+    Also ``valid_map(m)``: whether ``from_map(m)`` would succeed, without building anything.
+    """
     specs = [(f.name, f.metadata["wire"]) for f in dataclasses.fields(cls)]
     ns: dict[str, Any] = {
         "cls": cls,
@@ -364,13 +416,39 @@ def wire_struct(cls: type) -> type:
         "RemoteProtocolError": RemoteProtocolError,
         "LocalProtocolError": LocalProtocolError,
     }
-    src = _gen_from_map(cls, specs, ns) + "\n\n" + _gen_to_map(cls, specs, ns)
+    src = "\n\n".join(
+        (_gen_from_map(cls, specs, ns), _gen_to_map(cls, specs, ns), _gen_valid_map(cls, specs, ns))
+    )
     exec(compile(src, f"<wire struct {cls.__name__}>", "exec"), ns)
     from_map = ns["from_map"]
     from_map.__doc__ = f"Build a {cls.__name__} from its decoded CBOR map (Go's decoding rules)."
     to_map = ns["to_map"]
     to_map.__doc__ = f"The {cls.__name__} as a map in Go's key order, ready for cbor2."
+    valid_map = ns["valid_map"]
+    valid_map.__doc__ = f"True when from_map would accept this map as a {cls.__name__}."
     cls.from_map = staticmethod(from_map)  # type: ignore[attr-defined]
+    cls.valid_map = staticmethod(valid_map)  # type: ignore[attr-defined]
     cls.to_map = to_map  # type: ignore[attr-defined]
     cls.__wire_fields__ = tuple(specs)  # type: ignore[attr-defined]
     return cls
+
+
+class WireKeys:
+    """The CBOR keys of a wire struct's fields, by field name, read from its field table.
+
+    ``WireKeys(Frame).file_op == "fop"``: code that reads decoded maps without
+    building dataclasses (the index, the tables) names keys this way, so the
+    field table stays the only place a key is spelled.
+    """
+
+    def __init__(self, cls: type):
+        fields: tuple[tuple[str, Wire], ...] = cls.__wire_fields__  # type: ignore[attr-defined]
+        self.__dict__.update({attr: spec.key for attr, spec in fields})
+        self._type_name = cls.__name__
+
+    def __getattr__(self, name: str) -> str:  # only for names that are not fields
+        raise AttributeError(f"{self._type_name} has no wire field {name!r}")
+
+    def __iter__(self) -> Iterator[str]:
+        """Every key of the struct, in declaration order."""
+        return (v for k, v in vars(self).items() if k != "_type_name")

@@ -33,6 +33,9 @@ from agentproto import (
 )
 from agentproto.layout import MAX_RESYNCS, next_record_start
 from agentproto.recording import RecordingReader
+from agentproto.types import FRAME_KEYS as F
+from agentproto.types import RECORD_KEYS as R
+from agentproto.types import RECORDED_FRAME_KEYS as RF
 
 __all__ = [
     "CODES",
@@ -110,7 +113,9 @@ _EXPECTED_DIRECTION: dict[int, Direction] = {
 }
 
 _FRAME_TYPES = frozenset(int(t) for t in FrameType)
-_DATA_KEYS = frozenset({"t", "s", "d"})  # every key a data or EOF frame may carry
+_DATA_KEYS = frozenset({F.type, F.stream, F.data})  # every key a data or EOF frame may carry
+_FRAME_RECORD = int(RecordType.FRAME)
+_DATA, _EOF = int(FrameType.DATA), int(FrameType.EOF)
 
 _PAYLOAD_OF: dict[int, str] = {
     RecordType.SESSION_HEADER: "header",
@@ -450,13 +455,13 @@ class Checker:
         ``Record.from_map`` would accept); everything else is converted to a
         :class:`Record` first, and an item that is not one is reported.
         """
-        if item.__class__ is dict and len(item) == 2 and item.get("type") == 3:
-            rf = item.get("frame")
+        if item.__class__ is dict and len(item) == 2 and item.get(R.type) == _FRAME_RECORD:
+            rf = item.get(R.frame)
             if rf.__class__ is dict and len(rf) == 4:
-                seq = rf.get("seq")
-                ts = rf.get("ts")
-                direction = rf.get("dir")
-                frame = rf.get("frame")
+                seq = rf.get(RF.seq)
+                ts = rf.get(RF.timestamp)
+                direction = rf.get(RF.direction)
+                frame = rf.get(RF.frame)
                 if (
                     seq.__class__ is int
                     and 0 <= seq <= 0xFFFF_FFFF
@@ -465,12 +470,12 @@ class Checker:
                     and direction.__class__ is int
                     and 0 <= direction <= 0xFF
                     and frame.__class__ is dict
-                    and frame.get("t").__class__ is int
-                    and (frame["t"] == 2 or frame["t"] == 3)
+                    and frame.get(F.type).__class__ is int
+                    and frame[F.type] in (_DATA, _EOF)
                     and frame.keys() <= _DATA_KEYS
                 ):
-                    stream = frame.get("s", 0)
-                    data = frame.get("d", b"")
+                    stream = frame.get(F.stream, 0)
+                    data = frame.get(F.data, b"")
                     if (
                         stream.__class__ is int
                         and 0 <= stream <= 0xFFFF_FFFF
@@ -494,7 +499,7 @@ class Checker:
                             )
                         size = len(data) if data is not None else 0
                         self._frame_values(
-                            index, offset, seq, ts, direction, frame["t"], stream, size, None
+                            index, offset, seq, ts, direction, frame[F.type], stream, size, None
                         )
                         return
         try:

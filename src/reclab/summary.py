@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from agentproto import FrameType, SessionFooter, SessionHeader
+
+from .text import format_time
 
 if TYPE_CHECKING:
     from .model import Command, Damage, Recording, Truncation
@@ -162,16 +163,6 @@ def _exit_order(item: tuple[int | None, int]) -> tuple[int, int]:
 
 def _iso(ns: int | None) -> str | None:
     return None if ns is None else format_time(ns)
-
-
-def format_time(ns: int) -> str:
-    """Unix nanoseconds as ISO 8601 UTC with microseconds (``2026-11-29T08:11:05.123456Z``)."""
-    seconds, rest = divmod(ns, 1_000_000_000)
-    try:
-        moment = datetime.fromtimestamp(seconds, UTC)
-    except (OverflowError, OSError, ValueError):
-        return f"{ns}ns"  # out of datetime's range: a hostile or broken timestamp
-    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{rest // 1000:06d}Z"
 
 
 def summarize(rec: Recording) -> SessionSummary:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import errno as errno_module
 import shlex
-import signal as signal_module
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -28,8 +27,14 @@ import numpy as np
 import pandas as pd
 
 from agentproto import Direction, FileOp, FrameType
+from agentproto.types import FILE_OP_KEYS as FOP
+from agentproto.types import FILE_RESP_KEYS as FRP
+from agentproto.types import FRAME_KEYS as F
+from agentproto.types import LOG_KEYS as LG
+from agentproto.types import RECORDED_FRAME_KEYS as RF
 
 from .model import Recording
+from .text import LEVELS, level_name, level_rank, signal_name
 
 __all__ = [
     "DIRECTIONS",
@@ -63,6 +68,8 @@ STREAM_NAMES = {0: "stdin", 1: "stdout", 2: "stderr"}
 _FILE_OP = int(FrameType.FILE_OP)
 _FILE_RESP = int(FrameType.FILE_RESP)
 _LOG = int(FrameType.LOG)
+_DATA, _EOF, _SIGNAL = int(FrameType.DATA), int(FrameType.EOF), int(FrameType.SIGNAL)
+_EXIT, _ERROR = int(FrameType.EXIT), int(FrameType.ERROR)
 # File ops whose offset/size/n fields are meaningful even when omitted (zero).
 _OFFSET_OPS = {int(FileOp.READ_AT), int(FileOp.WRITE_AT)}
 _SIZE_OPS = {int(FileOp.READ_AT), int(FileOp.TRUNCATE), int(FileOp.FTRUNCATE)}
@@ -118,42 +125,17 @@ def _type_code(t: Any) -> int:
 
 
 def _dir_code(d: Any) -> int:
-    return d - 1 if d == 1 or d == 2 else -1
-
-
-def level_name(level: int) -> str:
-    """Go slog's name of a level: -4/0/4/8 are DEBUG/INFO/WARN/ERROR, others "INFO+2"."""
-    if level >= 8:
-        base, value = "ERROR", 8
-    elif level >= 4:
-        base, value = "WARN", 4
-    elif level >= 0:
-        base, value = "INFO", 0
-    else:
-        base, value = "DEBUG", -4
-    return base if level == value else f"{base}{level - value:+d}"
+    return d - 1 if d == Direction.SEND or d == Direction.RECV else -1
 
 
 def _level_category(values: list[str]) -> Any:
     # Order categories by severity so sorting and comparisons mean something.
-    order = {"DEBUG": 0, "INFO": 1, "WARN": 2, "ERROR": 3}
-
-    def key(name: str) -> tuple[int, int]:
-        for base, rank in order.items():
-            if name.startswith(base):
-                rest = name[len(base) :]
-                return rank, int(rest) if rest else 0
-        return 9, 0
-
-    cats = sorted(set(values) | {"DEBUG", "INFO", "WARN", "ERROR"}, key=key)
+    cats = sorted(set(values) | set(LEVELS), key=level_rank)
     return pd.Categorical(values, categories=cats, ordered=True)
 
 
 def _signal_name(sig: int) -> str:
-    try:
-        return signal_module.Signals(sig).name
-    except ValueError:
-        return str(sig)
+    return signal_name(sig, with_number=False)
 
 
 def _command_starts(rec: Recording) -> dict[int, int]:
@@ -284,48 +266,48 @@ class _FrameColumns:
         return len(self.rows)
 
     def add(self, index: int, offset: int, rf: dict[str, Any]) -> None:
-        frame = rf.get("frame")
+        frame = rf.get(RF.frame)
         if frame.__class__ is not dict:
             frame = {}
         assert isinstance(frame, dict)
-        t = frame.get("t", 0)
+        t = frame.get(F.type, 0)
         stream = signal = code = fop_id = errno = None
         error = level = message = None
         op = -1
-        data = frame.get("d")
+        data = frame.get(F.data)
         size = len(data) if data.__class__ is bytes else 0
-        if t == 2 or t == 3:
-            stream = frame.get("s", 0)
-        elif t == 4:
-            signal = frame.get("sig", 0)
-        elif t == 5:
-            code = frame.get("c", 0)
-        elif t == 6:
-            error = frame.get("e", "")
+        if t in (_DATA, _EOF):
+            stream = frame.get(F.stream, 0)
+        elif t == _SIGNAL:
+            signal = frame.get(F.signal, 0)
+        elif t == _EXIT:
+            code = frame.get(F.code, 0)
+        elif t == _ERROR:
+            error = frame.get(F.error, "")
         elif t == _LOG:
-            log = frame.get("l")
+            log = frame.get(F.log)
             if log.__class__ is dict:
-                lvl = log.get("lvl", 0)
+                lvl = log.get(LG.level, 0)
                 level = level_name(lvl) if lvl.__class__ is int else None
-                message = log.get("msg", "")
+                message = log.get(LG.msg, "")
         elif t in (_FILE_OP, _FILE_RESP):
-            body = frame.get("fop" if t == _FILE_OP else "frp")
+            body = frame.get(F.file_op if t == _FILE_OP else F.file_resp)
             if body.__class__ is dict:
-                fop_id = body.get("id", 0)
-                d = body.get("d")
+                fop_id = body.get(FOP.req_id, 0)  # the same keys in a request and a response
+                d = body.get(FOP.data)
                 size = len(d) if d.__class__ is bytes else 0
                 if t == _FILE_OP:
-                    o = body.get("op", 0)
+                    o = body.get(FOP.op, 0)
                     op = o - 1 if o.__class__ is int and 1 <= o <= len(FILE_OPS) else -1
                 else:
-                    errno = body.get("er", 0)
+                    errno = body.get(FRP.errno, 0)
         self.rows.append(
             (
                 index,
                 offset,
-                rf.get("seq", 0),
-                rf.get("ts", 0),
-                _dir_code(rf.get("dir")),
+                rf.get(RF.seq, 0),
+                rf.get(RF.timestamp, 0),
+                _dir_code(rf.get(RF.direction)),
                 _type_code(t),
                 stream,
                 size,
@@ -449,7 +431,8 @@ def _join_pieces(pieces: list[dict[str, Any]]) -> dict[str, Any]:
 
 # Records read and parsed at once for the frames table: about 1 MB of a
 # typical recording (a range is also cut at a few MiB, however large its records).
-_FRAME_RANGE = 4096
+# Frame records read at a time for the frames table: the bulk parse temporaries stay small.
+FRAME_RANGE = 4096
 
 
 _NO_SIMPLE = {
@@ -464,6 +447,7 @@ def _iter_frame_columns(
     *,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     progress: ProgressCallback | None = None,
+    records_per_range: int = FRAME_RANGE,
 ) -> Iterator[dict[str, Any]]:
     """Yield the frames table as NumPy column batches of ``batch_rows`` rows (the last fewer).
 
@@ -494,8 +478,8 @@ def _iter_frame_columns(
         held = 0
         yielded = False
         count = rec.record_count
-        for first in range(0, count, _FRAME_RANGE):
-            for simple, others in rec.frame_chunks(first, min(first + _FRAME_RANGE, count)):
+        for first in range(0, count, records_per_range):
+            for simple, others in rec.frame_chunks(first, min(first + records_per_range, count)):
                 cols = _FrameColumns()
                 for index, offset, rf in others:
                     cols.add(index, offset, rf)
@@ -534,13 +518,17 @@ def iter_frames_batches(
     *,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     progress: ProgressCallback | None = None,
+    records_per_range: int = FRAME_RANGE,
 ) -> Iterator[pd.DataFrame]:
     """Yield the frames table in DataFrames of at most ``batch_rows`` rows (see frames_table).
 
-    All frames: data and EOF frames are parsed in bulk (Recording.frame_chunks)
-    and only the others are decoded. One command's: its records are decoded.
+    All frames: data and EOF frames are parsed in bulk (Recording.frame_chunks),
+    ``records_per_range`` records at a time, and only the others are decoded.
+    One command's: its records are decoded.
     """
-    for cols in _iter_frame_columns(rec, seq, batch_rows=batch_rows, progress=progress):
+    for cols in _iter_frame_columns(
+        rec, seq, batch_rows=batch_rows, progress=progress, records_per_range=records_per_range
+    ):
         yield _frames_dataframe(cols)
 
 
@@ -721,29 +709,29 @@ def iter_fileops_batches(
     pending: dict[tuple[int, int], deque[list[Any]]] = {}
     answered = 0  # leading rows of `rows` known complete
     for index, offset, rf in rec.raw_frames(_kind_indexes(rec, (_FILE_OP, _FILE_RESP))):
-        frame = rf.get("frame")
+        frame = rf.get(RF.frame)
         if frame.__class__ is not dict:
             continue
         assert isinstance(frame, dict)
-        seq = rf.get("seq", 0)
-        ts = rf.get("ts", 0)
-        t = frame.get("t")
+        seq = rf.get(RF.seq, 0)
+        ts = rf.get(RF.timestamp, 0)
+        t = frame.get(F.type)
         if t == _FILE_OP:
-            body = frame.get("fop")
+            body = frame.get(F.file_op)
             if body.__class__ is not dict:
                 continue
             assert isinstance(body, dict)
-            op = body.get("op", 0)
-            data = body.get("d")
+            op = body.get(FOP.op, 0)
+            data = body.get(FOP.data)
             row: list[Any] = [
                 seq,
-                body.get("id", 0),
+                body.get(FOP.req_id, 0),
                 op,
-                body.get("p") or None,
-                body.get("np") or None,
-                body.get("h") or None,
-                body.get("of", 0) if op in _OFFSET_OPS else (body.get("of") or None),
-                body.get("sz", 0) if op in _SIZE_OPS else (body.get("sz") or None),
+                body.get(FOP.path) or None,
+                body.get(FOP.new_path) or None,
+                body.get(FOP.handle) or None,
+                body.get(FOP.offset, 0) if op in _OFFSET_OPS else (body.get(FOP.offset) or None),
+                body.get(FOP.size, 0) if op in _SIZE_OPS else (body.get(FOP.size) or None),
                 len(data) if data.__class__ is bytes else 0,
                 ts,
                 None,  # response time
@@ -758,11 +746,11 @@ def iter_fileops_batches(
             rows.append(row)
             pending.setdefault((seq, row[1]), deque()).append(row)
         elif t == _FILE_RESP:
-            body = frame.get("frp")
+            body = frame.get(F.file_resp)
             if body.__class__ is not dict:
                 continue
             assert isinstance(body, dict)
-            rid = body.get("id", 0)
+            rid = body.get(FRP.req_id, 0)
             waiting = pending.get((seq, rid))
             if waiting:
                 row = waiting.popleft()
@@ -771,16 +759,16 @@ def iter_fileops_batches(
             else:  # a response nobody asked for (or asked before the cut): its own row
                 row = [seq, rid] + [None] * 16
                 rows.append(row)
-            data = body.get("d")
+            data = body.get(FRP.data)
             row[10] = ts
-            row[11] = body.get("er", 0)
-            row[12] = body.get("em") or None
-            row[13] = body.get("n", 0)
-            row[14] = bool(body.get("eof", False))
+            row[11] = body.get(FRP.errno, 0)
+            row[12] = body.get(FRP.err_msg) or None
+            row[13] = body.get(FRP.n, 0)
+            row[14] = bool(body.get(FRP.eof, False))
             row[15] = len(data) if data.__class__ is bytes else 0
             row[17] = index
-            if row[5] is None and body.get("h"):
-                row[5] = body.get("h")
+            if row[5] is None and body.get(FRP.handle):
+                row[5] = body.get(FRP.handle)
         # Release complete leading rows in batches.
         while answered < len(rows) and rows[answered][10] is not None:
             answered += 1
@@ -847,20 +835,20 @@ def iter_logs_batches(
         )
 
     for index, offset, rf in rec.raw_frames(_kind_indexes(rec, (_LOG,))):
-        frame = rf.get("frame")
-        log = frame.get("l") if frame.__class__ is dict else None
+        frame = rf.get(RF.frame)
+        log = frame.get(F.log) if frame.__class__ is dict else None
         if log.__class__ is not dict:
             continue
         assert isinstance(log, dict)
-        lvl = log.get("lvl", 0)
-        attrs = log.get("a") or []
+        lvl = log.get(LG.level, 0)
+        attrs = log.get(LG.attrs) or []
         rows.append(
             (
                 index,
-                rf.get("seq", 0),
-                rf.get("ts", 0),
+                rf.get(RF.seq, 0),
+                rf.get(RF.timestamp, 0),
                 lvl if lvl.__class__ is int else 0,
-                str(log.get("msg", "")),
+                str(log.get(LG.msg, "")),
                 " ".join(str(a) for a in attrs) if isinstance(attrs, list) else "",
             )
         )
@@ -912,17 +900,19 @@ def stream_table(rec: Recording, seq: int) -> pd.DataFrame:
     rows = []
     position: dict[int, int] = {}
     for index, _offset, rf in rec.raw_frames(data_indexes):
-        frame = rf.get("frame")
+        frame = rf.get(RF.frame)
         if frame.__class__ is not dict:
             continue
         assert isinstance(frame, dict)
-        data = frame.get("d")
+        data = frame.get(F.data)
         if data.__class__ is not bytes or not data:
             continue
-        stream = frame.get("s", 0)
+        stream = frame.get(F.stream, 0)
         at = position.get(stream, 0)
         position[stream] = at + len(data)
-        rows.append((index, rf.get("ts", 0), rf.get("dir"), stream, len(data), at, data))
+        rows.append(
+            (index, rf.get(RF.timestamp, 0), rf.get(RF.direction), stream, len(data), at, data)
+        )
     cols: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * 7
     indexes, ts, direction, stream_nums, size, at_col, data_col = cols
     ts_arr = np.array(ts, dtype="int64")

@@ -17,9 +17,7 @@ reorder text (bidi controls) in the user's terminal.
 from __future__ import annotations
 
 import math
-import re
 import shlex
-import signal
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -27,6 +25,15 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 
 from agentproto import Direction, FileOp, Frame, FrameType
+
+from .text import (
+    format_duration,
+    format_offset,
+    level_name,
+    safe_preview,
+    safe_text,
+    signal_name,
+)
 
 if TYPE_CHECKING:
     from .model import Recording
@@ -50,72 +57,6 @@ __all__ = [
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 _FULL = "█"
 ARROWS = {int(Direction.SEND): "→", int(Direction.RECV): "←"}
-_LOG_LEVELS = {-4: "DEBUG", 0: "INFO", 4: "WARN", 8: "ERROR"}
-
-# C0/C1 controls, DEL, the backslash (so escapes are unambiguous), zero-width
-# and bidi formatting characters, line/paragraph separators, the BOM, and the
-# lone surrogates that "surrogateescape" decoding makes of bytes that are not UTF-8.
-_UNSAFE = re.compile(
-    "[\\\\\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ud800-\udfff]"
-)
-_NAMED = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\e"}
-
-
-def _escape(match: re.Match[str]) -> str:
-    ch = match.group()
-    named = _NAMED.get(ch)
-    if named is not None:
-        return named
-    code = ord(ch)
-    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, kept by surrogateescape
-        return f"\\x{code - 0xDC00:02x}"
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def _escape_within(text: str, limit: int | None, more: bool = False) -> str:
-    """Escape ``text``; if it is longer than ``limit`` (or ``more`` follows), cut and add ``…``.
-
-    The cut never falls inside an escape, so a shortened ``\\x1b`` is never
-    mistaken for other text.
-    """
-    full = _UNSAFE.sub(_escape, text)
-    if limit is None or (len(full) <= limit and not more):
-        return full
-    budget = max(limit - 1, 0)  # room for the "…"
-    out: list[str] = []
-    used = pos = 0
-    for match in _UNSAFE.finditer(text):
-        literal = text[pos : match.start()]
-        if used + len(literal) >= budget:
-            break
-        out.append(literal)
-        used += len(literal)
-        escaped = _escape(match)
-        if used + len(escaped) > budget:
-            return "".join(out) + "…"
-        out.append(escaped)
-        used += len(escaped)
-        pos = match.end()
-    out.append(text[pos : pos + budget - used])
-    return "".join(out) + "…"
-
-
-def safe_text(text: str, limit: int | None = None) -> str:
-    """``text`` with every control, formatting character and backslash escaped.
-
-    The result is printable on one line and cannot act on a terminal;
-    ``limit`` cuts it to at most that many characters (never inside an
-    escape), ending with ``…``.
-    """
-    return _escape_within(text, limit)
-
-
-def safe_preview(data: bytes, limit: int = 60) -> str:
-    """A one-line, escaped preview of recorded bytes: UTF-8, other bytes as ``\\xNN``."""
-    # Escapes only lengthen the text, so 4 bytes per shown character is plenty.
-    head = data[: limit * 4 + 4]
-    return _escape_within(head.decode("utf-8", "surrogateescape"), limit, len(head) < len(data))
-
 
 # --- the session: commands over time ---------------------------------------------------
 
@@ -161,45 +102,6 @@ def nice_step(total: float, ticks: int) -> float:
         if raw <= factor * magnitude:
             return float(factor * magnitude)
     return float(10 * magnitude)
-
-
-def format_offset(seconds: float, step: float | None = None) -> str:
-    """A time offset for an axis label, in the unit ``step`` calls for.
-
-    ``0s``, ``250ms``, ``1.5s``, ``2m30s``, ``12µs``: whole minutes when the
-    step is a minute or more, seconds when it is at least 0.1 s, then
-    milliseconds and microseconds. Without ``step`` the value picks its own unit.
-    """
-    unit = step if step is not None and step > 0 else abs(seconds)
-    if seconds == 0:
-        return "0s"
-    if unit >= 60:
-        minutes, secs = divmod(round(seconds), 60)
-        return f"{minutes}m{secs:02d}s" if secs else f"{minutes}m"
-    if unit >= 0.1:
-        return f"{round(seconds, 6):g}s"
-    if unit >= 1e-4:
-        return f"{round(seconds * 1e3, 3):g}ms"
-    return f"{round(seconds * 1e6, 3):g}µs"
-
-
-def format_duration(seconds: float) -> str:
-    """A duration for people: ``850ns``, ``12.3µs``, ``4.56ms``, ``1.23s``, ``2m03s``, ``1h02m``."""
-    if seconds < 0:
-        return "-" + format_duration(-seconds)
-    if seconds < 1e-6:
-        return f"{seconds * 1e9:.0f}ns"
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.3g}µs"
-    if seconds < 1:
-        return f"{seconds * 1e3:.3g}ms"
-    if seconds < 60:
-        return f"{seconds:.3g}s"
-    if seconds < 3600:
-        minutes, secs = divmod(int(seconds), 60)
-        return f"{minutes}m{secs:02d}s"
-    hours, rest = divmod(int(seconds), 3600)
-    return f"{hours}h{rest // 60:02d}m"
 
 
 def _style(span: Span) -> str:
@@ -303,14 +205,6 @@ class FrameRow:
     preview: str  # escaped, one line
 
 
-def signal_name(number: int) -> str:
-    """A signal number with its name when it has one: ``SIGTERM (15)``, else ``-9``."""
-    try:
-        return f"{signal.Signals(number).name} ({number})"
-    except ValueError:
-        return str(number)
-
-
 def _describe(frame: Frame, limit: int) -> tuple[int | None, int, str]:
     """``(stream, size, preview)`` for a frame; every string is escaped."""
     ftype = frame.type
@@ -329,7 +223,7 @@ def _describe(frame: Frame, limit: int) -> tuple[int | None, int, str]:
     if ftype == FrameType.ERROR:
         return None, 0, safe_text(frame.error, limit)
     if ftype == FrameType.LOG and frame.log is not None:
-        level = _LOG_LEVELS.get(frame.log.level, str(frame.log.level))
+        level = level_name(frame.log.level)
         text = " ".join([level, frame.log.msg, *frame.log.attrs])
         return None, 0, safe_text(text, limit)
     if ftype == FrameType.CONFIG and frame.config is not None:

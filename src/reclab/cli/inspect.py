@@ -20,15 +20,14 @@ import typer
 
 from agentproto import Direction
 
+from ..text import format_size
 from .app import app, fail, open_or_fail, reading
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.table import Table
     from rich.text import Text
 
     from ..model import Command
-    from ..summary import SessionSummary
 
 RecordingArg = Annotated[
     Path, typer.Argument(help="A .cbor session recording.", show_default=False)
@@ -47,16 +46,6 @@ def _json_out(data: Any) -> None:
     from ..terminal import json_safe  # C1 and bidi controls escaped: a terminal acts on them
 
     sys.stdout.write(json_safe(json.dumps(data, indent=2, ensure_ascii=False)) + "\n")
-
-
-def _size(n: int) -> str:
-    """Bytes for people: ``512 B``, ``1.5 KiB``, ``3.2 MiB``."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"  # pragma: no cover
 
 
 def _argv_text(cmd: Command) -> str:
@@ -85,85 +74,9 @@ def info(recording: RecordingArg, as_json: JsonOpt = False) -> None:
     if as_json:
         _json_out(summary.to_json())
         return
-    _console().print(_info_table(summary))
+    from ..render import info_table
 
-
-def _info_table(s: SessionSummary) -> Table:
-    from rich.table import Table
-    from rich.text import Text
-
-    from ..summary import format_time
-    from ..timeline import format_duration, safe_text, signal_name
-
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold cyan", no_wrap=True)
-    grid.add_column()
-
-    def row(key: str, value: str | Text) -> None:
-        grid.add_row(key, value if isinstance(value, Text) else Text(value))
-
-    row("file", f"{s.path} ({_size(s.size)}, {s.records} records)")
-    h = s.header
-    if h is None:
-        row("session", Text("no session header", style="yellow"))
-    else:
-        row(
-            "session",
-            safe_text(f"version {h.version}, user {h.local_user}, pid {h.local_pid}"),
-        )
-        backend = " ".join(p for p in (h.backend_type, h.backend_addr) if p)
-        row("backend", safe_text(backend) or "-")
-        row("agent", safe_text(h.agent_path) or "-")
-    row("start", format_time(s.start_time) if s.start_time is not None else "-")
-    end = format_time(s.end_time) if s.end_time is not None else "-"
-    row("end", end + ("" if s.footer is not None else " (no footer: last recorded time)"))
-    row("duration", format_duration(s.duration) if s.duration is not None else "-")
-    commands = f"{s.commands}"
-    if s.footer is not None:
-        same = s.footer.command_count == s.commands
-        commands += f" (footer: {s.footer.command_count}{'' if same else ', MISMATCH'})"
-    if s.complete != s.commands:
-        commands += f", {s.commands - s.complete} without an end"
-    row("commands", Text(commands, style="" if s.footer is None or same else "red"))
-    exits = Text()
-    for code, n in sorted(s.exit_codes.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
-        if exits:
-            exits.append(", ")
-        label = "no end" if code is None else f"exit {code}"
-        style = "yellow" if code is None else ("green" if code == 0 else "red")
-        exits.append(f"{label}: {n}", style=style)
-    row("exit codes", exits if exits else Text("-"))
-    row("bytes", ", ".join(f"{k} {_size(v)}" for k, v in s.bytes.items()))
-    frames = ", ".join(f"{k} {v}" for k, v in s.frames_by_type.items())
-    row("frames", f"{s.frame_count}" + (f" ({frames})" if frames else ""))
-    row("file ops", f"{s.file_op_count} requests")
-    row("logs", f"{s.log_count} agent log records")
-    if s.signal_count:
-        listed = ", ".join(f"{signal_name(sig)} to {seq}" for seq, sig in s.signals[:10])
-        more = ", ..." if s.signal_count > 10 else ""
-        row("signals", f"{s.signal_count} ({listed}{more})")
-    else:
-        row("signals", "none")
-    if s.error_count:
-        err = Text(f"{s.error_count}", style="red")
-        for seq, message in s.errors[:5]:
-            err.append(f"\n[{seq}] {safe_text(message, 100)}")
-        if s.error_count > 5:
-            err.append(f"\n... {s.error_count - 5} more")
-        row("agent errors", err)
-    else:
-        row("agent errors", "none")
-    for d in s.damage:
-        row(
-            "damage",
-            Text(f"{d.size} bytes at byte {d.offset} skipped: {d.message}", style="yellow"),
-        )
-    t = s.truncation
-    if t is None:
-        row("truncation", "none (complete recording)")
-    else:
-        row("truncation", Text(f"{t.kind} at byte {t.offset}: {t.message}", style="yellow"))
-    return grid
+    _console().print(info_table(summary))
 
 
 # --- commands -----------------------------------------------------------------------
@@ -218,8 +131,7 @@ def commands(
 def _command_lines(cmds: list[Command], width: int) -> Iterator[Text]:
     from rich.text import Text
 
-    from ..summary import format_time
-    from ..timeline import format_duration, safe_text
+    from ..text import format_duration, format_time, safe_text
 
     if not cmds:
         yield Text("no commands", style="dim")
@@ -230,7 +142,7 @@ def _command_lines(cmds: list[Command], width: int) -> Iterator[Text]:
         dur = format_duration(c.duration) if c.duration is not None else "-"
         code = "-" if c.exit_code is None else str(c.exit_code)
         output = c.bytes_received.get(1, 0) + c.bytes_received.get(2, 0)
-        rows.append((str(c.seq), start, dur, code, _size(output)))
+        rows.append((str(c.seq), start, dur, code, format_size(output)))
     head = ("seq", "start", "duration", "exit", "out")
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     fixed = sum(widths) + len(widths) * 2
@@ -352,7 +264,16 @@ def cat(
 
     screen = None if raw or not sys.stdout.isatty() else TerminalFilter()
     with rec, reading(recording):
-        rec.command(seq)  # unknown seq: one-line error before any output
+        cmd = rec.command(seq)  # unknown seq: one-line error before any output
+        extra = [s for s in streams if s > 2]
+        had = set(cmd.bytes_received) | set(cmd.exec.extra_fds or [])
+        missing = [s for s in extra if s not in had]
+        if missing:
+            known = ", ".join(str(s) for s in sorted(s for s in had if s > 2)) or "none"
+            fail(
+                f"command {seq} has no stream {missing[0]} "
+                f"(its extra descriptors: {known}; or use stdout, stderr, both, stdin)"
+            )
         try:
             for _stream, d, data in rec.stream_chunks(seq, streams):
                 if d == direction:
@@ -389,9 +310,7 @@ def check(
     Exit status: 0 when there is no error-level finding (warnings and infos
     allowed), 1 when there is at least one, 2 when the file cannot be read.
     """
-    from rich.text import Text
-
-    from ..check import Severity, check_recording, iter_findings
+    from ..check import Severity, check_recording
     from ..model import open_recording
 
     # Refuse what is not a recording at all with the same one line as the other commands.
@@ -401,29 +320,12 @@ def check(
     if as_json:
         _json_out({"path": str(recording), **report.to_json()})
     else:
-        from ..timeline import safe_text
+        from ..render import check_summary, finding_lines
 
         console = _console()
-        styles = {Severity.ERROR: "red", Severity.WARNING: "yellow", Severity.INFO: "dim"}
         minimum = Severity.ERROR if quiet else Severity.INFO
-        for f in iter_findings(report, minimum):
-            line = Text()
-            line.append(f"{f.severity.value:<7} ", style=styles[f.severity])
-            where = [
-                f"#{f.index}" if f.index is not None else "",
-                f"@{f.offset}" if f.offset is not None else "",
-                f"seq {f.seq}" if f.seq is not None else "",
-            ]
-            line.append(" ".join(w for w in where if w) + " " if any(where) else "")
-            line.append(f.code, style="bold")
-            line.append(f": {safe_text(f.message)}")
+        for line in finding_lines(report, minimum):
             console.print(line, soft_wrap=True)  # one finding per line, for grep
-        c = report.counts
-        verdict = Text("OK" if report.ok else "FAILED", style="green" if report.ok else "red")
-        summary = Text(
-            f"{report.records} records: {c['error']} errors, {c['warning']} warnings, "
-            f"{c['info']} infos — "
-        )
-        console.print(summary + verdict)
+        console.print(check_summary(report))
     if not report.ok:
         raise typer.Exit(1)
