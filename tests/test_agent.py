@@ -531,7 +531,7 @@ def test_signal_and_file_ops_get_past_pending_stdin(agents: list[Agent], tmp_pat
 
 def _child_stdin(limit: int) -> tuple[Any, int]:
     """A _ChildStdin on a fresh pipe (nobody reads it yet): (stdin, the pipe's read fd)."""
-    from agentproto.agent import _ChildStdin
+    from agentproto.agent.command import ChildStdin as _ChildStdin
 
     r, w = os.pipe()
     return _ChildStdin(w, logging.getLogger("test"), None, lambda: None, limit=limit), r
