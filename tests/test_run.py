@@ -229,7 +229,7 @@ def test_options_reach_the_command(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode().splitlines() == ["bar|unset|gone", str(tmp_path)]
     result = reclab(
-        "run", "-o", str(out), "--env-keep", "HO*", "--", "sh", "-c", script,
+        "run", "-o", str(out), "--force", "--env-keep", "HO*", "--", "sh", "-c", script,
         env={**os.environ, "HOME": "/home/test"},
     )  # fmt: skip
     assert result.stdout.decode().splitlines()[0] == "|/home/test|gone"

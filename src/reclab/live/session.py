@@ -158,6 +158,7 @@ class RecordedSession:
         on_signal_delayed: Callable[[int], None] | None = None,
         on_lost: Callable[[RemoteCommand, AgentLostError], None] | None = None,
         on_abandon: Callable[[int], None] | None = None,
+        stop_on_signal: bool = False,
     ) -> list[int]:
         """Run commands one after another (or all at once) and return their exit codes.
 
@@ -167,7 +168,10 @@ class RecordedSession:
         to ``on_lost`` if given; otherwise it is raised after the remaining
         commands ran. ``on_abandon(signo)`` is called when repeated signals
         make the session give up (:func:`forward_signals`); :attr:`abandoned_by`
-        then holds that signal and no further command starts.
+        then holds that signal and no further command starts. With
+        ``stop_on_signal`` (a script), the first stop signal (SIGINT, SIGTERM,
+        SIGHUP, SIGQUIT) also means no further command starts: it goes to the
+        running command and ends the list, as Ctrl-C ends a shell script.
         """
         commands = [
             self.command(
@@ -205,8 +209,8 @@ class RecordedSession:
                     codes = [finish(command) for command in started]
             else:
                 for command in commands:
-                    if signals.abandoned_by:
-                        break  # given up: the remaining commands do not start
+                    if signals.abandoned_by or (stop_on_signal and signals.received):
+                        break  # given up or stopped: the remaining commands do not start
                     command.start()
                     codes.append(finish(command))
             self.abandoned_by = signals.abandoned_by
