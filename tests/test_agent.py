@@ -891,3 +891,12 @@ def test_non_loopback_without_a_check_warns(tmp_path: Path) -> None:
         assert any("anyone who can reach" in line for line in listener.lines)
     finally:
         listener.stop()
+
+
+def test_listen_error_names_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "no" / "such" / "agent.sock"
+    r = subprocess.run(
+        [*AGENT, "--listen", f"unix:{path}"], capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert str(path) in r.stderr and "No such file or directory" in r.stderr

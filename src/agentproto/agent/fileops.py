@@ -547,11 +547,19 @@ class FileOpServer:
         return FileOpResp()
 
     def _is_dir(self, path: str, *, follow: bool) -> bool | None:
-        """Whether ``path`` is a directory; None when it cannot be stat'ed."""
+        """Whether ``path`` is a directory; None when it cannot be stat'ed.
+
+        A path the root confinement refuses (a symlink leading out) raises
+        its EACCES: it is not "missing", and MkdirAll must not try to create it.
+        """
         try:
             with self._at(path, follow=follow) as loc:
                 st = os.stat(loc.name, dir_fd=loc.dir_fd, follow_symlinks=loc.follow)
-        except (OSError, _OpError):
+        except OSError:
+            return None
+        except _OpError as exc:
+            if exc.errno == errno_.EACCES:
+                raise
             return None
         return stat_.S_ISDIR(st.st_mode)
 

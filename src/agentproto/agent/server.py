@@ -185,6 +185,9 @@ def _listen(spec: str, policy: PeerPolicy) -> tuple[socket.socket, str, str | No
         old = os.umask(0o177)  # created owner-only: whoever connects can run commands
         try:
             sock.bind(path)
+        except OSError as exc:
+            sock.close()
+            raise ValueError(f"--listen {spec}: cannot create {path}: {exc.strerror}") from None
         finally:
             os.umask(old)
         os.chmod(path, 0o600)
