@@ -766,10 +766,12 @@ class Listener:
         log_level: str = "warning",
         *options: str,
         env: dict[str, str] | None = None,
+        preexec_fn: Any = None,
     ) -> None:
         self.proc = subprocess.Popen(
             [*AGENT, "--listen", spec, "--log-level", log_level, *options],
             env=env,
+            preexec_fn=preexec_fn,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -691,6 +691,11 @@ class Mux:
         return self.exit_code
 
     @property
+    def read_offset(self) -> int:
+        """Stream offset of the next frame to be read (bytes of whole frames read so far)."""
+        return self._frames.offset
+
+    @property
     def closed(self) -> bool:
         """True once :meth:`close` was called."""
         return self._closed

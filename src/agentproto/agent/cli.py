@@ -12,7 +12,7 @@ from types import FrameType as PyFrame
 
 from ..errors import AgentProtoError
 from .command import DEFAULT_GRACE
-from .server import serve_listener, serve_stdio
+from .server import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, serve_listener, serve_stdio
 
 __all__ = ["main"]
 
@@ -55,6 +55,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "default: $AGENTPROTO_TOKEN)",
     )
     parser.add_argument(
+        "--max-connections",
+        metavar="N",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help=f"with --listen: serve at most N connections at once, refuse more "
+        f"(default {DEFAULT_MAX_CONNECTIONS})",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        metavar="SECONDS",
+        type=float,
+        default=DEFAULT_IDLE_TIMEOUT,
+        help=f"with --listen: close a connection that sends nothing for SECONDS before its "
+        f"command starts, or stops inside a frame that long (default {DEFAULT_IDLE_TIMEOUT:g})",
+    )
+    parser.add_argument(
         "--insecure-allow-any-peer",
         action="store_true",
         help="with --listen: admit every peer that can connect, unchecked (dangerous)",
@@ -72,6 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="seconds between SIGTERM and SIGKILL when the runner disconnects",
     )
     args = parser.parse_args(argv)
+    if args.max_connections < 1:
+        parser.error("--max-connections: at least 1")
+    if not args.idle_timeout > 0:
+        parser.error("--idle-timeout: a positive number of seconds")
     args.log_level = getattr(logging, args.log_level.upper())
     if args.root is not None:
         if not os.path.isdir(args.root):

@@ -9,14 +9,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
+import io
 import ipaddress
 import logging
 import os
+import select
 import socket
 import stat
 import sys
 import threading
 import time
+from typing import Any
 
 from .. import auth
 from ..address import parse_address
@@ -26,6 +30,13 @@ from .session import Session
 __all__ = ["HANDSHAKE_TIMEOUT", "PeerPolicy", "serve_listener", "serve_stdio"]
 
 HANDSHAKE_TIMEOUT = 10.0  # seconds a peer not admitted by its uid has to present its token
+DEFAULT_IDLE_TIMEOUT = 60.0  # seconds any peer has to send its first byte
+DEFAULT_MAX_CONNECTIONS = 128  # at ~8 descriptors per running command: fits nofile 1024
+_ACCEPT_RETRY = 0.1  # seconds between accept() attempts while out of descriptors
+# accept() failures that say "not now" (out of descriptors or memory; a peer that gave up)
+_ACCEPT_TRANSIENT = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED, errno.EPROTO}
+)
 _REFUSAL_DRAIN = 64 * 1024  # what a refused peer may have sent already: read so close() is no RST
 
 _agent_log = logging.getLogger("agentproto.agent")
@@ -75,6 +86,7 @@ class PeerPolicy:
     token: bytes | None = None
     any_peer: bool = False
     handshake_timeout: float = HANDSHAKE_TIMEOUT
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT  # seconds an admitted peer may wait to send anything
 
 
 class _Refused(Exception):
@@ -102,14 +114,15 @@ def _admit(conn: socket.socket, policy: PeerPolicy) -> str:
     uid = auth.peer_uid(conn)
     by_uid = uid is not None and uid in policy.allowed_uids
     trusted = by_uid or policy.any_peer
-    # a trusted peer may wait before its first frame as long as it likes (step 3
-    # bounds idle connections); the others must show their token promptly
-    deadline = time.monotonic() + policy.handshake_timeout
-    conn.settimeout(None if trusted else policy.handshake_timeout)
+    # an admitted peer has the idle timeout to send something; the others must show
+    # their token promptly
+    wait = policy.idle_timeout if trusted else min(policy.idle_timeout, policy.handshake_timeout)
+    deadline = time.monotonic() + wait
+    conn.settimeout(wait)
     try:
         first = conn.recv(1, socket.MSG_PEEK)
     except TimeoutError:
-        raise _Refused("no token presented in time") from None
+        raise _Refused(f"nothing received in {wait:g}s") from None
     if first != auth.TOKEN_MAGIC[:1]:
         conn.settimeout(None)
         if trusted:
@@ -159,6 +172,59 @@ def _refuse(conn: socket.socket, reason: str) -> None:
             if not chunk:
                 break
             drained += len(chunk)
+
+
+class _PatientReader(io.RawIOBase):
+    """A listening connection's reading side, with patience for idle runners only.
+
+    Before its command starts, a runner that sends nothing for ``timeout``
+    seconds is cut off (an idle connection holds a thread, descriptors and
+    buffers); at any time, so is one that stops inside a frame that long.
+    A runner idle between frames while its command runs is waited for
+    (a long build sends no input). The wait is a poll(2) before each read.
+    """
+
+    def __init__(self, conn: socket.socket, timeout: float):
+        super().__init__()
+        self._conn = conn
+        self._fd = conn.fileno()
+        self._timeout_ms = max(1, int(timeout * 1000))
+        self._timeout = timeout
+        self._received = 0  # bytes handed to the frame reader
+        self._session: Session | None = None
+
+    def watch(self, session: Session) -> None:
+        """Take the phase (command started?) and the frame position from ``session``."""
+        self._session = session
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def readinto(self, buf: Any) -> int:
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN | select.POLLRDHUP)
+        while not poller.poll(self._timeout_ms):
+            session = self._session
+            if session is None:
+                break
+            if self._received > session.mux.read_offset:
+                raise TimeoutError(f"the runner stopped inside a frame for {self._timeout:g}s")
+            if session.command is None:
+                raise TimeoutError(f"nothing from the runner for {self._timeout:g}s")
+        n = self._conn.recv_into(buf)
+        self._received += n
+        return n
+
+
+def _refuse_now(conn: socket.socket, reason: str) -> None:
+    """Refuse without waiting on the peer (the accepting thread must go on at once)."""
+    with contextlib.suppress(OSError):
+        conn.setblocking(False)
+        conn.send(Frame(type=FrameType.ERROR, error=auth.REFUSED_PREFIX + reason).to_cbor())
+    conn.close()
 
 
 def _listen(spec: str, policy: PeerPolicy) -> tuple[socket.socket, str, str | None]:
@@ -222,7 +288,12 @@ def _peer_policy(args: argparse.Namespace) -> PeerPolicy:
     if token is None:
         token = from_env
     allowed = frozenset({os.geteuid(), 0, *(args.allow_uid or [])})
-    return PeerPolicy(allowed_uids=allowed, token=token, any_peer=args.insecure_allow_any_peer)
+    return PeerPolicy(
+        allowed_uids=allowed,
+        token=token,
+        any_peer=args.insecure_allow_any_peer,
+        idle_timeout=args.idle_timeout,
+    )
 
 
 def serve_listener(args: argparse.Namespace) -> int:
@@ -242,8 +313,11 @@ def serve_listener(args: argparse.Namespace) -> int:
     waiting: set[socket.socket] = set()  # connections not admitted yet
     lock = threading.Lock()
     counter = 0
+    active = 0  # connections being served (admission included)
 
     def serve(conn: socket.socket, name: str) -> None:
+        nonlocal active
+
         def shut() -> None:
             conn.shutdown(socket.SHUT_RDWR)
 
@@ -268,8 +342,9 @@ def serve_listener(args: argparse.Namespace) -> int:
                 with lock:
                     waiting.discard(conn)
             _agent_log.debug("connection %s admitted: %s", name, how)
+            reader = _PatientReader(conn, policy.idle_timeout)
             session = Session(
-                conn.makefile("rb", buffering=0),
+                reader,
                 conn.makefile("wb", buffering=0),
                 root=args.root,
                 grace=args.grace,
@@ -277,6 +352,7 @@ def serve_listener(args: argparse.Namespace) -> int:
                 name=name,
                 abort_read=shut,
             )
+            reader.watch(session)
             with lock:
                 sessions.add(session)
             try:
@@ -288,12 +364,39 @@ def serve_listener(args: argparse.Namespace) -> int:
             _agent_log.exception("connection %s failed", name)
         finally:
             conn.close()
+            with lock:
+                active -= 1
 
     print(f"agentproto-agent: listening on {shown}", file=sys.stderr, flush=True)
     threads: list[threading.Thread] = []
+    starved = 0  # accept() failures in a row for want of descriptors
     try:
         while True:
-            conn, _ = sock.accept()
+            try:
+                conn, _ = sock.accept()
+            except OSError as exc:
+                if exc.errno not in _ACCEPT_TRANSIENT:
+                    raise
+                # the connection stays in the backlog: try again once a session ends
+                starved += 1
+                if starved == 1 or starved % 100 == 0:
+                    _agent_log.warning(
+                        "cannot accept a connection (%s): retrying as sessions end", exc.strerror
+                    )
+                time.sleep(_ACCEPT_RETRY)
+                continue
+            starved = 0
+            with lock:
+                busy = active >= args.max_connections
+                if not busy:
+                    active += 1
+            if busy:
+                _agent_log.warning(
+                    "refused a connection: %d connections already (--max-connections)",
+                    args.max_connections,
+                )
+                _refuse_now(conn, f"the agent is busy: {args.max_connections} connections already")
+                continue
             if conn.family != socket.AF_UNIX:
                 # frames are whole writes: Nagle would only hold back pipelined RPCs
                 with contextlib.suppress(OSError):

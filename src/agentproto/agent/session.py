@@ -133,6 +133,9 @@ class Session:
                 self.log.error("bad input from the runner: %s", exc)
                 self._send_error(f"protocol error: {exc}")
                 return None
+            except TimeoutError as exc:
+                self.log.warning("closing the connection: %s", exc)
+                return None
             except (OSError, ValueError) as exc:
                 self.log.debug("connection failed: %s", exc)
                 return None
@@ -196,7 +199,9 @@ class Session:
                 self._send_exit(code)
                 finished = True
                 return code
-            if isinstance(mux.error, RemoteProtocolError):
+            if isinstance(mux.error, TimeoutError):
+                self.log.warning("%s: terminating the command", mux.error)
+            elif isinstance(mux.error, RemoteProtocolError):
                 self.log.error("bad input from the runner: %s", mux.error)
                 self._send_error(f"protocol error: {mux.error}")
             else:
