@@ -109,3 +109,35 @@ def test_an_idle_runner_with_a_running_command_is_waited_for(tmp_path: Path) -> 
             assert mux.wait(TIMEOUT) == 0 and out.data == b"ok\n"
     finally:
         listener.stop()
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_quiet_connections_cost_little_memory(tmp_path: Path) -> None:
+    """Each connection read one small frame; its read buffer must not be 4 MiB."""
+    listener = Listener(tmp_path, f"unix:{tmp_path}/a.sock", "warning")
+    socks: list[socket.socket] = []
+    try:
+        config = Frame(type=FrameType.CONFIG).to_cbor()
+
+        def open_some(n: int) -> None:
+            for _ in range(n):
+                sock = connect(listener.address, timeout=TIMEOUT)
+                sock.sendall(config)
+                socks.append(sock)
+            assert _echo_works(listener)  # every frame sent before this one was read
+
+        open_some(5)
+        before = _rss_kib(listener.proc.pid)
+        open_some(60)
+        per_connection = (_rss_kib(listener.proc.pid) - before) / 60
+        assert per_connection < 1024, f"{per_connection:.0f} KiB per quiet connection"
+    finally:
+        for sock in socks:
+            sock.close()
+        listener.stop()

@@ -99,6 +99,8 @@ _fast_data_frame = parse_data_frame
 
 _log = logging.getLogger("agentproto.mux")
 
+_INITIAL_READ_BUFFER = 64 * 1024  # a quiet connection's read buffer (see _GrowingFrameReader)
+_FULL_READ_BUFFER = 4 * 1024 * 1024  # a busy one's: many frames per read(2)
 _PIPE_SIZE = 1024 * 1024  # Linux default pipe-max-size; fewer, larger reads and writes
 _CLOSE_WAIT = 0.5  # seconds close() waits for a send in progress (longer: the peer is stuck)
 
@@ -146,6 +148,42 @@ FrameTap = Callable[[Direction, Sequence[bytes | bytearray | memoryview]], None]
 """Sees every frame crossing a mux as its encoded pieces, in wire order (:meth:`Mux.set_tap`)."""
 
 
+class _GrowingFrameReader(FrameReader):
+    """A :class:`FrameReader` whose buffer starts small and grows when the stream is busy.
+
+    An idle or quiet connection (a listening agent may hold a hundred) then
+    costs 64 KiB instead of 4 MiB of zero-filled buffer. A frame larger than
+    the buffer grows it to that frame's size (the reader's own rule); a read
+    that fills the whole buffer marks a busy stream, and the buffer grows to
+    the reader's full size, so bulk transfers keep many frames per read(2).
+    """
+
+    def __init__(self, reader: Any, *, max_frame_size: int):
+        # not super().__init__: its 4 MiB buffer, even freed at once, raises glibc's
+        # mmap threshold, and later buffers then stay in the heap after use
+        into = getattr(reader, "readinto1", None) or getattr(reader, "readinto", None)
+        self._readinto: Callable[[memoryview], int | None] | None = into
+        read1 = getattr(reader, "read1", None)
+        self._read: Callable[[int], bytes | None] = read1 if read1 is not None else reader.read
+        self._mem = bytearray(_INITIAL_READ_BUFFER)
+        self._view = memoryview(self._mem)
+        self._lo = self._hi = self._consumed = 0
+        self._eof = False
+        self.max_frame_size = max_frame_size
+        self._full_size = _FULL_READ_BUFFER
+
+    def _fill(self, needed: int) -> bool:
+        size = len(self._mem)
+        if size < self._full_size and self._hi == size:
+            lo, hi = self._lo, self._hi
+            mem = bytearray(self._full_size)  # a new buffer: views handed out stay valid
+            mem[: hi - lo] = self._view[lo:hi]
+            self._consumed += lo
+            self._mem, self._view = mem, memoryview(mem)
+            self._lo, self._hi = 0, hi - lo
+        return super()._fill(needed)
+
+
 class Mux:
     """Multiplex frames over a reader/writer pair (the Go ``Mux``); see the module docs.
 
@@ -168,7 +206,7 @@ class Mux:
     ):
         self._reader = reader
         self._writer = writer
-        self._frames = FrameReader(reader, max_frame_size=max_frame_size)
+        self._frames = _GrowingFrameReader(reader, max_frame_size=max_frame_size)
         self.log = logger if logger is not None else _log
         self._side: Side | None = side
         self._accepts = accepted_types(side)

@@ -33,6 +33,7 @@ HANDSHAKE_TIMEOUT = 10.0  # seconds a peer not admitted by its uid has to presen
 DEFAULT_IDLE_TIMEOUT = 60.0  # seconds any peer has to send its first byte
 DEFAULT_MAX_CONNECTIONS = 128  # at ~8 descriptors per running command: fits nofile 1024
 _ACCEPT_RETRY = 0.1  # seconds between accept() attempts while out of descriptors
+_BACKLOG = 128  # connections the kernel holds before accept(): bursts of runners
 # accept() failures that say "not now" (out of descriptors or memory; a peer that gave up)
 _ACCEPT_TRANSIENT = frozenset(
     {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED, errno.EPROTO}
@@ -257,7 +258,7 @@ def _listen(spec: str, policy: PeerPolicy) -> tuple[socket.socket, str, str | No
         finally:
             os.umask(old)
         os.chmod(path, 0o600)
-        sock.listen(16)
+        sock.listen(_BACKLOG)
         return sock, f"unix:{path}", path
     host, port = addr.host, addr.port
     if not _is_loopback(host) and policy.token is None and not policy.any_peer:
@@ -270,7 +271,7 @@ def _listen(spec: str, policy: PeerPolicy) -> tuple[socket.socket, str, str | No
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    sock.listen(16)
+    sock.listen(_BACKLOG)
     bound = sock.getsockname()
     shown = f"[{bound[0]}]" if family == socket.AF_INET6 else bound[0]
     return sock, f"tcp:{shown}:{bound[1]}", None
