@@ -543,7 +543,7 @@ def _read_all(fd: int) -> bytes:
 
 
 def test_child_stdin_buffers_up_to_its_limit_then_waits() -> None:
-    stdin, r = _child_stdin(limit=2 << 20)
+    stdin, r = _child_stdin(limit=(2 << 20) + 4096)  # 2 MiB and the chunks' overhead
     stdin.write(b"a" * (1 << 20))  # returns: buffered, although nobody reads
     stdin.write(b"b" * (1 << 20))
     assert stdin.pending > 0
@@ -902,3 +902,26 @@ def test_listen_error_names_the_path(tmp_path: Path) -> None:
     )
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert str(path) in r.stderr and "No such file or directory" in r.stderr
+
+
+def test_child_stdin_bounds_a_flood_of_tiny_frames() -> None:
+    """One-byte frames cost far more than a byte each: what is held stays near the limit."""
+    limit = 1 << 16
+    stdin, r = _child_stdin(limit=limit)
+    byte = b"z"
+
+    def flood() -> None:
+        for _ in range(1 << 20):
+            stdin.write(byte)
+
+    writer = threading.Thread(target=flood, daemon=True)
+    writer.start()
+    writer.join(1.0)
+    with stdin._cond:
+        chunks = list(stdin._chunks)
+        held = sum(sys.getsizeof(c) for c in chunks) + 8 * len(chunks)
+    assert held <= 2 * limit, f"{len(chunks)} chunks hold {held} bytes"
+    assert stdin.held <= limit + 65536
+    stdin.close()
+    writer.join(TIMEOUT)
+    os.close(r)

@@ -40,6 +40,10 @@ _PIPE_SIZE = 1024 * 1024
 # has in flight (a pipe of 1 MiB and a frame), so a runner that pauses its
 # input to send a signal gets the signal read.
 STDIN_BUFFER = 4 * 1024 * 1024
+# Per held chunk, beyond its bytes (object header, deque slot): counted against the
+# buffer so that a flood of tiny frames cannot hold more than the bytes suggest.
+_CHUNK_OVERHEAD = 128
+_MERGE_LIMIT = 64 * 1024  # smaller frames are appended to one buffer up to this size
 
 
 class StartError(Exception):
@@ -62,7 +66,8 @@ class ChildStdin:
     A writer thread of its own feeds the pipe, so the connection's reading
     thread goes on reading while the child does not read its input: a signal
     (a Ctrl-C to a command that ignores its stdin), a file op or a PATH query
-    behind pending input is still served. Up to ``limit`` bytes wait here;
+    behind pending input is still served. Up to ``limit`` bytes wait here
+    (each held chunk counted with its overhead; small frames are merged);
     past that, :meth:`write` blocks until the child reads (back-pressure on
     the runner; a hostile runner cannot make the agent hold more). While the
     writer waits for the child, the connection is watched: if the runner
@@ -86,7 +91,7 @@ class ChildStdin:
         self._on_gone = on_gone
         self._limit = limit
         self._cond = threading.Condition(threading.Lock())
-        self._chunks: collections.deque[bytes] = collections.deque()
+        self._chunks: collections.deque[bytes | bytearray] = collections.deque()
         self._pending = 0  # bytes in _chunks
         self._eof = False  # no more input: close the pipe once drained
         self._closed = False  # the pipe is closed (or being closed): input is dropped
@@ -111,11 +116,21 @@ class ChildStdin:
                     target=self._write_loop, name="agent-stdin", daemon=True
                 )
                 self._writer.start()
-            self._chunks.append(bytes(data))
+            chunks = self._chunks
+            tail = chunks[-1] if len(chunks) > 1 else None  # never [0]: the writer may hold it
+            if tail is not None and tail.__class__ is bytearray and len(tail) < _MERGE_LIMIT:
+                tail += data  # small frames: one buffer, not an object each
+            else:
+                chunks.append(bytearray(data) if len(data) < _MERGE_LIMIT else bytes(data))
             self._pending += len(data)
             self._cond.notify_all()
-            while self._pending > self._limit and not self._closed:
+            while self.held > self._limit and not self._closed:
                 self._cond.wait()
+
+    @property
+    def held(self) -> int:
+        """What the pending input costs: its bytes plus a per-chunk overhead."""
+        return self._pending + _CHUNK_OVERHEAD * len(self._chunks)
 
     def eof(self) -> None:
         """The runner's end of stdin: the pipe is closed once what is pending is written."""
@@ -168,7 +183,7 @@ class ChildStdin:
                 self._wake_r = self._wake_w = -1
                 self._cond.notify_all()
 
-    def _write_all(self, chunk: bytes) -> bool:
+    def _write_all(self, chunk: bytes | bytearray) -> bool:
         """Write ``chunk`` to the child; False if the pipe failed or :meth:`close` was called."""
         view = memoryview(chunk)
         try:
