@@ -925,3 +925,77 @@ def test_child_stdin_bounds_a_flood_of_tiny_frames() -> None:
     stdin.close()
     writer.join(TIMEOUT)
     os.close(r)
+
+
+def _started_pid(frames_seen: list[LogEntry]) -> int:
+    for entry in frames_seen:
+        if entry.msg.startswith("started"):
+            return int(entry.msg.rsplit("pid ", 1)[1].rstrip(")"))
+    raise AssertionError("no 'started' log")
+
+
+def test_a_killed_agent_takes_its_command_along(tmp_path: Path) -> None:
+    agent = subprocess.Popen([*AGENT], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert agent.stdin is not None and agent.stdout is not None
+    mux = Mux(agent.stdout, agent.stdin, side="runner")
+    logs: list[LogEntry] = []
+    started = threading.Event()
+
+    def on_log(entry: LogEntry) -> None:
+        logs.append(entry)
+        if entry.msg.startswith("started"):
+            started.set()
+
+    mux.on_log(on_log)
+    mux.send(Frame(type=FrameType.EXEC, exec=ExecMsg(path="sleep", argv=["sleep", "300"])))
+    mux.start()
+    try:
+        assert started.wait(TIMEOUT)
+        pid = _started_pid(logs)
+        agent.kill()  # no chance to end its command itself
+        agent.wait(TIMEOUT)
+        assert gone(pid), f"the command (pid {pid}) outlived its agent"
+    finally:
+        mux.close()
+        agent.kill()
+        agent.wait()
+
+
+@pytest.mark.parametrize("kind", ["stdio", "socket"])
+def test_a_runner_that_half_closes_and_never_reads(tmp_path: Path, kind: str) -> None:
+    """The runner ends its input but never reads: its output backs up, and yet the
+    agent ends the command (and a stdio agent itself) instead of blocking on a send."""
+    exec_frame = Frame(
+        type=FrameType.EXEC, exec=ExecMsg(path="sh", argv=["sh", "-c", "echo $$ >&2; exec yes"])
+    ).to_cbor()
+    if kind == "stdio":
+        agent = subprocess.Popen(
+            [*AGENT, "--log-level", "info"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert agent.stdin is not None
+        agent.stdin.write(exec_frame)
+        agent.stdin.close()  # half-close; stdout is never read
+        try:
+            agent.wait(TIMEOUT)
+        finally:
+            agent.kill()
+            agent.wait()
+        return
+    listener = Listener(tmp_path, f"unix:{tmp_path}/a.sock", "info")
+    try:
+        sock = connect(listener.address, timeout=TIMEOUT)
+        with sock:
+            sock.sendall(exec_frame)
+            time.sleep(0.5)  # let the output back up
+            sock.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + TIMEOUT
+            while not any("the runner disconnected" in line for line in listener.lines):
+                assert time.monotonic() < deadline, "".join(listener.lines)
+                time.sleep(0.05)
+        pids = [int(m.group(1)) for line in listener.lines if (m := re.search(r"pid (\d+)", line))]
+        assert pids and all(gone(pid) for pid in pids)
+    finally:
+        listener.stop()

@@ -14,6 +14,7 @@ import os
 import select
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
 
@@ -44,6 +45,37 @@ STDIN_BUFFER = 4 * 1024 * 1024
 # buffer so that a flood of tiny frames cannot hold more than the bytes suggest.
 _CHUNK_OVERHEAD = 128
 _MERGE_LIMIT = 64 * 1024  # smaller frames are appended to one buffer up to this size
+
+
+def _find_prctl() -> Callable[..., int] | None:
+    """libc's prctl(2), looked up now: the child after fork must not load libraries."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+_prctl = _find_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(agent_pid: int) -> None:
+    """In the child: get SIGKILL when the agent's thread that started it dies.
+
+    An agent killed with SIGKILL (no chance to end its commands) then leaves
+    no orphan behind. The thread that forks is the session's, which outlives
+    the child. Checked after the call: the agent may have died just before.
+    """
+    if _prctl is None:
+        return
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != agent_pid:
+        os._exit(EXIT_CANNOT_RUN)
 
 
 class StartError(Exception):
@@ -313,7 +345,10 @@ def spawn(
             os.close(fd)
         raise StartError(EXIT_CANNOT_RUN, f"exec {path}: cannot create pipes: {exc}") from exc
 
-    def place_extra_fds() -> None:  # runs in the child, between fork and exec
+    agent_pid = os.getpid()
+
+    def before_exec() -> None:  # runs in the child, between fork and exec
+        _die_with_parent(agent_pid)
         for src, target in mapping:
             os.dup2(src, target)  # inheritable: survives the exec
 
@@ -329,9 +364,10 @@ def spawn(
             cwd=cwd,
             start_new_session=True,
             # pass_fds needs the target numbers open in the agent, so extra fds are
-            # placed by a pre-exec hook instead; the agent's own fds are all close-on-exec
+            # placed by a pre-exec hook instead; the agent's own fds are all close-on-exec.
+            # The hook also ties the child's life to the agent's (PR_SET_PDEATHSIG).
             close_fds=not mapping,
-            preexec_fn=place_extra_fds if mapping else None,
+            preexec_fn=before_exec if mapping or _prctl is not None else None,
         )
     except BaseException as exc:
         for fd in fds:

@@ -199,13 +199,26 @@ class Session:
                 self._send_exit(code)
                 finished = True
                 return code
+            # The runner is gone, stopped reading or broke the protocol. End the child
+            # first, and log to stderr only: a frame to a runner that does not read
+            # would block forever, and the child with it.
+            self.log.removeHandler(self._log_handler)
             if isinstance(mux.error, TimeoutError):
                 self.log.warning("%s: terminating the command", mux.error)
             elif isinstance(mux.error, RemoteProtocolError):
-                self.log.error("bad input from the runner: %s", mux.error)
-                self._send_error(f"protocol error: {mux.error}")
+                self.log.error("bad input from the runner: %s: terminating the command", mux.error)
             else:
                 self.log.info("the runner disconnected: terminating the command")
+            command.terminate(self.grace, self.log)
+            finished = True
+            if isinstance(mux.error, RemoteProtocolError):
+                # tell the runner why, without waiting on it: it may not read
+                threading.Thread(
+                    target=self._send_error,
+                    args=(f"protocol error: {mux.error}",),
+                    name="agent-error",
+                    daemon=True,
+                ).start()
             return -1
         finally:
             if not finished:
