@@ -174,7 +174,7 @@ def test_agent_speaking_garbage(tmp_path: Path) -> None:
         "run", "-o", str(tmp_path / "s.cbor"), "--agent", "printf 'not cbor at all'", "--", "true"
     )
     assert result.returncode == 255
-    assert_one_line_error(result, "before the command's exit code")
+    assert_one_line_error(result, "no exit code for the command")
 
 
 @pytest.mark.parametrize(

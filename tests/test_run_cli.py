@@ -6,10 +6,12 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
 from test_agent import Listener
 from test_run import RECLAB, TIMEOUT, _wait_for_start, assert_one_line_error, reclab
 
-from agentproto import RecordType, read_recording
+from agentproto import ExecMsg, RecordType, read_recording
+from reclab.runner import DEFAULT_AGENT, AgentLostError, run_command
 
 
 def test_existing_output_is_refused_without_force(tmp_path: Path) -> None:
@@ -88,3 +90,36 @@ def test_a_stop_signal_stops_the_script(tmp_path: Path) -> None:
     assert stdout == b""  # the second command never ran
     starts = [r for r in read_recording(out) if r.type == RecordType.COMMAND_START]
     assert len(starts) == 1
+
+
+def test_an_agent_that_prints_junk_fails_at_once_with_a_small_recording(tmp_path: Path) -> None:
+    out = tmp_path / "s.cbor"
+    result = reclab("run", "--agent", "yes", "-o", str(out), "--", "true")
+    assert result.returncode == 255
+    assert_one_line_error(result, "is it an agent?")
+    assert out.stat().st_size < 64 * 1024
+
+
+def test_a_silent_agent_is_given_up() -> None:
+    with pytest.raises(AgentLostError, match=r"sent nothing .* is it an agent"):
+        run_command(
+            ExecMsg(path="true"),
+            agent=["sleep", "300"],
+            stdin=subprocess.DEVNULL,
+            silence_timeout=0.5,
+            forward=False,
+            timeout=TIMEOUT,
+        )
+
+
+def test_a_quiet_agent_is_not_mistaken_for_a_silent_one() -> None:
+    """At log level warning our agent says nothing while `sleep` runs: the probe answers."""
+    code = run_command(
+        ExecMsg(path="sleep", argv=["sleep", "8"]),
+        agent=[*DEFAULT_AGENT, "--log-level", "warning"],
+        stdin=subprocess.DEVNULL,
+        silence_timeout=3,  # the probe goes out after 3 s and is answered (a Python start-up)
+        forward=False,
+        timeout=TIMEOUT,
+    )
+    assert code == 0

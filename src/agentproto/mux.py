@@ -229,6 +229,8 @@ class Mux:
         self._on_error: Callable[[str], None] | None = None
         self._tap: FrameTap | None = None
         self._requests = RequestTable()
+        self.frames_received = 0
+        """Valid frames received so far (a runner's proof that its peer is an agent)."""
 
         self._send_closed = False
         self._writer_closed = False
@@ -511,14 +513,22 @@ class Mux:
                     tap(Direction.RECV, [item])  # the exact bytes received
                 fast = parse_data_frame(item)
                 if fast is not None:
+                    self.frames_received += 1
                     self._deliver_data(fast[0], fast[1])
                     continue
                 data = bytes(item)
                 try:
                     frame = Frame.from_map(decode_cbor_item(data))
                 except RemoteProtocolError as exc:
+                    if self._side == "runner" and not self.frames_received:
+                        # not one valid frame yet: the peer does not speak the protocol
+                        # (`--agent yes`); dropping its output forever would record junk
+                        raise RemoteProtocolError(
+                            f"the agent's first output is not a frame ({exc}): is it an agent?"
+                        ) from None
                     self._drop("invalid", f"dropped an invalid frame: {exc}", logging.WARNING)
                     continue
+                self.frames_received += 1
                 result = self.dispatch(frame)
                 if result is not None:
                     code = result

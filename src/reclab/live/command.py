@@ -13,6 +13,7 @@ from agentproto import (
     AgentConfig,
     AgentProtoError,
     ExecMsg,
+    FileOp,
     FileOpReq,
     FileOpResp,
     Frame,
@@ -20,6 +21,7 @@ from agentproto import (
     LogEntry,
     PathInfo,
     Recorder,
+    RPCTimeoutError,
 )
 from agentproto.address import Address
 
@@ -30,6 +32,10 @@ from .stdio import OutputSink, Sink, Source, pump_stdin
 __all__ = ["SIGNAL_DELAY_NOTICE", "RemoteCommand"]
 
 SIGNAL_DELAY_NOTICE = 1.0  # seconds a signal may wait for the connection before on_signal_delayed
+# An agent that sends nothing this long is asked a file op (any agent answers at once);
+# no answer in as long again: it is not an agent. Generous: ssh may ask a password first.
+SILENCE_TIMEOUT = 30.0
+_PROBE_STDIN_LIMIT = 1 << 20  # more stdin than this sent: the agent may be blocked on it
 
 
 class RemoteCommand:
@@ -42,6 +48,10 @@ class RemoteCommand:
     ``on_signal_delayed(signo)`` is called when a signal queued by
     :meth:`signal_soon` could not be sent within :data:`SIGNAL_DELAY_NOTICE`
     seconds (the agent is not reading: its command ignores a full stdin).
+    An agent that sends nothing for ``silence_timeout`` seconds is asked a
+    file op; without an answer in as long again the connection is given up
+    (``wait()`` raises :class:`AgentLostError`): a silent program is no agent.
+    None waits forever.
     """
 
     def __init__(
@@ -62,6 +72,7 @@ class RemoteCommand:
         on_error: Callable[[str], None] | None = None,
         on_agent_stderr: Callable[[str], None] | None = None,
         on_signal_delayed: Callable[[int], None] | None = None,
+        silence_timeout: float | None = SILENCE_TIMEOUT,
     ):
         if extra_fds and not exec_msg.extra_fds:
             exec_msg = dataclasses.replace(exec_msg, extra_fds=sorted(extra_fds))
@@ -78,6 +89,9 @@ class RemoteCommand:
         self.on_error = on_error
         self.on_agent_stderr = on_agent_stderr
         self.on_signal_delayed = on_signal_delayed
+        self.silence_timeout = silence_timeout
+        self._silent = False  # the silence probe gave up on the agent
+        self._stdin_sent = 0
         self.seq = 0
         self.connection: AgentConnection | None = None
         self.exit_code: int | None = None
@@ -119,6 +133,24 @@ class RemoteCommand:
             target=self._pump_stdin, name="reclab-stdin", daemon=True
         )
         self._stdin_thread.start()
+        if self.silence_timeout is not None:
+            threading.Thread(target=self._watch_silence, name="reclab-silence", daemon=True).start()
+
+    def _watch_silence(self) -> None:
+        """Give up on a peer that says nothing and answers nothing (see the class docs)."""
+        assert self.connection is not None and self.silence_timeout is not None
+        conn = self.connection
+        if conn.mux.wait(self.silence_timeout) is not None or conn.mux.frames_received:
+            return  # finished, or spoke: an agent
+        if self._stdin_sent > _PROBE_STDIN_LIMIT:
+            return  # the agent may be blocked on stdin its command does not read
+        try:
+            conn.file_op(FileOpReq(op=FileOp.GETWD), timeout=self.silence_timeout)
+        except RPCTimeoutError:
+            self._silent = True
+            conn.abandon()
+        except AgentProtoError:
+            pass  # the connection ended meanwhile: wait() reports it
 
     def _local_pipe_closed(self) -> None:
         with self._lock:
@@ -132,16 +164,21 @@ class RemoteCommand:
         assert self.connection is not None
         mux = self.connection.mux
         try:
-            if pump_stdin(self.stdin, lambda chunk: mux.send_data(0, chunk), self._stop_stdin):
+            if pump_stdin(self.stdin, self._send_stdin, self._stop_stdin):
                 mux.send_eof(0)
         except AgentProtoError:
             pass  # the command ended or the connection closed: nothing more to send
+
+    def _send_stdin(self, chunk: bytes) -> None:
+        assert self.connection is not None
+        self._stdin_sent += len(chunk)
+        self.connection.mux.send_data(0, chunk)
 
     def write_stdin(self, data: bytes) -> None:
         """Send ``data`` to the command's stdin (with ``stdin=subprocess.PIPE``)."""
         if self.connection is None:
             raise RuntimeError("the command was not started")
-        self.connection.mux.send_data(0, data)
+        self._send_stdin(data)
 
     def close_stdin(self) -> None:
         """End the command's stdin (``FrameEOF`` on stream 0)."""
@@ -229,12 +266,20 @@ class RemoteCommand:
             if refusal is not None:
                 raise AgentRefusedError(refusal)
             why = conn.mux.error
-            reason = f"the connection failed: {why}" if why else "the agent closed the connection"
+            if self._silent:
+                reason = (
+                    f"the agent sent nothing for {self.silence_timeout:g}s and did not answer a "
+                    f"file op in {self.silence_timeout:g}s more: is it an agent?"
+                )
+            elif why:
+                reason = f"the connection failed: {why}"
+            else:
+                reason = "the agent closed the connection"
             status = getattr(self, "_agent_status", None)
             if status:
                 reason += f" (agent exit status {status})"
             raise AgentLostError(
-                f"{reason} before the command's exit code",
+                f"no exit code for the command: {reason}",
                 agent_stderr=conn.agent_stderr,
                 agent_status=status,
             )

@@ -14,7 +14,7 @@ from agentproto.address import Address, parse_address
 from agentproto.recording import RECORDING_VERSION
 
 from .backend import agent_command, describe_address, describe_agent
-from .command import RemoteCommand
+from .command import SILENCE_TIMEOUT, RemoteCommand
 from .connection import AGENT_OR_ADDRESS
 from .errors import AgentLostError
 from .signals import forward_signals
@@ -246,6 +246,7 @@ def run_command(
     on_error: Callable[[str], None] | None = None,
     on_agent_stderr: Callable[[str], None] | None = None,
     on_signal_delayed: Callable[[int], None] | None = None,
+    silence_timeout: float | None = SILENCE_TIMEOUT,
     forward: bool = True,
     timeout: float | None = None,
 ) -> int:
@@ -275,6 +276,7 @@ def run_command(
         on_error=on_error,
         on_agent_stderr=on_agent_stderr,
         on_signal_delayed=on_signal_delayed,
+        silence_timeout=silence_timeout,
     )
     with forward_signals([command]) if forward else contextlib.nullcontext():
         command.start()
