@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import signal
 import subprocess
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 from test_agent import Listener
 from test_run import RECLAB, TIMEOUT, _wait_for_start, assert_one_line_error, reclab
 
-from agentproto import ExecMsg, RecordType, read_recording
+from agentproto import ExecMsg, RecordType, TruncatedError, read_recording
 from reclab.runner import DEFAULT_AGENT, AgentLostError, run_command
 
 
@@ -123,3 +124,30 @@ def test_a_quiet_agent_is_not_mistaken_for_a_silent_one() -> None:
         timeout=TIMEOUT,
     )
     assert code == 0
+
+
+def test_a_full_disk_stops_the_recording_not_the_command(tmp_path: Path) -> None:
+    """A file-size limit stands in for a full disk (Python ignores SIGXFSZ: writes fail)."""
+    out = tmp_path / "s.cbor"
+    limit = 200_000
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    result = subprocess.run(
+        [*RECLAB, "run", "-o", str(out), "--", "sh", "-c", "head -c 1000000 /dev/zero; exit 3"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=TIMEOUT,
+        preexec_fn=small_files,
+    )
+    assert result.returncode == 3, result.stderr
+    assert len(result.stdout) == 1_000_000  # the command's output was not held back
+    err = result.stderr.decode()
+    assert "Traceback" not in err and err.count("the recording stopped") == 1, err
+    assert out.stat().st_size <= limit
+    with pytest.raises(TruncatedError) as cut:
+        read_recording(out)
+    records = cut.value.records  # type: ignore[attr-defined]
+    assert records[0].header is not None
+    assert any(r.type == RecordType.FRAME for r in records)

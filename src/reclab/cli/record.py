@@ -232,6 +232,12 @@ def run(
         agent_error=_print_agent_error,
         agent_stderr=_print_agent_stderr if verbose else None,
         notice=_print_notice,
+        recording_failed=lambda exc: print(
+            f"reclab: warning: the recording stopped: {exc.strerror or exc}; {output} holds "
+            "what came before (a reader reports it cut short)",
+            file=sys.stderr,
+            flush=True,
+        ),
     )
     try:
         outcome = record_run(plan, output, reporter)

@@ -60,6 +60,7 @@ class RunReporter:
     agent_error: Callable[[str], None] = lambda text: None
     agent_stderr: Callable[[str], None] | None = None  # None: agent stderr is not shown
     notice: Callable[[str], None] = lambda text: None
+    recording_failed: Callable[[OSError], None] = lambda exc: None
 
 
 @dataclasses.dataclass(slots=True)
@@ -119,6 +120,7 @@ def record_run(plan: RunPlan, output: Path, reporter: RunReporter) -> RunOutcome
         on_log=reporter.agent_log,
         on_error=reporter.agent_error,
         on_agent_stderr=stderr_shown,
+        on_recording_failed=reporter.recording_failed,
     )
     lost: list[str] = []
     failures: list[AgentLostError] = []

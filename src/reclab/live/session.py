@@ -17,6 +17,7 @@ from .backend import agent_command, describe_address, describe_agent
 from .command import SILENCE_TIMEOUT, RemoteCommand
 from .connection import AGENT_OR_ADDRESS
 from .errors import AgentLostError
+from .recording import SessionRecorder
 from .signals import forward_signals
 from .stdio import Sink, Source
 
@@ -38,7 +39,10 @@ class RecordedSession:
     command, else ``local``, with ``agent_path`` the agent command; or, with
     ``connect``, ``unix``/``tcp`` and the listening agent's address. Use
     :meth:`command` for full control, :meth:`run` and :meth:`run_all` for
-    the usual cases. Thread-safe: commands may run concurrently.
+    the usual cases. Thread-safe: commands may run concurrently. ``token``
+    is presented to a listening agent. When the recording cannot be written
+    (disk full), the commands go on unrecorded and ``on_recording_failed(exc)``
+    is called once (see :class:`~reclab.live.recording.SessionRecorder`).
     """
 
     def __init__(
@@ -53,6 +57,7 @@ class RecordedSession:
         on_log: Callable[[LogEntry], None] | None = None,
         on_error: Callable[[str], None] | None = None,
         on_agent_stderr: Callable[[str], None] | None = None,
+        on_recording_failed: Callable[[OSError], None] | None = None,
     ):
         if connect is not None:
             if agent is not None:
@@ -64,7 +69,7 @@ class RecordedSession:
             self.address = None
             self.agent_argv = agent_command(agent)
             self.backend = describe_agent(self.agent_argv)
-        self.recorder = Recorder(output)
+        self.recorder: Recorder = SessionRecorder(output, on_recording_failed)
         self.header = SessionHeader(
             version=RECORDING_VERSION,
             start_time=time.time_ns(),
