@@ -999,3 +999,24 @@ def test_a_runner_that_half_closes_and_never_reads(tmp_path: Path, kind: str) ->
         assert pids and all(gone(pid) for pid in pids)
     finally:
         listener.stop()
+
+
+def test_sigterm_right_after_start_leaves_no_socket_file(tmp_path: Path) -> None:
+    for attempt in range(3):  # the window is small: a failure shows only now and then
+        path = tmp_path / f"a{attempt}.sock"
+        proc = subprocess.Popen(
+            [*AGENT, "--listen", f"unix:{path}"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + TIMEOUT
+            while not path.exists() and proc.poll() is None:  # as soon as it is bound
+                assert time.monotonic() < deadline
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(TIMEOUT)
+        finally:
+            proc.kill()
+            proc.wait()
+        assert not path.exists(), f"attempt {attempt}: the socket file was left behind"

@@ -15,6 +15,7 @@ import ipaddress
 import logging
 import os
 import select
+import signal
 import socket
 import stat
 import sys
@@ -33,6 +34,7 @@ HANDSHAKE_TIMEOUT = 10.0  # seconds a peer not admitted by its uid has to presen
 DEFAULT_IDLE_TIMEOUT = 60.0  # seconds any peer has to send its first byte
 DEFAULT_MAX_CONNECTIONS = 128  # at ~8 descriptors per running command: fits nofile 1024
 _ACCEPT_RETRY = 0.1  # seconds between accept() attempts while out of descriptors
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
 _BACKLOG = 128  # connections the kernel holds before accept(): bursts of runners
 # accept() failures that say "not now" (out of descriptors or memory; a peer that gave up)
 _ACCEPT_TRANSIENT = frozenset(
@@ -298,10 +300,14 @@ def _peer_policy(args: argparse.Namespace) -> PeerPolicy:
 
 
 def serve_listener(args: argparse.Namespace) -> int:
+    # A stop signal between creating the socket file and the cleanup below would
+    # leave the file behind: hold those signals until the cleanup is in place.
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
     try:
         policy = _peer_policy(args)
         sock, shown, unix_path = _listen(args.listen, policy)
     except (OSError, ValueError) as exc:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         print(f"agentproto-agent: error: {exc}", file=sys.stderr)
         return 2
     if policy.any_peer:
@@ -368,10 +374,11 @@ def serve_listener(args: argparse.Namespace) -> int:
             with lock:
                 active -= 1
 
-    print(f"agentproto-agent: listening on {shown}", file=sys.stderr, flush=True)
     threads: list[threading.Thread] = []
     starved = 0  # accept() failures in a row for want of descriptors
     try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a held signal is handled here
+        print(f"agentproto-agent: listening on {shown}", file=sys.stderr, flush=True)
         while True:
             try:
                 conn, _ = sock.accept()
