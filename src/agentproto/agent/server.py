@@ -300,6 +300,7 @@ def _peer_policy(args: argparse.Namespace) -> PeerPolicy:
 
 
 def serve_listener(args: argparse.Namespace) -> int:
+    """Serve connections on ``args.listen`` until a stop signal; the process status."""
     # A stop signal between creating the socket file and the cleanup below would
     # leave the file behind: hold those signals until the cleanup is in place.
     held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
@@ -316,72 +317,68 @@ def serve_listener(args: argparse.Namespace) -> int:
             shown,
             os.geteuid(),
         )
-    sessions: set[Session] = set()
-    waiting: set[socket.socket] = set()  # connections not admitted yet
-    lock = threading.Lock()
-    counter = 0
-    active = 0  # connections being served (admission included)
-
-    def serve(conn: socket.socket, name: str) -> None:
-        nonlocal active
-
-        def shut() -> None:
-            conn.shutdown(socket.SHUT_RDWR)
-
-        try:
-            with lock:
-                waiting.add(conn)
-            try:
-                how = _admit(conn, policy)
-            except _Refused as exc:
-                _agent_log.warning(
-                    "refused connection %s from %s: %s",
-                    name,
-                    _describe_peer(conn, auth.peer_uid(conn)),
-                    exc,
-                )
-                _refuse(conn, str(exc))
-                return
-            except OSError as exc:
-                _agent_log.info("connection %s failed before its first frame: %s", name, exc)
-                return
-            finally:
-                with lock:
-                    waiting.discard(conn)
-            _agent_log.debug("connection %s admitted: %s", name, how)
-            reader = _PatientReader(conn, policy.idle_timeout)
-            session = Session(
-                reader,
-                conn.makefile("wb", buffering=0),
-                root=args.root,
-                grace=args.grace,
-                log_level=args.log_level,
-                name=name,
-                abort_read=shut,
-            )
-            reader.watch(session)
-            with lock:
-                sessions.add(session)
-            try:
-                session.run()
-            finally:
-                with lock:
-                    sessions.discard(session)
-        except Exception:
-            _agent_log.exception("connection %s failed", name)
-        finally:
-            conn.close()
-            with lock:
-                active -= 1
-
-    threads: list[threading.Thread] = []
-    starved = 0  # accept() failures in a row for want of descriptors
+    listener = _Listener(args, policy, sock)
     try:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a held signal is handled here
         print(f"agentproto-agent: listening on {shown}", file=sys.stderr, flush=True)
+        listener.accept_forever()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        sock.close()
+        if unix_path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(unix_path)
+        listener.end_sessions()
+    return 0
+
+
+class _Listener:
+    """The accepting loop and the connections it serves, one thread each."""
+
+    def __init__(self, args: argparse.Namespace, policy: PeerPolicy, sock: socket.socket):
+        self.args = args
+        self.policy = policy
+        self.sock = sock
+        self.lock = threading.Lock()
+        self.sessions: set[Session] = set()
+        self.waiting: set[socket.socket] = set()  # connections not admitted yet
+        self.active = 0  # connections being served (admission included)
+        self.threads: list[threading.Thread] = []
+        self.counter = 0
+
+    def accept_forever(self) -> None:
+        """Accept connections and start a thread for each, within the connection cap."""
+        limit = self.args.max_connections
+        while True:
+            conn = self._accept()
+            with self.lock:
+                busy = self.active >= limit
+                if not busy:
+                    self.active += 1
+            if busy:
+                _agent_log.warning(
+                    "refused a connection: %d connections already (--max-connections)", limit
+                )
+                _refuse_now(conn, f"the agent is busy: {limit} connections already")
+                continue
+            if conn.family != socket.AF_UNIX:
+                # frames are whole writes: Nagle would only hold back pipelined RPCs
+                with contextlib.suppress(OSError):
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.counter += 1
+            name = f"conn{self.counter}"
+            thread = threading.Thread(target=self._serve, args=(conn, name), name=name, daemon=True)
+            thread.start()
+            self.threads = [t for t in self.threads if t.is_alive()] + [thread]
+
+    def _accept(self) -> socket.socket:
+        """The next connection; out of descriptors, wait for sessions to end (logged)."""
+        starved = 0  # failures in a row
         while True:
             try:
-                conn, _ = sock.accept()
+                conn, _ = self.sock.accept()
+                return conn
             except OSError as exc:
                 if exc.errno not in _ACCEPT_TRANSIENT:
                     raise
@@ -392,44 +389,70 @@ def serve_listener(args: argparse.Namespace) -> int:
                         "cannot accept a connection (%s): retrying as sessions end", exc.strerror
                     )
                 time.sleep(_ACCEPT_RETRY)
-                continue
-            starved = 0
-            with lock:
-                busy = active >= args.max_connections
-                if not busy:
-                    active += 1
-            if busy:
-                _agent_log.warning(
-                    "refused a connection: %d connections already (--max-connections)",
-                    args.max_connections,
-                )
-                _refuse_now(conn, f"the agent is busy: {args.max_connections} connections already")
-                continue
-            if conn.family != socket.AF_UNIX:
-                # frames are whole writes: Nagle would only hold back pipelined RPCs
-                with contextlib.suppress(OSError):
-                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            counter += 1
-            thread = threading.Thread(
-                target=serve, args=(conn, f"conn{counter}"), name=f"conn{counter}", daemon=True
-            )
-            thread.start()
-            threads = [t for t in threads if t.is_alive()] + [thread]
-    except (KeyboardInterrupt, SystemExit):
-        pass
-    finally:
-        sock.close()
-        if unix_path is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(unix_path)
-        with lock:
-            live = list(sessions)
-            pending = list(waiting)
+
+    def _serve(self, conn: socket.socket, name: str) -> None:
+        try:
+            if self._admitted(conn, name):
+                self._run_session(conn, name)
+        except Exception:
+            _agent_log.exception("connection %s failed", name)
+        finally:
+            conn.close()
+            with self.lock:
+                self.active -= 1
+
+    def _admitted(self, conn: socket.socket, name: str) -> bool:
+        """Admit ``conn`` or refuse it (logged, told why); see :class:`PeerPolicy`."""
+        with self.lock:
+            self.waiting.add(conn)
+        try:
+            how = _admit(conn, self.policy)
+        except _Refused as exc:
+            peer = _describe_peer(conn, auth.peer_uid(conn))
+            _agent_log.warning("refused connection %s from %s: %s", name, peer, exc)
+            _refuse(conn, str(exc))
+            return False
+        except OSError as exc:
+            _agent_log.info("connection %s failed before its first frame: %s", name, exc)
+            return False
+        finally:
+            with self.lock:
+                self.waiting.discard(conn)
+        _agent_log.debug("connection %s admitted: %s", name, how)
+        return True
+
+    def _run_session(self, conn: socket.socket, name: str) -> None:
+        def shut() -> None:
+            conn.shutdown(socket.SHUT_RDWR)
+
+        reader = _PatientReader(conn, self.policy.idle_timeout)
+        session = Session(
+            reader,
+            conn.makefile("wb", buffering=0),
+            root=self.args.root,
+            grace=self.args.grace,
+            log_level=self.args.log_level,
+            name=name,
+            abort_read=shut,
+        )
+        reader.watch(session)
+        with self.lock:
+            self.sessions.add(session)
+        try:
+            session.run()
+        finally:
+            with self.lock:
+                self.sessions.discard(session)
+
+    def end_sessions(self) -> None:
+        """Agent shutdown: drop connections not admitted yet, abort sessions, wait for them."""
+        with self.lock:
+            live = list(self.sessions)
+            pending = list(self.waiting)
         for conn in pending:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
         for session in live:
             session.abort()
-        for thread in threads:
-            thread.join(args.grace + 5)
-    return 0
+        for thread in self.threads:
+            thread.join(self.args.grace + 5)

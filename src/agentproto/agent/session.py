@@ -32,6 +32,7 @@ __all__ = ["READ_SIZE", "Session"]
 
 READ_SIZE = 256 * 1024
 READER_JOIN_TIMEOUT = 5.0
+ERROR_SEND_WAIT = 1.0  # seconds a FrameError to a misbehaving runner may take before we go on
 
 _agent_log = logging.getLogger("agentproto.agent")
 
@@ -199,26 +200,26 @@ class Session:
                 self._send_exit(code)
                 finished = True
                 return code
-            # The runner is gone, stopped reading or broke the protocol. End the child
-            # first, and log to stderr only: a frame to a runner that does not read
-            # would block forever, and the child with it.
+            # The runner is gone, stopped reading or broke the protocol. Log to stderr
+            # only, and never wait on the runner for long before ending the child: a
+            # frame to a runner that does not read would block forever.
             self.log.removeHandler(self._log_handler)
             if isinstance(mux.error, TimeoutError):
                 self.log.warning("%s: terminating the command", mux.error)
             elif isinstance(mux.error, RemoteProtocolError):
                 self.log.error("bad input from the runner: %s: terminating the command", mux.error)
-            else:
-                self.log.info("the runner disconnected: terminating the command")
-            command.terminate(self.grace, self.log)
-            finished = True
-            if isinstance(mux.error, RemoteProtocolError):
-                # tell the runner why, without waiting on it: it may not read
-                threading.Thread(
+                sender = threading.Thread(
                     target=self._send_error,
                     args=(f"protocol error: {mux.error}",),
                     name="agent-error",
                     daemon=True,
-                ).start()
+                )
+                sender.start()
+                sender.join(ERROR_SEND_WAIT)  # a runner that reads gets told why
+            else:
+                self.log.info("the runner disconnected: terminating the command")
+            command.terminate(self.grace, self.log)
+            finished = True
             return -1
         finally:
             if not finished:
