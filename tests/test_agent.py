@@ -531,7 +531,7 @@ def test_signal_and_file_ops_get_past_pending_stdin(agents: list[Agent], tmp_pat
 
 def _child_stdin(limit: int) -> tuple[Any, int]:
     """A _ChildStdin on a fresh pipe (nobody reads it yet): (stdin, the pipe's read fd)."""
-    from agentproto.agent import _ChildStdin
+    from agentproto.agent.command import ChildStdin as _ChildStdin
 
     r, w = os.pipe()
     return _ChildStdin(w, logging.getLogger("test"), None, lambda: None, limit=limit), r
@@ -543,7 +543,7 @@ def _read_all(fd: int) -> bytes:
 
 
 def test_child_stdin_buffers_up_to_its_limit_then_waits() -> None:
-    stdin, r = _child_stdin(limit=2 << 20)
+    stdin, r = _child_stdin(limit=(2 << 20) + 4096)  # 2 MiB and the chunks' overhead
     stdin.write(b"a" * (1 << 20))  # returns: buffered, although nobody reads
     stdin.write(b"b" * (1 << 20))
     assert stdin.pending > 0
@@ -766,10 +766,12 @@ class Listener:
         log_level: str = "warning",
         *options: str,
         env: dict[str, str] | None = None,
+        preexec_fn: Any = None,
     ) -> None:
         self.proc = subprocess.Popen(
             [*AGENT, "--listen", spec, "--log-level", log_level, *options],
             env=env,
+            preexec_fn=preexec_fn,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -891,3 +893,130 @@ def test_non_loopback_without_a_check_warns(tmp_path: Path) -> None:
         assert any("anyone who can reach" in line for line in listener.lines)
     finally:
         listener.stop()
+
+
+def test_listen_error_names_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "no" / "such" / "agent.sock"
+    r = subprocess.run(
+        [*AGENT, "--listen", f"unix:{path}"], capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert str(path) in r.stderr and "No such file or directory" in r.stderr
+
+
+def test_child_stdin_bounds_a_flood_of_tiny_frames() -> None:
+    """One-byte frames cost far more than a byte each: what is held stays near the limit."""
+    limit = 1 << 16
+    stdin, r = _child_stdin(limit=limit)
+    byte = b"z"
+
+    def flood() -> None:
+        for _ in range(1 << 20):
+            stdin.write(byte)
+
+    writer = threading.Thread(target=flood, daemon=True)
+    writer.start()
+    writer.join(1.0)
+    with stdin._cond:
+        chunks = list(stdin._chunks)
+        held = sum(sys.getsizeof(c) for c in chunks) + 8 * len(chunks)
+    assert held <= 2 * limit, f"{len(chunks)} chunks hold {held} bytes"
+    assert stdin.held <= limit + 65536
+    stdin.close()
+    writer.join(TIMEOUT)
+    os.close(r)
+
+
+def _started_pid(frames_seen: list[LogEntry]) -> int:
+    for entry in frames_seen:
+        if entry.msg.startswith("started"):
+            return int(entry.msg.rsplit("pid ", 1)[1].rstrip(")"))
+    raise AssertionError("no 'started' log")
+
+
+def test_a_killed_agent_takes_its_command_along(tmp_path: Path) -> None:
+    agent = subprocess.Popen([*AGENT], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert agent.stdin is not None and agent.stdout is not None
+    mux = Mux(agent.stdout, agent.stdin, side="runner")
+    logs: list[LogEntry] = []
+    started = threading.Event()
+
+    def on_log(entry: LogEntry) -> None:
+        logs.append(entry)
+        if entry.msg.startswith("started"):
+            started.set()
+
+    mux.on_log(on_log)
+    mux.send(Frame(type=FrameType.EXEC, exec=ExecMsg(path="sleep", argv=["sleep", "300"])))
+    mux.start()
+    try:
+        assert started.wait(TIMEOUT)
+        pid = _started_pid(logs)
+        agent.kill()  # no chance to end its command itself
+        agent.wait(TIMEOUT)
+        assert gone(pid), f"the command (pid {pid}) outlived its agent"
+    finally:
+        mux.close()
+        agent.kill()
+        agent.wait()
+
+
+@pytest.mark.parametrize("kind", ["stdio", "socket"])
+def test_a_runner_that_half_closes_and_never_reads(tmp_path: Path, kind: str) -> None:
+    """The runner ends its input but never reads: its output backs up, and yet the
+    agent ends the command (and a stdio agent itself) instead of blocking on a send."""
+    exec_frame = Frame(
+        type=FrameType.EXEC, exec=ExecMsg(path="sh", argv=["sh", "-c", "echo $$ >&2; exec yes"])
+    ).to_cbor()
+    if kind == "stdio":
+        agent = subprocess.Popen(
+            [*AGENT, "--log-level", "info"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert agent.stdin is not None
+        agent.stdin.write(exec_frame)
+        agent.stdin.close()  # half-close; stdout is never read
+        try:
+            agent.wait(TIMEOUT)
+        finally:
+            agent.kill()
+            agent.wait()
+        return
+    listener = Listener(tmp_path, f"unix:{tmp_path}/a.sock", "info")
+    try:
+        sock = connect(listener.address, timeout=TIMEOUT)
+        with sock:
+            sock.sendall(exec_frame)
+            time.sleep(0.5)  # let the output back up
+            sock.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + TIMEOUT
+            while not any("the runner disconnected" in line for line in listener.lines):
+                assert time.monotonic() < deadline, "".join(listener.lines)
+                time.sleep(0.05)
+        pids = [int(m.group(1)) for line in listener.lines if (m := re.search(r"pid (\d+)", line))]
+        assert pids and all(gone(pid) for pid in pids)
+    finally:
+        listener.stop()
+
+
+def test_sigterm_right_after_start_leaves_no_socket_file(tmp_path: Path) -> None:
+    for attempt in range(3):  # the window is small: a failure shows only now and then
+        path = tmp_path / f"a{attempt}.sock"
+        proc = subprocess.Popen(
+            [*AGENT, "--listen", f"unix:{path}"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + TIMEOUT
+            while not path.exists() and proc.poll() is None:  # as soon as it is bound
+                assert time.monotonic() < deadline
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(TIMEOUT)
+        finally:
+            proc.kill()
+            proc.wait()
+        assert not path.exists(), f"attempt {attempt}: the socket file was left behind"

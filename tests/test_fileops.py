@@ -867,3 +867,18 @@ def test_requests_with_odd_values_get_errno(fs: Client) -> None:
     for call in calls:
         resp = call()
         assert isinstance(resp, FileOpResp)
+
+
+def test_confined_mkdir_all_through_a_symlink_leading_out_is_eacces(tmp_path: Path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "out").symlink_to(outside)
+    server = FileOpServer(str(root))
+    try:
+        for path in ("out", "out/new/deeper"):
+            resp = server.handle(FileOpReq(req_id=1, op=FileOp.MKDIR_ALL, path=path))
+            assert resp.errno == errno.EACCES, (errno.errorcode.get(resp.errno), resp.err_msg)
+        assert list(outside.iterdir()) == []
+    finally:
+        server.close_all()

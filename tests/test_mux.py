@@ -415,7 +415,7 @@ def test_concurrent_file_ops_each_get_their_own_answer(pair: Pair) -> None:
         t.join(TIMEOUT * 2)
     assert not any(t.is_alive() for t in threads)
     assert failures == []
-    assert pair.runner._file_waiters == {}
+    assert pair.runner._requests.file_ops_waiting == 0
 
 
 def test_file_op_timeout_removes_the_waiter_and_drops_the_late_answer(pair: Pair) -> None:
@@ -430,7 +430,7 @@ def test_file_op_timeout_removes_the_waiter_and_drops_the_late_answer(pair: Pair
     pair.runner.start()
     with pytest.raises(RPCTimeoutError):
         pair.runner.file_op(FileOpReq(op=FileOp.GETWD), timeout=0.2)
-    assert pair.runner._file_waiters == {}
+    assert pair.runner._requests.file_ops_waiting == 0
     release.set()  # the late answer arrives and is dropped; the next call works
     pair.agent.on_file_op(echo_file_op)
     resp = pair.runner.file_op(FileOpReq(op=FileOp.STAT, path="/x"), timeout=TIMEOUT)
@@ -489,7 +489,7 @@ def test_close_fails_waiters(pair: Pair) -> None:
     t = threading.Thread(target=caller)
     t.start()
     deadline = time.monotonic() + TIMEOUT
-    while not pair.runner._file_waiters and time.monotonic() < deadline:
+    while not pair.runner._requests.file_ops_waiting and time.monotonic() < deadline:
         time.sleep(0.01)
     pair.runner.close()
     t.join(TIMEOUT)
@@ -579,7 +579,6 @@ def test_recording_never_shows_a_response_before_its_request(tmp_path: Any, pair
         t.start()
     for t in threads:
         t.join(TIMEOUT * 2)
-    pair.runner.flush_recording()
     rec.close()
     requested: set[int] = set()
     answered = 0

@@ -174,7 +174,7 @@ def test_agent_speaking_garbage(tmp_path: Path) -> None:
         "run", "-o", str(tmp_path / "s.cbor"), "--agent", "printf 'not cbor at all'", "--", "true"
     )
     assert result.returncode == 255
-    assert_one_line_error(result, "before the command's exit code")
+    assert_one_line_error(result, "no exit code for the command")
 
 
 @pytest.mark.parametrize(
@@ -229,7 +229,7 @@ def test_options_reach_the_command(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode().splitlines() == ["bar|unset|gone", str(tmp_path)]
     result = reclab(
-        "run", "-o", str(out), "--env-keep", "HO*", "--", "sh", "-c", script,
+        "run", "-o", str(out), "--force", "--env-keep", "HO*", "--", "sh", "-c", script,
         env={**os.environ, "HOME": "/home/test"},
     )  # fmt: skip
     assert result.stdout.decode().splitlines()[0] == "|/home/test|gone"

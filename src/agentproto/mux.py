@@ -37,8 +37,10 @@ Hot path: data frames are encoded by hand (byte-identical to
 ``Frame.to_cbor()``), written with one ``os.writev`` straight to the file
 descriptor, read by :class:`~agentproto.codec.FrameReader` (the reader under
 :class:`~agentproto.codec.Decoder`) into one reused buffer with the frame-size
-limit enforced before buffering, and decoded without cbor2; a recorder gets
-the very bytes that went over the wire.
+limit enforced before buffering, and decoded without cbor2; a frame tap (a recorder) gets
+the very bytes that went over the wire. The byte-level work (framing, data
+frames by hand, request ids) lives in :mod:`agentproto.protocol`; this
+module adds the threads, file descriptors and locks.
 """
 
 from __future__ import annotations
@@ -53,8 +55,8 @@ import os
 import socket
 import stat
 import threading
-from collections.abc import Callable
-from typing import Any, Literal, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from .codec import DEFAULT_MAX_FRAME_SIZE, Encoder, FrameReader
 from .errors import (
@@ -63,7 +65,14 @@ from .errors import (
     RemoteProtocolError,
     RPCTimeoutError,
 )
-from .recording import Recorder
+from .protocol import (
+    RequestTable,
+    Side,
+    accepted_types,
+    check_direction,
+    encode_data_frame_head,
+    parse_data_frame,
+)
 from .types import (
     Direction,
     FileOpReq,
@@ -77,39 +86,21 @@ from .types import (
 )
 
 __all__ = [
+    "FrameRecorder",
+    "FrameTap",
     "Mux",
     "StreamHandler",
     "encode_data_frame_head",
     "writer_handler",
 ]
 
+# kept for code that imported them from here (they live in agentproto.protocol)
+_fast_data_frame = parse_data_frame
+
 _log = logging.getLogger("agentproto.mux")
 
-# Frame types each side may receive; the others are dropped when ``side`` is set.
-_AGENT_RECEIVES = frozenset(
-    {
-        FrameType.EXEC,
-        FrameType.DATA,
-        FrameType.EOF,
-        FrameType.SIGNAL,
-        FrameType.CONFIG,
-        FrameType.PATH_QUERY,
-        FrameType.FILE_OP,
-    }
-)
-# Frames that open a session: a runner receiving one is not talking to an agent.
-_SESSION_OPENERS = frozenset({FrameType.EXEC, FrameType.CONFIG})
-_RUNNER_RECEIVES = frozenset(
-    {
-        FrameType.DATA,
-        FrameType.EOF,
-        FrameType.EXIT,
-        FrameType.ERROR,
-        FrameType.LOG,
-        FrameType.PATH_INFO,
-        FrameType.FILE_RESP,
-    }
-)
+_INITIAL_READ_BUFFER = 64 * 1024  # a quiet connection's read buffer (see _GrowingFrameReader)
+_FULL_READ_BUFFER = 4 * 1024 * 1024  # a busy one's: many frames per read(2)
 _PIPE_SIZE = 1024 * 1024  # Linux default pipe-max-size; fewer, larger reads and writes
 _CLOSE_WAIT = 0.5  # seconds close() waits for a send in progress (longer: the peer is stuck)
 
@@ -144,149 +135,53 @@ def writer_handler(fileobj: Any) -> StreamHandler:
     return _WriterHandler(fileobj)
 
 
-# --- hand-made data frames (the hot path) ----------------------------------------------
+class FrameRecorder(Protocol):
+    """Where :meth:`Mux.set_recorder` sends frames (a :class:`~agentproto.recording.Recorder`)."""
+
+    def write_frame_parts(
+        self, seq: int, direction: Direction, parts: Sequence[bytes | bytearray | memoryview]
+    ) -> None:
+        """Record one frame given as its encoded pieces."""
 
 
-def _uint_head(major: int, value: int) -> bytes:
-    mt = major << 5
-    if value < 24:
-        return bytes((mt | value,))
-    if value < 0x100:
-        return bytes((mt | 24, value))
-    if value < 0x10000:
-        return bytes((mt | 25,)) + value.to_bytes(2, "big")
-    if value < 0x1_0000_0000:
-        return bytes((mt | 26,)) + value.to_bytes(4, "big")
-    return bytes((mt | 27,)) + value.to_bytes(8, "big")
+FrameTap = Callable[[Direction, Sequence[bytes | bytearray | memoryview]], None]
+"""Sees every frame crossing a mux as its encoded pieces, in wire order (:meth:`Mux.set_tap`)."""
 
 
-def encode_data_frame_head(stream: int, size: int) -> bytes:
-    """Encoded ``Frame{Type: Data, Stream: stream, Data: <size bytes>}`` up to the data.
+class _GrowingFrameReader(FrameReader):
+    """A :class:`FrameReader` whose buffer starts small and grows when the stream is busy.
 
-    Appending the data gives exactly ``Frame(type=DATA, stream=..., data=...).to_cbor()``
-    (Go's omitempty drops a zero stream and empty data), so a chunk can be sent
-    with ``writev`` and never copied into a frame buffer.
-    """
-    if not 0 <= stream <= 0xFFFF_FFFF:
-        raise ValueError(f"stream {stream} is not a uint32")
-    pairs = 1 + (stream != 0) + (size != 0)
-    parts = [bytes((0xA0 | pairs,)), b"\x61t\x02"]
-    if stream:
-        parts += [b"\x61s", _uint_head(0, stream)]
-    if size:
-        parts += [b"\x61d", _uint_head(2, size)]
-    return b"".join(parts)
-
-
-def _read_uint(item: bytes | memoryview, pos: int, major: int) -> tuple[int, int]:
-    """Read an unsigned head of ``major`` at ``pos``; (-1, pos) if it is not one."""
-    head = item[pos]
-    if head >> 5 != major:
-        return -1, pos
-    info = head & 0x1F
-    if info < 24:
-        return info, pos + 1
-    if info > 27:
-        return -1, pos
-    size = 1 << (info - 24)
-    return int.from_bytes(item[pos + 1 : pos + 1 + size], "big"), pos + 1 + size
-
-
-def _fast_data_frame(item: bytes | memoryview) -> tuple[int, bytes] | None:
-    """(stream, data) when ``item`` is a data frame in Go's exact layout, else None.
-
-    Anything else (other types, other key order, case-folded keys) returns None
-    and takes the general path through cbor2.
-    """
-    if len(item) < 6 or item[1:4] != b"\x61t\x02":
-        return None
-    pairs = item[0]
-    if pairs not in (0xA2, 0xA3):
-        return None
-    pos = 4
-    stream = 0
-    try:
-        if item[pos : pos + 2] == b"\x61s":
-            stream, pos = _read_uint(item, pos + 2, 0)
-            if not 0 <= stream <= 0xFFFF_FFFF:
-                return None
-            if pairs == 0xA2:  # stream only: an empty data frame
-                return (stream, b"") if pos == len(item) else None
-        elif pairs == 0xA3:
-            return None
-        if item[pos : pos + 2] != b"\x61d":
-            return None
-        size, pos = _read_uint(item, pos + 2, 2)
-    except IndexError:
-        return None
-    if size < 0 or pos + size != len(item):
-        return None
-    return stream, bytes(item[pos:])  # the one copy of the payload
-
-
-# --- reading frames ------------------------------------------------------------------------
-
-
-# --- recording ----------------------------------------------------------------------------
-
-
-class _RecordWriter:
-    """Writes one mux's frames to its Recorder, in the order they cross the wire.
-
-    A data frame goes out as its hand-made head and the payload the mux
-    already holds, in one ``writev`` (exactly the bytes of the wire: Go's
-    layout, the only one the mux sends or recognises as a data frame); any
-    other frame as its received or sent bytes. Writing in the calling thread
-    (measured against a writer thread with a queue: the hand-offs cost more
-    than the overlap gained on two cores) also means a slow disk slows the
-    connection instead of filling memory.
+    An idle or quiet connection (a listening agent may hold a hundred) then
+    costs 64 KiB instead of 4 MiB of zero-filled buffer. A frame larger than
+    the buffer grows it to that frame's size (the reader's own rule); a read
+    that fills the whole buffer marks a busy stream, and the buffer grows to
+    the reader's full size, so bulk transfers keep many frames per read(2).
     """
 
-    def __init__(self, recorder: Recorder, seq: int, report: Callable[..., None]):
-        self._recorder = recorder
-        self._seq = seq
-        self._report = report
+    def __init__(self, reader: Any, *, max_frame_size: int):
+        # not super().__init__: its 4 MiB buffer, even freed at once, raises glibc's
+        # mmap threshold, and later buffers then stay in the heap after use
+        into = getattr(reader, "readinto1", None) or getattr(reader, "readinto", None)
+        self._readinto: Callable[[memoryview], int | None] | None = into
+        read1 = getattr(reader, "read1", None)
+        self._read: Callable[[int], bytes | None] = read1 if read1 is not None else reader.read
+        self._mem = bytearray(_INITIAL_READ_BUFFER)
+        self._view = memoryview(self._mem)
+        self._lo = self._hi = self._consumed = 0
+        self._eof = False
+        self.max_frame_size = max_frame_size
+        self._full_size = _FULL_READ_BUFFER
 
-    def data(self, direction: Direction, stream: int, data: bytes) -> None:
-        try:
-            self._recorder.write_frame_parts(
-                self._seq, direction, [encode_data_frame_head(stream, len(data)), data]
-            )
-        except (OSError, ValueError) as exc:
-            self._report("record", f"cannot record a frame: {exc}", logging.WARNING)
-
-    def now(self, direction: Direction, frame_cbor: bytes) -> None:
-        try:
-            self._recorder.write_frame(self._seq, direction, frame_cbor)
-        except (OSError, ValueError) as exc:
-            self._report("record", f"cannot record a frame: {exc}", logging.WARNING)
-
-    def flush(self) -> None:
-        """Nothing is queued: every frame is written when it crosses the wire."""
-
-    def stop(self) -> None:
-        """Nothing to stop (kept for the mux's life cycle)."""
-
-
-# --- RPC waiters ---------------------------------------------------------------------------
-
-
-class _Waiter:
-    __slots__ = ("abandoned", "error", "event", "result")
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.abandoned = False
-
-    def set(self, result: Any) -> None:
-        self.result = result
-        self.event.set()
-
-    def fail(self, error: BaseException) -> None:
-        self.error = error
-        self.event.set()
+    def _fill(self, needed: int) -> bool:
+        size = len(self._mem)
+        if size < self._full_size and self._hi == size:
+            lo, hi = self._lo, self._hi
+            mem = bytearray(self._full_size)  # a new buffer: views handed out stay valid
+            mem[: hi - lo] = self._view[lo:hi]
+            self._consumed += lo
+            self._mem, self._view = mem, memoryview(mem)
+            self._lo, self._hi = 0, hi - lo
+        return super()._fill(needed)
 
 
 class Mux:
@@ -307,15 +202,14 @@ class Mux:
         *,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         logger: logging.Logger | None = None,
-        side: Literal["runner", "agent"] | None = None,
+        side: Side | None = None,
     ):
         self._reader = reader
         self._writer = writer
-        self._frames = FrameReader(reader, max_frame_size=max_frame_size)
+        self._frames = _GrowingFrameReader(reader, max_frame_size=max_frame_size)
         self.log = logger if logger is not None else _log
-        self._accepts: frozenset[int] | None = (
-            _AGENT_RECEIVES if side == "agent" else _RUNNER_RECEIVES if side == "runner" else None
-        )
+        self._side: Side | None = side
+        self._accepts = accepted_types(side)
         self._send_lock = threading.Lock()
         # control frames (anything but data) waiting for / given the send lock
         self._control_cond = threading.Condition(threading.Lock())
@@ -333,15 +227,10 @@ class Mux:
         self._on_file_op: Callable[[FileOpReq], FileOpResp] | None = None
         self._on_path_query: Callable[[PathQuery], PathInfo] | None = None
         self._on_error: Callable[[str], None] | None = None
-        self._recorder: Recorder | None = None
-        self._record_writer: _RecordWriter | None = None
-        self._seq = 0
-
-        self._rpc_lock = threading.Lock()
-        self._next_id = 1
-        self._file_waiters: dict[int, _Waiter] = {}
-        self._path_waiters: collections.deque[_Waiter] = collections.deque()
-        self._finished: str | None = None  # why RPCs can no longer be answered
+        self._tap: FrameTap | None = None
+        self._requests = RequestTable()
+        self.frames_received = 0
+        """Valid frames received so far (a runner's proof that its peer is an agent)."""
 
         self._send_closed = False
         self._writer_closed = False
@@ -398,27 +287,36 @@ class Mux:
         """Call ``fn(text)`` for each ``FrameError`` (runner side)."""
         self._on_error = fn
 
-    def set_recorder(self, recorder: Recorder, seq: int) -> None:
+    def set_tap(self, tap: FrameTap | None) -> None:
+        """Call ``tap(direction, parts)`` for every frame sent (SEND) and received (RECV).
+
+        ``parts`` are the frame's exact bytes on the wire, in pieces (a data
+        frame's head and payload), valid during the call only. The tap runs in
+        the thread that moves the frame: a received one before it is handled,
+        a sent one inside the send lock before it goes out (so an answer can
+        never be seen before its request). A slow tap therefore slows the
+        connection instead of filling memory. With a tap set, output is not
+        spliced in the kernel (the tap must see the bytes). None removes it.
+        """
+        self._tap = tap
+
+    def set_recorder(self, recorder: FrameRecorder, seq: int) -> None:
         """Record every frame sent (Direction.SEND) and received (RECV) as command ``seq``.
 
-        Records hold the exact bytes of the wire and the time each frame was sent
-        or received. Each is written in the thread that moves the frame: a
-        received one before it is handled, a sent one before it goes out (so an
-        answer can never precede its request in the file). A slow disk thus slows
-        the connection instead of filling memory, and nothing is pending when a
-        call returns.
+        A tap (:meth:`set_tap`) that writes each frame with
+        ``recorder.write_frame_parts``: records hold the exact bytes of the
+        wire and the time each frame crossed it, and nothing is pending when a
+        call returns. A frame that cannot be recorded (disk full) is logged,
+        and the connection goes on.
         """
-        self.flush_recording()
-        if self._record_writer is not None:
-            self._record_writer.stop()
-        self._seq = seq
-        self._record_writer = _RecordWriter(recorder, seq, self._drop)
-        self._recorder = recorder
 
-    def flush_recording(self) -> None:
-        """Wait until every frame so far is written to the recorder."""
-        if self._record_writer is not None:
-            self._record_writer.flush()
+        def record(direction: Direction, parts: Sequence[bytes | bytearray | memoryview]) -> None:
+            try:
+                recorder.write_frame_parts(seq, direction, parts)
+            except (OSError, ValueError) as exc:
+                self._drop("record", f"cannot record a frame: {exc}", logging.WARNING)
+
+        self.set_tap(record)
 
     # --- sending -----------------------------------------------------------------------------
 
@@ -463,7 +361,7 @@ class Mux:
                     self._control_sent += 1
                     self._control_cond.notify_all()
         try:
-            self._record_and_write(parts, stream)
+            self._tap_and_write(parts)
         finally:
             self._send_lock.release()
 
@@ -494,22 +392,16 @@ class Mux:
             while self._control_sent < target and not self._send_closed:
                 self._control_cond.wait(0.5)
 
-    def _record_and_write(self, parts: list[Any], stream: int) -> None:
+    def _tap_and_write(self, parts: list[Any]) -> None:
         """Record, then send, one frame; the caller holds the send lock.
 
         Recorded inside the lock (frames in wire order) and BEFORE the write:
         once on the wire, the peer's answer may be received and recorded at
         once, and a recording must never show a response before its request.
         """
-        writer = self._record_writer
-        if writer is not None:
-            if stream >= 0:
-                data = parts[1] if len(parts) > 1 else b""
-                writer.data(
-                    Direction.SEND, stream, data if data.__class__ is bytes else bytes(data)
-                )
-            else:
-                writer.now(Direction.SEND, parts[0] if len(parts) == 1 else b"".join(parts))
+        tap = self._tap
+        if tap is not None:
+            tap(Direction.SEND, parts)
         self._write(parts)
 
     def send(self, frame: Frame) -> None:
@@ -529,8 +421,8 @@ class Mux:
 
     @property
     def can_splice(self) -> bool:
-        """True if :meth:`send_data_from_pipe` moves data in the kernel (no recorder set)."""
-        return self._splice_ok and self._recorder is None
+        """True if :meth:`send_data_from_pipe` moves data in the kernel (no tap set)."""
+        return self._splice_ok and self._tap is None
 
     def send_data_from_pipe(self, stream: int, pipe_fd: int, size: int) -> None:
         """Send a ``FrameData`` of ``size`` bytes taken from the pipe ``pipe_fd``.
@@ -594,8 +486,8 @@ class Mux:
         if item is None:
             return None
         data = bytes(item)
-        if self._record_writer is not None:
-            self._record_writer.now(Direction.RECV, data)
+        if self._tap is not None:
+            self._tap(Direction.RECV, [data])
         return Frame.from_map(decode_cbor_item(data))
 
     def read_loop(self, *, stop: threading.Event | None = None) -> int:
@@ -616,21 +508,27 @@ class Mux:
                 item = self._next_item()
                 if item is None:
                     break
-                fast = _fast_data_frame(item)
-                recording = self._record_writer
+                tap = self._tap
+                if tap is not None:
+                    tap(Direction.RECV, [item])  # the exact bytes received
+                fast = parse_data_frame(item)
                 if fast is not None:
-                    if recording is not None:
-                        recording.data(Direction.RECV, fast[0], fast[1])
+                    self.frames_received += 1
                     self._deliver_data(fast[0], fast[1])
                     continue
                 data = bytes(item)
-                if recording is not None:
-                    recording.now(Direction.RECV, data)
                 try:
                     frame = Frame.from_map(decode_cbor_item(data))
                 except RemoteProtocolError as exc:
+                    if self._side == "runner" and not self.frames_received:
+                        # not one valid frame yet: the peer does not speak the protocol
+                        # (`--agent yes`); dropping its output forever would record junk
+                        raise RemoteProtocolError(
+                            f"the agent's first output is not a frame ({exc}): is it an agent?"
+                        ) from None
                     self._drop("invalid", f"dropped an invalid frame: {exc}", logging.WARNING)
                     continue
+                self.frames_received += 1
                 result = self.dispatch(frame)
                 if result is not None:
                     code = result
@@ -643,7 +541,6 @@ class Mux:
             self.log.debug("read loop ended: %s", exc)
         finally:
             self._reading = False
-            self.flush_recording()
             self._finish(reason)
         return code
 
@@ -653,13 +550,7 @@ class Mux:
         if not isinstance(ftype, FrameType):
             self._drop(f"type{ftype}", f"dropped a frame of unknown type {ftype}")
             return None
-        if self._accepts is not None and ftype not in self._accepts:
-            if self._accepts is _RUNNER_RECEIVES and ftype in _SESSION_OPENERS:
-                # only a runner opens a session: the peer is no agent (an echo like
-                # `cat`, or the wrong program), and waiting for its exit would hang
-                raise RemoteProtocolError(
-                    f"the peer sent {ftype.name}, which only a runner sends: it is not an agent"
-                )
+        if self._accepts is not None and not check_direction(self._side, ftype):
             self._drop(
                 f"dir{ftype}", f"dropped a frame of type {ftype.name}: the peer may not send it"
             )
@@ -759,24 +650,12 @@ class Mux:
     # --- runner side RPC clients ------------------------------------------------------------------
 
     def _answer_file_op(self, resp: FileOpResp) -> None:
-        with self._rpc_lock:
-            waiter = self._file_waiters.pop(resp.req_id, None)
-        if waiter is None:
+        if not self._requests.answer_file_op(resp):
             self._drop("fresp", f"dropped a file-op response with unknown id {resp.req_id}")
-        else:
-            waiter.set(resp)
 
     def _answer_path_query(self, info: PathInfo) -> None:
-        with self._rpc_lock:
-            waiter = self._path_waiters.popleft() if self._path_waiters else None
-        if waiter is None:
+        if not self._requests.answer_path_query(info):
             self._drop("pinfo", "dropped a PATH answer nobody asked for")
-        elif not waiter.abandoned:
-            waiter.set(info)
-
-    def _check_open(self) -> None:
-        if self._finished is not None:
-            raise ConnectionClosedError(f"no answer possible: {self._finished}")
 
     def file_op(self, request: FileOpReq, *, timeout: float | None = 30.0) -> FileOpResp:
         """Send a file-op request with a fresh id and wait for its answer (thread-safe).
@@ -786,25 +665,17 @@ class Mux:
         and :class:`ConnectionClosedError` when the connection ends first.
         Needs a running read loop (see :meth:`start`).
         """
-        waiter = _Waiter()
-        with self._rpc_lock:
-            self._check_open()
-            req_id = self._next_id
-            while req_id in self._file_waiters or req_id == 0:
-                req_id = (req_id + 1) & 0xFFFF_FFFF
-            self._next_id = (req_id + 1) & 0xFFFF_FFFF or 1
-            self._file_waiters[req_id] = waiter
+        requests = self._requests
+        req_id, waiter = requests.new_file_op()
         try:
             self.send(
                 Frame(type=FrameType.FILE_OP, file_op=dataclasses.replace(request, req_id=req_id))
             )
         except BaseException:
-            with self._rpc_lock:
-                self._file_waiters.pop(req_id, None)
+            requests.forget_file_op(req_id)
             raise
         if not waiter.event.wait(timeout):
-            with self._rpc_lock:
-                self._file_waiters.pop(req_id, None)
+            requests.forget_file_op(req_id)
             if not waiter.event.is_set():
                 raise RPCTimeoutError(
                     f"file op {getattr(request.op, 'name', request.op)} (id {req_id}): "
@@ -819,17 +690,16 @@ class Mux:
         self, paths: list[str] | None = None, *, timeout: float | None = 30.0
     ) -> PathInfo:
         """Ask the agent for the executables on ``paths`` (None or empty: its own $PATH)."""
-        waiter = _Waiter()
-        with self._rpc_lock:
-            self._check_open()
-            self._path_waiters.append(waiter)
+        requests = self._requests
+        with requests.lock:
+            waiter = requests.new_path_query()
             try:
-                # under the RPC lock: queries go out in the order of the waiter queue
+                # under the lock: queries go out in the order of the waiter queue
                 self.send(
                     Frame(type=FrameType.PATH_QUERY, query=PathQuery(paths=list(paths or [])))
                 )
             except BaseException:
-                self._path_waiters.remove(waiter)
+                requests.drop_path_query(waiter)
                 raise
         if not waiter.event.wait(timeout):
             waiter.abandoned = True  # stays queued to swallow the late answer
@@ -842,13 +712,7 @@ class Mux:
 
     def _finish(self, reason: str) -> None:
         """No answer can come any more: fail every waiter, refuse new RPCs."""
-        with self._rpc_lock:
-            self._finished = reason
-            waiters = [*self._file_waiters.values(), *self._path_waiters]
-            self._file_waiters.clear()
-            self._path_waiters.clear()
-        for waiter in waiters:
-            waiter.fail(ConnectionClosedError(f"no answer: {reason}"))
+        self._requests.finish(reason)
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -873,6 +737,11 @@ class Mux:
             raise RuntimeError("the read loop was not started with start()")
         self._done.wait(timeout)
         return self.exit_code
+
+    @property
+    def read_offset(self) -> int:
+        """Stream offset of the next frame to be read (bytes of whole frames read so far)."""
+        return self._frames.offset
 
     @property
     def closed(self) -> bool:
@@ -905,8 +774,6 @@ class Mux:
         if not self._reading:
             with contextlib.suppress(OSError, ValueError, AttributeError):
                 self._reader.close()
-        if self._record_writer is not None:
-            self._record_writer.stop()
 
     def _close_writer(self) -> None:
         """Close the writer once; the caller holds the send lock.

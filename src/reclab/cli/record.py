@@ -10,21 +10,22 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from agentproto import AgentConfig, ExecMsg, LogEntry
+from agentproto import AgentConfig, LogEntry
 
 from .app import app, fail, warn
 
+if TYPE_CHECKING:
+    from agentproto.address import Address
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 _SLOG_NAMES = {-4: "DEBUG", 0: "INFO", 4: "WARN", 8: "ERROR"}
-EXIT_AGENT_FAILED = 255  # what ssh exits with when the connection fails
 
 
 def default_output(directory: Path | None = None) -> Path:
@@ -185,6 +186,9 @@ def run(
     parallel: Annotated[
         bool, typer.Option("--parallel", help="Run the --script commands concurrently.")
     ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite the -o recording if it exists.")
+    ] = False,
     verbose: Annotated[
         bool,
         typer.Option("--verbose", "-v", help="Show the agent's logs and stderr on stderr."),
@@ -198,132 +202,105 @@ def run(
     The third SIGINT, SIGTERM, SIGHUP or SIGQUIT gives up on the command.
     reclab exits with the command's exit code.
 
-    With --script: 0 if every command succeeded, else the code of the first that failed.
+    With --script: 0 if every command succeeded, else the code of the first that failed; a
+    SIGINT, SIGTERM, SIGHUP or SIGQUIT stops the script after the current command.
     """
-    from agentproto import auth
-    from agentproto.address import Address, parse_address
-
-    from ..runner import (
-        ABANDON_AFTER,
-        AgentLostError,
-        AgentStartError,
-        RecordedSession,
-        agent_command,
-    )
+    from ..live.errors import AgentLostError, AgentStartError
+    from ..live.run import EXIT_AGENT_FAILED, RunPlan, RunReporter, exec_messages, record_run
 
     argvs = _commands(command, script, parallel)
-    address: Address | None = None
-    agent_argv: list[str] | None = None
-    token: bytes | None = None
+    agent_argv, address, token = _where(agent, connect, token_file, agent_log_level)
+    plan = RunPlan(
+        execs=exec_messages(argvs, env=_exec_env(env, env_keep), cwd=cwd),
+        agent_argv=agent_argv,
+        address=address,
+        token=token,
+        config=(
+            AgentConfig(env_keep=env_keep, env_remove=env_remove)
+            if env_keep or env_remove
+            else None
+        ),
+        extra_fds=_extra_fds(fd or []),
+        script=script is not None,
+        parallel=parallel,
+        default_agent=agent is None and connect is None,
+    )
+    output = _output_path(output, force)
+    _route_library_warnings()
+    reporter = RunReporter(
+        agent_log=_print_log if verbose else None,
+        agent_error=_print_agent_error,
+        agent_stderr=_print_agent_stderr if verbose else None,
+        notice=_print_notice,
+        recording_failed=lambda exc: print(
+            f"reclab: warning: the recording stopped: {exc.strerror or exc}; {output} holds "
+            "what came before (a reader reports it cut short)",
+            file=sys.stderr,
+            flush=True,
+        ),
+    )
+    try:
+        outcome = record_run(plan, output, reporter)
+    except (AgentStartError, AgentLostError) as exc:  # before OSError: they are OSErrors too
+        fail(str(exc), EXIT_AGENT_FAILED)
+    except OSError as exc:
+        fail(f"cannot write the recording {output}: {exc.strerror or exc}")
+    except KeyboardInterrupt:
+        # a Ctrl-C before the signal relay was installed (or after it was removed)
+        raise typer.Exit(130) from None
+    if not outcome.abandoned_by:
+        for message in outcome.lost:
+            print(f"reclab: error: {message}", file=sys.stderr)
+    raise typer.Exit(outcome.exit_status)
+
+
+def _where(
+    agent: str | None, connect: str | None, token_file: Path | None, agent_log_level: str | None
+) -> tuple[list[str] | None, Address | None, bytes | None]:
+    """(agent argv, address, token) from the options; one-line errors for bad ones."""
+    from agentproto import auth
+    from agentproto.address import parse_address
+
+    from ..live.backend import agent_command
+
     if token_file is not None and connect is None:
         fail("--token-file goes with --connect")
-    if connect is not None:
-        if agent is not None:
-            fail("--agent and --connect: give one, not both")
-        try:
-            address = parse_address(connect)
-        except ValueError as exc:
-            fail(f"--connect {exc}")
-        try:
-            token = auth.read_token_file(token_file) if token_file else auth.token_from_env()
-        except auth.TokenError as exc:
-            fail(str(exc))
-    else:
-        try:
-            agent_argv = agent_command(agent, log_level=None if agent else agent_log_level)
-        except ValueError as exc:
-            fail(f"--agent: {exc}")
-    if (agent is not None or connect is not None) and agent_log_level is not None:
-        warn("--agent-log-level applies to the default agent only: ignored")
     if agent_log_level is not None and agent_log_level not in LOG_LEVELS:
         fail(f"--agent-log-level: expected one of {', '.join(LOG_LEVELS)}")
-    extra_fds = _extra_fds(fd or [])
-    exec_env = _exec_env(env, env_keep)
-    config = (
-        AgentConfig(env_keep=env_keep, env_remove=env_remove) if env_keep or env_remove else None
-    )
-    execs = [
-        ExecMsg(
-            path=argv[0],
-            argv=argv,
-            env=list(exec_env) if exec_env is not None else None,
-            cwd=cwd or "",
-        )
-        for argv in argvs
-    ]
+    if (agent is not None or connect is not None) and agent_log_level is not None:
+        warn("--agent-log-level applies to the default agent only: ignored")
+    if connect is None:
+        try:
+            return agent_command(agent, log_level=None if agent else agent_log_level), None, None
+        except ValueError as exc:
+            fail(f"--agent: {exc}")
+    if agent is not None:
+        fail("--agent and --connect: give one, not both")
+    try:
+        address = parse_address(connect)
+    except ValueError as exc:
+        fail(f"--connect {exc}")
+    try:
+        token = auth.read_token_file(token_file) if token_file else auth.token_from_env()
+    except auth.TokenError as exc:
+        fail(str(exc))
+    return None, address, token
 
+
+def _output_path(output: Path | None, force: bool) -> Path:
+    """The recording's path: the default name (announced), or ``-o`` checked."""
     if output is None:
         output = default_output()
         print(f"reclab: recording to {output}", file=sys.stderr, flush=True)
     elif output.is_dir():
         fail(f"{output}: is a directory")
-    try:
-        session = RecordedSession(
-            output,
-            agent=agent_argv,
-            connect=address,
-            token=token,
-            config=config,
-            on_log=_print_log if verbose else None,
-            on_error=_print_agent_error,
-            on_agent_stderr=_print_agent_stderr if verbose else None,
-        )
-    except OSError as exc:
-        fail(f"cannot write the recording {output}: {exc.strerror or exc}")
+    elif output.exists() and not force:
+        fail(f"{output}: already exists (give --force to overwrite it)")
+    return output
 
-    lost: list[str] = []
-    _route_library_warnings()
 
-    def on_abandon(signo: int) -> None:
-        print(
-            f"reclab: signal {signo} received {ABANDON_AFTER} times: abandoning the command",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    def on_signal_delayed(signo: int) -> None:
-        print(
-            f"reclab: signal {signo} not delivered yet: the agent is not reading (the command "
-            f"does not read its stdin?); send it {ABANDON_AFTER} times to give up",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    def on_lost(_command: object, exc: AgentLostError) -> None:
-        detail = exc.agent_stderr.strip().splitlines()
-        lost.append(f"{exc}" + (f": {detail[-1]}" if detail else ""))
-
-    try:
-        with session:
-            if script is None:
-                codes = session.run_all(
-                    execs,
-                    extra_fds=extra_fds,
-                    on_lost=on_lost,
-                    on_abandon=on_abandon,
-                    on_signal_delayed=on_signal_delayed,
-                )
-            else:
-                codes = session.run_all(
-                    execs,
-                    parallel=parallel,
-                    stdin=subprocess.DEVNULL,
-                    extra_fds=extra_fds,
-                    on_lost=on_lost,
-                    on_abandon=on_abandon,
-                    on_signal_delayed=on_signal_delayed,
-                )
-    except AgentStartError as exc:
-        fail(str(exc), EXIT_AGENT_FAILED)
-    except KeyboardInterrupt:
-        # a Ctrl-C before the signal relay was installed (or after it was removed)
-        raise typer.Exit(130) from None
-    if session.abandoned_by:
-        raise typer.Exit(128 + session.abandoned_by)
-    for message in lost:
-        print(f"reclab: error: {message}", file=sys.stderr)
-    failed = [code for code in codes if code != 0]
-    raise typer.Exit(_exit_status(failed[0]) if failed else 0)
+def _print_notice(text: str) -> None:
+    print(f"reclab: {text}", file=sys.stderr, flush=True)
 
 
 def _route_library_warnings() -> None:
@@ -335,10 +312,6 @@ def _route_library_warnings() -> None:
         handler.setLevel(logging.WARNING)
         log.addHandler(handler)
         log.propagate = False
-
-
-def _exit_status(code: int) -> int:
-    return code if 0 <= code <= 255 else EXIT_AGENT_FAILED
 
 
 def _commands(command: list[str] | None, script: Path | None, parallel: bool) -> list[list[str]]:
