@@ -1,0 +1,87 @@
+"""The Logs tab: the agent's log entries for one command, coloured by level.
+
+Rows come from :func:`reclab.tables.iter_logs_batches` over the command's own
+records (:class:`reclab.tui.widgets.fileops.CommandRecords`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+from rich.text import Text
+from textual.widgets import DataTable
+
+from reclab.tables import iter_logs_batches
+from reclab.timeline import safe_text
+from reclab.tui.widgets.fileops import MAX_ROWS, CommandRecords
+from reclab.tui.widgets.frames import command_start_ns
+
+if TYPE_CHECKING:
+    from reclab.tui.widgets.command_detail import CommandSource
+
+__all__ = ["LEVEL_STYLES", "LogsTable"]
+
+LEVEL_STYLES = {"DEBUG": "dim", "INFO": "green", "WARN": "yellow", "ERROR": "bold red"}
+
+
+def level_style(level: str) -> str:
+    """The colour of a level name (``INFO+2`` takes INFO's)."""
+    for base, style in LEVEL_STYLES.items():
+        if level.startswith(base):
+            return style
+    return ""
+
+
+class LogsTable(DataTable[Any]):
+    """Agent log entries of one command: time since start, level, message, attributes."""
+
+    DEFAULT_CSS = "LogsTable { height: 1fr; }"
+
+    def __init__(self, source: CommandSource, *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        self.source = source
+        self.seq: int | None = None
+        self.total = 0
+        self.levels: list[str] = []  # level of each row shown, for tests and filters
+
+    def on_mount(self) -> None:
+        for name in ("time", "level", "message", "attrs"):
+            self.add_column(name, key=name)
+
+    def show_command(self, seq: int | None) -> None:
+        """Load and show the log entries of command ``seq`` (None: empty)."""
+        self.seq = seq
+        self.clear()
+        self.total = 0
+        self.levels = []
+        cmd = self.source.command(seq) if seq is not None else None
+        if cmd is not None and cmd.log_count:
+            start = pd.Timestamp(command_start_ns(cmd), unit="ns", tz="UTC")
+            view = CommandRecords(self.source.rec, cmd).as_recording()
+            for batch in iter_logs_batches(view):
+                self.total += len(batch)
+                part = batch.head(max(MAX_ROWS - len(self.levels), 0))
+                seconds = (part["time"] - start).dt.total_seconds().tolist()
+                rows = zip(
+                    seconds,
+                    part["level"].astype(str).tolist(),
+                    part["message"].astype(str).tolist(),
+                    part["attrs"].astype(str).tolist(),
+                    strict=True,
+                )
+                for second, level, message, attrs in rows:
+                    style = level_style(level)
+                    self.levels.append(level)
+                    self.add_row(
+                        Text(f"{second:+.6f}s", "dim"),
+                        Text(level, style),
+                        Text(safe_text(message, 500), style if level != "INFO" else ""),
+                        Text(safe_text(attrs, 500), "cyan"),
+                    )
+        shown = len(self.levels)
+        self.border_subtitle = (
+            f"showing {shown} of {self.total} log entries"
+            if self.total > shown
+            else f"{self.total} log entries"
+        )

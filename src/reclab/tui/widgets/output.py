@@ -1,0 +1,399 @@
+"""The Output tab: a command's stdout, stderr and extra descriptors, safely drawn.
+
+The output is not held in memory: a worker thread reads the command's data
+frames once and keeps only where each line starts (chunk number and byte
+offset, in compact arrays). :class:`OutputView` is a Line-API
+``ScrollView`` that reads and decodes the few chunks of the lines on screen
+when drawing them (LRU caches), so a command with gigabytes of output costs
+a few bytes per line.
+
+Lines are cut at a newline, when the stream changes (interleaved view) and
+after :data:`MAX_LINE` bytes, so no single line is huge. A stream that looks
+binary (:func:`reclab.tui.safe.looks_binary` on its first bytes) is shown as
+a hex dump, 16 bytes a line, with offsets in that stream. Text goes through
+:class:`reclab.tui.safe.OutputDecoder`: SGR colours kept, every other escape
+and control shown, never obeyed. Colours set on one line do not carry to the
+next (lines are drawn independently, in any order).
+"""
+
+from __future__ import annotations
+
+from array import array
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
+from textual.binding import Binding, BindingType
+from textual.cache import LRUCache
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.worker import get_current_worker
+
+from agentproto import Direction, FrameType
+from reclab.tui.safe import OutputDecoder, hex_dump_line, looks_binary
+
+if TYPE_CHECKING:
+    from reclab.tui.widgets.command_detail import CommandSource
+
+__all__ = ["MAX_LINE", "OutputView", "stream_label"]
+
+MAX_LINE = 4096  # bytes; a longer line continues on the next row
+_HEX_LINE = 16
+_SAMPLE = 4096  # first bytes of a stream that decide text or binary
+_PUBLISH_LINES = 20_000  # the worker shows what it has indexed every this many lines
+_RECV = int(Direction.RECV)
+_DATA = int(FrameType.DATA)
+_STREAM_STYLE = {1: "green", 2: "red"}
+_WIDTH = 4 + MAX_LINE  # the virtual width: gutter + the longest line
+
+
+def stream_label(stream: int) -> str:
+    """``out``, ``err`` or ``fdN``: how the gutter names a stream."""
+    return {0: "in", 1: "out", 2: "err"}.get(stream, f"fd{stream}")
+
+
+class _LineIndex:
+    """Where each output line starts; filled by the worker, read by the UI thread.
+
+    Chunk ``c`` is the data frame at record ``chunk_record[c]`` of stream
+    ``chunk_stream[c]``; line ``n`` starts at byte ``line_off[n]`` of chunk
+    ``line_chunk[n]``, which is byte ``line_pos[n]`` of its stream, and ends
+    where line ``n + 1`` starts (or at the end). ``lines`` counts the lines
+    published to the UI; the arrays may already hold more.
+    """
+
+    def __init__(self) -> None:
+        self.chunk_record = array("Q")
+        self.chunk_stream = array("L")
+        self.chunk_size = array("L")
+        self.line_chunk = array("L")
+        self.line_off = array("L")
+        self.line_pos = array("Q")
+        self.binary: dict[int, bool] = {}
+        self.lines = 0
+        self.done = False
+
+
+class OutputView(ScrollView, can_focus=True):
+    """The reconstructed output of one command: interleaved or one stream at a time.
+
+    ``s`` cycles the view: all streams in recorded order (a gutter says
+    which), then each stream alone. :meth:`search` finds text and
+    highlights it. Reading happens in a worker; :attr:`indexing` is True
+    until it is done.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("s", "cycle_stream", "Streams"),
+        Binding("up", "scroll_up", show=False),
+        Binding("down", "scroll_down", show=False),
+        Binding("pageup", "page_up", show=False),
+        Binding("pagedown", "page_down", show=False),
+        Binding("home", "scroll_home", show=False),
+        Binding("end", "scroll_end", show=False),
+    ]
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"output--match", "output--current-match"}
+    DEFAULT_CSS = """
+    OutputView { height: 1fr; }
+    OutputView > .output--match { background: $warning 40%; }
+    OutputView > .output--current-match { background: $warning; color: $background; }
+    """
+
+    class Indexed(Message):
+        """The worker finished reading the output of the command shown."""
+
+    def __init__(self, source: CommandSource, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.source = source
+        self.seq: int | None = None
+        self.stream: int | None = None  # None: every stream interleaved
+        self.streams: list[int] = []  # the streams the command wrote, ascending
+        self._index = _LineIndex()
+        self._generation = 0
+        self._chunks: LRUCache[int, bytes] = LRUCache(256)
+        self._strips: LRUCache[int, Strip] = LRUCache(1024)
+        self._texts: LRUCache[int, Text] = LRUCache(1024)
+        self.pattern = ""
+        self.match: tuple[int, int, int] | None = None  # (line, start, end) in the plain text
+
+    # --- what is shown -----------------------------------------------------------------
+
+    @property
+    def line_count(self) -> int:
+        """How many lines are shown (grows while the worker reads)."""
+        return self._index.lines
+
+    @property
+    def indexing(self) -> bool:
+        """True while the worker is still reading the command's output."""
+        return self.seq is not None and not self._index.done
+
+    def show_command(self, seq: int | None, stream: int | None = None) -> None:
+        """Show the output of command ``seq`` (None: nothing); ``stream`` alone or all."""
+        self.seq = seq
+        self.stream = stream
+        if seq is not None:
+            cmd = self.source.command(seq)
+            self.streams = sorted(cmd.bytes_received) if cmd is not None else []
+        else:
+            self.streams = []
+        self.match = None
+        self._reindex(keep_place=False)
+
+    def refresh_command(self) -> None:
+        """The command grew: read its output again and keep the scroll position."""
+        if self.seq is not None:
+            cmd = self.source.command(self.seq)
+            self.streams = sorted(cmd.bytes_received) if cmd is not None else []
+        self._reindex(keep_place=True)
+
+    def show_stream(self, stream: int | None) -> None:
+        """Show one stream alone (``None``: all interleaved)."""
+        self.stream = stream
+        self.match = None
+        self._reindex(keep_place=False)
+
+    def action_cycle_stream(self) -> None:
+        """Interleaved -> each stream alone -> interleaved."""
+        order: list[int | None] = [None, *self.streams]
+        at = order.index(self.stream) if self.stream in order else 0
+        self.show_stream(order[(at + 1) % len(order)])
+
+    def _reindex(self, *, keep_place: bool) -> None:
+        self._generation += 1
+        self._index = _LineIndex()
+        self._chunks.clear()
+        self._strips.clear()
+        self._texts.clear()
+        if not keep_place:
+            self.scroll_to(0, 0, animate=False, immediate=True)
+        self.virtual_size = Size(_WIDTH, 0)
+        self.refresh()
+        if self.seq is None:
+            self._index.done = True
+            return
+        seq, stream, gen, index = self.seq, self.stream, self._generation, self._index
+        self.run_worker(
+            lambda: self._read(seq, stream, gen, index),
+            thread=True,
+            exclusive=True,
+            group="output-index",
+        )
+
+    # --- the worker: one pass over the data frames -------------------------------------
+
+    def _read(self, seq: int, wanted: int | None, gen: int, ix: _LineIndex) -> None:
+        cmd = self.source.command(seq)
+        if cmd is None:
+            self.app.call_from_thread(self._publish, gen, 0, True)
+            return
+        rec = self.source.rec
+        kinds = rec.kinds
+        count = min(cmd.frame_count, len(cmd.record_indexes))
+        data_records = (i for i in cmd.record_indexes[:count] if kinds[i] == _DATA)
+        worker = get_current_worker()
+        line_stream = -1  # stream of the line being filled
+        line_bytes = 0  # bytes in it so far
+        pos: dict[int, int] = {}  # bytes of each stream so far
+        published = 0
+        for record, _offset, rf in rec.raw_frames(data_records):
+            if worker.is_cancelled or gen != self._generation:
+                return
+            frame: Any = rf.get("frame")
+            data = frame.get("d") if frame.__class__ is dict else None
+            stream = frame.get("s", 0) if frame.__class__ is dict else 0
+            if rf.get("dir") != _RECV or data.__class__ is not bytes or not data:
+                continue
+            if wanted is not None and stream != wanted:
+                continue
+            if stream not in ix.binary:
+                ix.binary[stream] = looks_binary(data[:_SAMPLE])
+            binary = ix.binary.get(stream, False)
+            c = len(ix.chunk_record)
+            ix.chunk_record.append(record)
+            ix.chunk_stream.append(stream)
+            ix.chunk_size.append(len(data))
+            start = pos.get(stream, 0)
+            off = 0
+            while off < len(data):
+                if stream != line_stream or line_bytes >= (_HEX_LINE if binary else MAX_LINE):
+                    ix.line_chunk.append(c)
+                    ix.line_off.append(off)
+                    ix.line_pos.append(start + off)
+                    line_stream, line_bytes = stream, 0
+                room = (_HEX_LINE if binary else MAX_LINE) - line_bytes
+                if binary:
+                    step = min(room, len(data) - off)
+                else:
+                    nl = data.find(b"\n", off, off + room)
+                    step = (nl + 1 - off) if nl >= 0 else min(room, len(data) - off)
+                off += step
+                line_bytes += step
+                if not binary and data[off - 1] == 0x0A:
+                    line_stream = -1  # the next byte starts a new line
+            pos[stream] = start + len(data)
+            if len(ix.line_chunk) - published >= _PUBLISH_LINES:
+                published = len(ix.line_chunk)
+                self.app.call_from_thread(self._publish, gen, published, False)
+        self.app.call_from_thread(self._publish, gen, len(ix.line_chunk), True)
+
+    def _publish(self, gen: int, lines: int, done: bool) -> None:
+        if gen != self._generation:
+            return
+        # The last line shown so far may have grown: draw it again.
+        self._texts.discard(self._index.lines - 1)
+        self._index.lines = lines
+        self._index.done = done
+        self.virtual_size = Size(_WIDTH, lines)
+        self._strips.clear()
+        self.refresh()
+        if done:
+            self.post_message(self.Indexed())
+
+    # --- reading lines -----------------------------------------------------------------
+
+    def _chunk(self, c: int) -> bytes:
+        data = self._chunks.get(c)
+        if data is None:
+            record = self._index.chunk_record[c]
+            data = b""
+            for _i, _o, rf in self.source.rec.raw_frames([record]):
+                frame = rf.get("frame")
+                d = frame.get("d") if isinstance(frame, dict) else None
+                data = d if isinstance(d, bytes) else b""
+            self._chunks.set(c, data)
+        return data
+
+    def line_bytes(self, n: int) -> bytes:
+        """The bytes of line ``n`` (newline included), read from its chunks."""
+        ix = self._index
+        c, off = ix.line_chunk[n], ix.line_off[n]
+        if n + 1 < len(ix.line_chunk):
+            end_c, end_off = ix.line_chunk[n + 1], ix.line_off[n + 1]
+        else:
+            end_c, end_off = len(ix.chunk_record) - 1, ix.chunk_size[-1]
+        parts = []
+        while c <= end_c:
+            data = self._chunk(c)
+            parts.append(data[off : end_off if c == end_c else len(data)])
+            c, off = c + 1, 0
+        return b"".join(parts)
+
+    def line_stream(self, n: int) -> int:
+        """The stream line ``n`` belongs to."""
+        return self._index.chunk_stream[self._index.line_chunk[n]]
+
+    def line_text(self, n: int) -> Text:
+        """Line ``n`` as safe Text without the gutter (cached)."""
+        text = self._texts.get(n)
+        if text is None:
+            stream = self.line_stream(n)
+            data = self.line_bytes(n)
+            if self._index.binary.get(stream, False):
+                text = hex_dump_line(data, self._index.line_pos[n])
+            else:
+                if data.endswith(b"\n"):
+                    data = data[:-2] if data.endswith(b"\r\n") else data[:-1]
+                text = OutputDecoder().line(data.decode("utf-8", "surrogateescape"))
+            self._texts.set(n, text)
+        return text
+
+    def render_line(self, y: int) -> Strip:
+        """Draw the visible line ``y`` (gutter, then the line with search highlights)."""
+        scroll_x, scroll_y = self.scroll_offset
+        n = scroll_y + y
+        width = self.scrollable_content_region.width
+        if n >= self._index.lines:
+            return Strip.blank(width, self.rich_style)
+        strip = self._strips.get(n)
+        if strip is None:
+            strip = self._draw_line(n)
+            self._strips.set(n, strip)
+        return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
+
+    def _draw_line(self, n: int) -> Strip:
+        stream = self.line_stream(n)
+        line = Text(no_wrap=True, end="")
+        if self.stream is None:
+            line.append(
+                f"{stream_label(stream):>3}│",
+                Style(color=_STREAM_STYLE.get(stream, "yellow"), dim=stream != 2),
+            )
+        body = self.line_text(n).copy()
+        if self.pattern:
+            match_style = self.get_component_rich_style("output--match")
+            lowered = body.plain.lower()
+            at = lowered.find(self.pattern)
+            while at >= 0:
+                body.stylize(match_style, at, at + len(self.pattern))
+                at = lowered.find(self.pattern, at + len(self.pattern))
+            if self.match is not None and self.match[0] == n:
+                body.stylize(
+                    self.get_component_rich_style("output--current-match"),
+                    self.match[1],
+                    self.match[2],
+                )
+        line.append_text(body)
+        base = self.rich_style
+        return Strip(
+            [
+                Segment(s.text, base + s.style if s.style else base)
+                for s in line.render(self.app.console)
+            ]
+        )
+
+    # --- search ------------------------------------------------------------------------
+
+    def search(self, pattern: str, forward: bool = True) -> bool:
+        """Go to the next (or previous) line containing ``pattern``, case-insensitively.
+
+        Searches what is shown (escapes appear as their visible form, so
+        ``\\e]52`` finds a clipboard write), from the current match or the
+        top of the screen, wrapping around. Highlights every occurrence on
+        screen and the current one more strongly; False when nothing matches.
+        """
+        pattern = pattern.lower()
+        if pattern != self.pattern:
+            self.pattern = pattern
+            self.match = None
+            self._strips.clear()
+            self.refresh()
+        total = self._index.lines
+        if not pattern or total == 0:
+            return False
+        if self.match is not None:
+            line, start, _end = self.match
+            # Another occurrence on the same line comes first.
+            plain = self.line_text(line).plain.lower()
+            at = plain.find(pattern, start + 1) if forward else plain.rfind(pattern, 0, start)
+            if at >= 0:
+                return self._go(line, at, pattern)
+            first = line + (1 if forward else -1)
+        else:
+            first = int(self.scroll_y) if forward else int(self.scroll_y) + self.size.height - 1
+        step = 1 if forward else -1
+        for k in range(total):
+            n = (first + k * step) % total
+            plain = self.line_text(n).plain.lower()
+            at = plain.find(pattern) if forward else plain.rfind(pattern)
+            if at >= 0:
+                return self._go(n, at, pattern)
+        return False
+
+    def _go(self, line: int, at: int, pattern: str) -> bool:
+        old = self.match
+        self.match = (line, at, at + len(pattern))
+        for n in {line, old[0] if old else line}:
+            self._strips.discard(n)
+        height = self.scrollable_content_region.height or 1
+        if not self.scroll_y <= line < self.scroll_y + height:
+            self.scroll_to(y=max(line - height // 2, 0), animate=False, immediate=True)
+        x = at + (4 if self.stream is None else 0)  # after the gutter
+        width = self.scrollable_content_region.width or 1
+        if not self.scroll_x <= x < self.scroll_x + width - 4:
+            self.scroll_to(x=max(x - width // 2, 0), animate=False, immediate=True)
+        self.refresh()
+        return True
