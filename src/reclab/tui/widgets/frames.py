@@ -208,15 +208,14 @@ class FrameList(ScrollView, can_focus=True):
         mark = self._marks.get(self._indexes[row])
         line = Text(no_wrap=True, end="")
         if mark is not None:
-            line.append("● ", self.get_component_rich_style("frame-list--mark"))
+            # The code first: the end of a long row is off screen.
+            line.append(f"● {mark} ", self.get_component_rich_style("frame-list--mark"))
         else:
             line.append("  ")
         if isinstance(decoded, str):
             line.append(decoded, "red")
         else:
             line.append_text(next(render_frames([decoded])))
-        if mark is not None:
-            line.append(f"  [{mark}]", self.get_component_rich_style("frame-list--mark"))
         base = self.rich_style
         if selected:
             base = base + self.get_component_rich_style("frame-list--cursor")
@@ -322,13 +321,26 @@ class ActivityStrip(Widget):
         start = command_start_ns(cmd)
         end = max(cmd.end_time or 0, cmd.last_frame_time or 0, start + 1)
         parts: dict[int, list[Any]] = {}
-        for simple, _others in self.source.rec.frame_chunks(first, last + 1):
+        for simple, others in self.source.rec.frame_chunks(first, last + 1):
             mine = (simple["seq"] == seq) & (simple["t"] == 2) & (simple["size"] > 0)
-            if not mine.any():
-                continue
             ts = simple["ts"][mine].astype(np.int64)
-            streams = simple["stream"][mine]
-            sizes = simple["size"][mine]
+            streams = simple["stream"][mine].astype(np.int64)
+            sizes = simple["size"][mine].astype(np.int64)
+            # Frames in another layout come decoded: add this command's data frames.
+            extra = [
+                (rf.get("ts", 0), frame.get("s", 0), len(frame.get("d") or b""))
+                for _i, _o, rf in others
+                if rf.get("seq") == seq
+                and isinstance(frame := rf.get("frame"), dict)
+                and frame.get("t") == 2
+            ]
+            if extra:
+                more = np.array(extra, dtype=np.int64)
+                ts = np.concatenate([ts, more[:, 0]])
+                streams = np.concatenate([streams, more[:, 1]])
+                sizes = np.concatenate([sizes, more[:, 2]])
+            if ts.size == 0:
+                continue
             pos = np.clip((ts - start) * _FINE_BINS // (end - start), 0, _FINE_BINS - 1)
             for stream in np.unique(streams).tolist():
                 sel = streams == stream

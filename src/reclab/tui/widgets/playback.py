@@ -31,7 +31,6 @@ from textual.widget import Widget
 
 from agentproto import Direction, FrameType
 from reclab.asciicast import asciicast_events
-from reclab.timeline import format_offset
 from reclab.tui.safe import OutputDecoder
 from reclab.tui.widgets.frames import command_start_ns
 
@@ -45,6 +44,12 @@ _KEPT_LINES = 500  # lines of scrollback kept while playing
 _SPEEDS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 _DATA = int(FrameType.DATA)
 _RECV = int(Direction.RECV)
+
+
+def clock_time(seconds: float) -> str:
+    """``m:ss.s`` as a player shows time (``1:02.5``)."""
+    minutes, rest = divmod(max(seconds, 0.0), 60)
+    return f"{int(minutes)}:{rest:04.1f}"
 
 
 class Player:
@@ -134,9 +139,13 @@ class Player:
         self._play_times = self._cap(cap)
         if k == 0:
             self.position = min(recorded, self._play_times[0] if self._play_times else 0.0)
-        else:
-            self.position = self._play_times[k - 1] + (recorded - self.times[k - 1])
-        self.position = min(self.position, self.duration)
+            return
+        extra = recorded - self.times[k - 1]
+        if k < len(self.times):
+            # Within a pause that is now shorter: stay just before the next event.
+            gap = self._play_times[k] - self._play_times[k - 1]
+            extra = min(extra, max(gap - 1e-6, 0.0))
+        self.position = min(self._play_times[k - 1] + extra, self.duration)
 
 
 class PlaybackView(Widget, can_focus=True):
@@ -253,7 +262,7 @@ class PlaybackView(Widget, can_focus=True):
         state = "▶" if p.playing else "⏸"
         total = p.times[-1] if p.times else 0.0
         now = p.recorded_time()
-        left = f" {state} {format_offset(now)} / {format_offset(total)}  x{p.speed:g}"
+        left = f" {state} {clock_time(now)} / {clock_time(total)}  x{p.speed:g}"
         left += f"  idle≤{p.idle_cap:g}s" if p.idle_cap is not None else "  no idle cap"
         if self.partial:
             left += f"  (first {MAX_BYTES // (1024 * 1024)} MiB)"
@@ -271,6 +280,8 @@ class PlaybackView(Widget, can_focus=True):
     def render_line(self, y: int) -> Strip:
         """Draw line ``y``: output lines above, the progress line at the bottom."""
         width, height = self.size
+        if y >= height:
+            return Strip.blank(width, self.rich_style)
         if y == height - 1:
             text = self.progress_text(width)
         else:
