@@ -190,7 +190,9 @@ async def test_frames_cursor_moves_and_enter_opens_frame_detail() -> None:
             app.query_one(CommandDetail).show_command(1)
             await settle(app, pilot)
             frames = app.query_one(FrameList)
-            assert frames.has_focus
+            assert not frames.has_focus  # selecting a command does not take the keys
+            await pilot.click("#frame-list")  # the user goes to the frames
+            assert frames.has_focus and frames.cursor == 0
             first = lines(frames, 3)
             assert "→ EXEC" in first[0] and "sh -c" in first[0]
             await pilot.press("down", "down")
@@ -255,8 +257,9 @@ async def test_frames_follow_keeps_cursor(tmp_path: Path) -> None:
             detail = app.query_one(CommandDetail)
             detail.show_command(1)
             await settle(app, pilot)
-            await pilot.press("down", "down", "down")
             frame_list = app.query_one(FrameList)
+            frame_list.focus()
+            await pilot.press("down", "down", "down")
             assert frame_list.count == 10 and frame_list.cursor == 3
             more = b"".join(
                 encode_frame_record(1, T0 + (20 + n) * MS, 2, data(1, b"more\n").to_cbor())
@@ -270,6 +273,59 @@ async def test_frames_follow_keeps_cursor(tmp_path: Path) -> None:
             assert frame_list.count == 15 and frame_list.cursor == 3
             await pilot.press("end")
             assert "more" in lines(frame_list, 15)[14]
+
+
+@sync
+async def test_output_follow_reads_on_and_keeps_place(tmp_path: Path) -> None:
+    path = tmp_path / "grow.cbor"
+    # A line cut between the last old frame and the first new one.
+    old = [(n, RECV, data(1, f"line {n}\n".encode())) for n in range(50)]
+    old.append((50, RECV, data(1, b"half ")))
+    write_recording(path, old, exit_code=None)
+    footer = Record(
+        type=RecordType.SESSION_FOOTER, footer=SessionFooter(end_time=T0 + 52 * MS, command_count=1)
+    ).to_cbor()
+    path.write_bytes(path.read_bytes()[: -len(footer)])
+    with open_recording(path) as rec:
+        app = DetailApp(rec)
+        async with app.run_test(size=(100, 20)) as pilot:
+            detail = app.query_one(CommandDetail)
+            detail.show_command(1)
+            detail.show_tab("output")
+            await settle(app, pilot)
+            view = app.query_one(OutputView)
+            assert view.line_count == 51
+            view.scroll_to(y=20, animate=False, immediate=True)
+            chunks_before = len(view._index.chunk_record)
+            with path.open("ab") as f:
+                f.write(encode_frame_record(1, T0 + 51 * MS, 2, data(1, b"line\n").to_cbor()))
+                f.write(encode_frame_record(1, T0 + 52 * MS, 2, data(2, b"err\n").to_cbor()))
+                f.write(encode_frame_record(1, T0 + 53 * MS, 2, data(1, b"last\n").to_cbor()))
+            assert rec.refresh() == 3
+            detail.refresh_command()
+            await settle(app, pilot)
+            # Read on from where it stopped: only the new frames were added.
+            assert len(view._index.chunk_record) == chunks_before + 3
+            assert int(view.scroll_y) == 20
+            tail = [(view.line_stream(n), view.line_text(n).plain) for n in range(50, 53)]
+            assert tail == [(1, "half line"), (2, "err"), (1, "last")]
+
+
+@sync
+async def test_selecting_commands_leaves_the_focus_alone() -> None:
+    with open_recording(SAMPLES / "concurrent.cbor") as rec:
+        app = DetailApp(rec)
+        async with app.run_test(size=(100, 20)) as pilot:
+            detail = app.query_one(CommandDetail)
+            app.set_focus(None)
+            for seq in rec.commands:
+                detail.show_command(seq)
+                await settle(app, pilot)
+                assert app.focused is None  # the main screen's list would keep the keys
+                assert app.query_one(FrameList).count == rec.commands[seq].frame_count
+            detail.show_tab("output")  # a tab the user (or a search) chose takes the keys
+            await settle(app, pilot)
+            assert app.focused is app.query_one(OutputView)
 
 
 @sync
@@ -707,6 +763,7 @@ async def test_million_frames_paint_without_decoding_them_all(tmp_path: Path) ->
             height = frames.scrollable_content_region.height
             assert 0 < frames.decodes <= 2 * height
             assert "← DATA" in lines(frames, 1)[0]
+            frames.focus()
             await pilot.press("end")
             await pilot.pause()
             assert frames.cursor == 999_999

@@ -18,12 +18,12 @@ from textual.css.query import NoMatches
 from textual.lazy import Lazy
 from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import TabbedContent, TabPane
+from textual.widgets import Static, TabbedContent, TabPane
 
 from reclab.tui.screens.frame_detail import FrameDetailScreen
 from reclab.tui.widgets.exec import ExecPane
 from reclab.tui.widgets.fileops import FileOpsTable
-from reclab.tui.widgets.frames import ActivityStrip, FrameList
+from reclab.tui.widgets.frames import FRAMES_HEADER, ActivityStrip, FrameList
 from reclab.tui.widgets.logs import LogsTable
 from reclab.tui.widgets.output import OutputView
 from reclab.tui.widgets.playback import PlaybackView
@@ -60,6 +60,16 @@ _TITLES = {
 }
 
 
+_FOCUS: dict[str, type[Widget]] = {
+    "frames": FrameList,
+    "output": OutputView,
+    "fileops": FileOpsTable,
+    "logs": LogsTable,
+    "exec": VerticalScroll,
+    "play": PlaybackView,
+}
+
+
 class CommandDetail(Widget):
     """Tabs for one command: Frames, Output, File ops, Logs, Exec, Play (lazy panes)."""
 
@@ -67,6 +77,7 @@ class CommandDetail(Widget):
     CommandDetail { height: 1fr; }
     CommandDetail TabbedContent, CommandDetail ContentSwitcher { height: 1fr; }
     CommandDetail TabPane { padding: 0; height: 1fr; }
+    CommandDetail #frames-header { height: 1; color: $text-muted; text-style: bold; }
     """
 
     class FrameSelected(Message):
@@ -83,6 +94,7 @@ class CommandDetail(Widget):
         self.marks: dict[int, str] = {}
         self._loaded: dict[str, int | None] = {}  # tab -> the seq its pane shows
         self._pending_frame: int | None = None
+        self._shown_tab: str | None = "frames"  # the initial tab
 
     def compose(self) -> ComposeResult:
         with TabbedContent(id="command-tabs", initial="frames"):
@@ -90,6 +102,7 @@ class CommandDetail(Widget):
                 yield Lazy(
                     Vertical(
                         ActivityStrip(self.source, id="activity"),
+                        Static(FRAMES_HEADER, id="frames-header", markup=False),
                         FrameList(self.source, id="frame-list"),
                     )
                 )
@@ -113,21 +126,27 @@ class CommandDetail(Widget):
         self._sync()
 
     def refresh_command(self) -> None:
-        """The command grew (follow): the visible tab shows the new data, keeping its place."""
-        tab = self.active_tab
-        was = dict(self._loaded)
-        self._loaded.clear()
-        if was.get(tab, -1) == self.seq and self.seq is not None:
-            try:
-                if tab == "frames":
-                    self.query_one(FrameList).refresh_command()
-                    self.query_one(ActivityStrip).show_command(self.seq)
-                    self._loaded[tab] = self.seq
-                elif tab == "output":
-                    self.query_one(OutputView).refresh_command()
-                    self._loaded[tab] = self.seq
-            except NoMatches:
-                pass
+        """The command grew (follow): the visible tab shows the new data, keeping its place.
+
+        Frames and Output take the new frames in where they are; File ops, Logs
+        and Exec are read again; a playback keeps what it loaded (it would
+        otherwise restart) until another command is selected.
+        """
+        tab = self._active_or_none()
+        if tab is None or self._loaded.get(tab, -1) != self.seq or self.seq is None:
+            self._loaded.clear()
+            self._sync()
+            return
+        kept = {tab: self.seq} if tab in ("frames", "output", "play") else {}
+        self._loaded = dict(kept)
+        try:
+            if tab == "frames":
+                self.query_one(FrameList).refresh_command()
+                self.query_one(ActivityStrip).show_command(self.seq)
+            elif tab == "output":
+                self.query_one(OutputView).refresh_command()
+        except NoMatches:
+            self._loaded.clear()
         self._sync()
 
     def jump_to_frame(self, record_index: int) -> None:
@@ -175,15 +194,32 @@ class CommandDetail(Widget):
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         event.stop()
-        self._sync()
+        # Another tab was chosen (by the user or show_tab): keys go to it. The
+        # first activation, when the tabs are built, leaves the focus alone.
+        tab = event.pane.id
+        changed = tab != self._shown_tab
+        self._shown_tab = tab
+        self._sync(focus=changed)
 
     def on_mount(self) -> None:
         self.call_after_refresh(self._sync)
 
-    def _sync(self) -> None:
-        """Load the visible tab's pane if it shows another command (or none yet)."""
-        tab = self.active_tab
+    def _active_or_none(self) -> str | None:
         try:
+            return self.active_tab
+        except NoMatches:  # not composed yet
+            return None
+
+    def _sync(self, focus: bool = False, tries: int = 0) -> None:
+        """Load the visible tab's pane if it shows another command (or none yet).
+
+        ``focus`` gives the pane the keyboard (not when the main screen merely
+        selected another command: the commands list keeps it).
+        """
+        tab = self._active_or_none()
+        try:
+            if tab is None:
+                raise NoMatches("not composed yet")
             if self._loaded.get(tab, -1) != self.seq:
                 self._load(tab)
                 self._loaded[tab] = self.seq
@@ -191,11 +227,14 @@ class CommandDetail(Widget):
                 frames = self.query_one(FrameList)
                 frames.set_findings(self.marks)
                 if self._pending_frame is not None:
-                    frames.select_record(self._pending_frame)
+                    focus = focus or frames.select_record(self._pending_frame)
                     self._pending_frame = None
-                frames.focus()
+            if focus:
+                self.query_one(_FOCUS[tab]).focus()
         except NoMatches:
-            self.call_after_refresh(self._sync)  # the lazy pane is not mounted yet
+            # The lazy pane is not mounted yet: try again after the next refresh.
+            if tries < 100:
+                self.call_after_refresh(self._sync, focus, tries + 1)
 
     def _load(self, tab: str) -> None:
         seq = self.seq

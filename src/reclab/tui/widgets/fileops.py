@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["MAX_ROWS", "SLOW_SECONDS", "CommandRecords", "FileOpsTable"]
 
 SLOW_SECONDS = 0.1
-MAX_ROWS = 50_000  # DataTable measures every cell: beyond this the tab says how many it left out
+MAX_ROWS = 10_000  # DataTable measures every cell: beyond this the tab says how many it left out
 
 
 class CommandRecords:
@@ -90,21 +90,35 @@ class FileOpsTable(DataTable[Any]):
             self.add_column(name, key=name)
 
     def show_command(self, seq: int | None) -> None:
-        """Load and show the file ops of command ``seq`` (None: empty)."""
+        """Show the file ops of command ``seq`` (None: empty); they are paired in a worker."""
         self.seq = seq
         self.rows_data = []
         self.total = 0
+        self._fill()
         cmd = self.source.command(seq) if seq is not None else None
         if cmd is not None and cmd.file_op_count:
-            view = CommandRecords(self.source.rec, cmd).as_recording()
-            for batch in iter_fileops_batches(view):
-                self.total += len(batch)
-                room = MAX_ROWS - len(self.rows_data)
-                if room > 0:
-                    self.rows_data.extend(
-                        cast("list[dict[str, Any]]", batch.head(room).to_dict("records"))
-                    )
-        self._fill()
+            self.border_subtitle = "reading file ops..."
+            self.run_worker(lambda: self._read(cmd), thread=True, exclusive=True, group="fileops")
+
+    def _read(self, cmd: Command) -> None:
+        rows: list[dict[str, Any]] = []
+        total = 0
+        view = CommandRecords(self.source.rec, cmd).as_recording()
+        for batch in iter_fileops_batches(view):
+            total += len(batch)
+            room = MAX_ROWS - len(rows)
+            if room > 0:
+                rows.extend(cast("list[dict[str, Any]]", batch.head(room).to_dict("records")))
+        self.app.call_from_thread(self._loaded, cmd.seq, rows, total)
+
+    def _loaded(self, seq: int, rows: list[dict[str, Any]], total: int) -> None:
+        if seq != self.seq:
+            return  # another command was selected meanwhile
+        self.rows_data, self.total = rows, total
+        if self.sort_column is not None:
+            self.sort_by(self.sort_column, self.sort_reverse)
+        else:
+            self._fill()
 
     def sort_by(self, column: str, reverse: bool = False) -> None:
         """Sort the rows by ``column`` (one of the table's columns); missing values last."""

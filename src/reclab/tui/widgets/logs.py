@@ -18,6 +18,7 @@ from reclab.tui.widgets.fileops import MAX_ROWS, CommandRecords
 from reclab.tui.widgets.frames import command_start_ns
 
 if TYPE_CHECKING:
+    from reclab.model import Command
     from reclab.tui.widgets.command_detail import CommandSource
 
 __all__ = ["LEVEL_STYLES", "LogsTable"]
@@ -50,38 +51,51 @@ class LogsTable(DataTable[Any]):
             self.add_column(name, key=name)
 
     def show_command(self, seq: int | None) -> None:
-        """Load and show the log entries of command ``seq`` (None: empty)."""
+        """Show the log entries of command ``seq`` (None: empty); read in a worker."""
         self.seq = seq
         self.clear()
         self.total = 0
         self.levels = []
+        self.border_subtitle = ""
         cmd = self.source.command(seq) if seq is not None else None
         if cmd is not None and cmd.log_count:
-            start = pd.Timestamp(command_start_ns(cmd), unit="ns", tz="UTC")
-            view = CommandRecords(self.source.rec, cmd).as_recording()
-            for batch in iter_logs_batches(view):
-                self.total += len(batch)
-                part = batch.head(max(MAX_ROWS - len(self.levels), 0))
-                seconds = (part["time"] - start).dt.total_seconds().tolist()
-                rows = zip(
+            self.border_subtitle = "reading logs..."
+            self.run_worker(lambda: self._read(cmd), thread=True, exclusive=True, group="logs")
+
+    def _read(self, cmd: Command) -> None:
+        start = pd.Timestamp(command_start_ns(cmd), unit="ns", tz="UTC")
+        view = CommandRecords(self.source.rec, cmd).as_recording()
+        rows: list[tuple[float, str, str, str]] = []
+        total = 0
+        for batch in iter_logs_batches(view):
+            total += len(batch)
+            part = batch.head(max(MAX_ROWS - len(rows), 0))
+            seconds = (part["time"] - start).dt.total_seconds().tolist()
+            rows.extend(
+                zip(
                     seconds,
                     part["level"].astype(str).tolist(),
                     part["message"].astype(str).tolist(),
                     part["attrs"].astype(str).tolist(),
                     strict=True,
                 )
-                for second, level, message, attrs in rows:
-                    style = level_style(level)
-                    self.levels.append(level)
-                    self.add_row(
-                        Text(f"{second:+.6f}s", "dim"),
-                        Text(level, style),
-                        Text(safe_text(message, 500), style if level != "INFO" else ""),
-                        Text(safe_text(attrs, 500), "cyan"),
-                    )
-        shown = len(self.levels)
+            )
+        self.app.call_from_thread(self._loaded, cmd.seq, rows, total)
+
+    def _loaded(self, seq: int, rows: list[tuple[float, str, str, str]], total: int) -> None:
+        if seq != self.seq:
+            return  # another command was selected meanwhile
+        self.total = total
+        for second, level, message, attrs in rows:
+            style = level_style(level)
+            self.levels.append(level)
+            self.add_row(
+                Text(f"{second:+.6f}s", "dim"),
+                Text(level, style),
+                Text(safe_text(message, 500), style if level != "INFO" else ""),
+                Text(safe_text(attrs, 500), "cyan"),
+            )
+        shown = len(rows)
         self.border_subtitle = (
-            f"showing {shown} of {self.total} log entries"
-            if self.total > shown
-            else f"{self.total} log entries"
+            f"showing {shown} of {total} log entries" if total > shown else f"{total} log entries"
         )

@@ -75,6 +75,11 @@ class _LineIndex:
         self.binary: dict[int, bool] = {}
         self.lines = 0
         self.done = False
+        # Where reading stopped, so a followed command is read on from there:
+        self.scanned = 0  # entries of the command's record_indexes read
+        self.line_stream = -1  # stream of the last line, -1 when it ended with a newline
+        self.line_bytes = 0  # bytes in the last line
+        self.pos: dict[int, int] = {}  # bytes of each stream so far
 
 
 class OutputView(ScrollView, can_focus=True):
@@ -116,6 +121,7 @@ class OutputView(ScrollView, can_focus=True):
         self._chunks: LRUCache[int, bytes] = LRUCache(256)
         self._strips: LRUCache[int, Strip] = LRUCache(1024)
         self._texts: LRUCache[int, Text] = LRUCache(1024)
+        self._more = False  # the command grew while the worker was reading
         self.pattern = ""
         self.match: tuple[int, int, int] | None = None  # (line, start, end) in the plain text
 
@@ -144,11 +150,17 @@ class OutputView(ScrollView, can_focus=True):
         self._reindex(keep_place=False)
 
     def refresh_command(self) -> None:
-        """The command grew: read its output again and keep the scroll position."""
-        if self.seq is not None:
-            cmd = self.source.command(self.seq)
-            self.streams = sorted(cmd.bytes_received) if cmd is not None else []
-        self._reindex(keep_place=True)
+        """The command grew: read its new frames on from where reading stopped."""
+        if self.seq is None:
+            return
+        cmd = self.source.command(self.seq)
+        self.streams = sorted(cmd.bytes_received) if cmd is not None else []
+        if not self._index.done:
+            self._more = True  # the worker is busy: it goes on when it is done
+            return
+        self._more = False
+        self._index.done = False
+        self._start_worker()
 
     def show_stream(self, stream: int | None) -> None:
         """Show one stream alone (``None``: all interleaved)."""
@@ -164,6 +176,7 @@ class OutputView(ScrollView, can_focus=True):
 
     def _reindex(self, *, keep_place: bool) -> None:
         self._generation += 1
+        self._more = False
         self._index = _LineIndex()
         self._chunks.clear()
         self._strips.clear()
@@ -175,7 +188,12 @@ class OutputView(ScrollView, can_focus=True):
         if self.seq is None:
             self._index.done = True
             return
+        self._start_worker()
+
+    def _start_worker(self) -> None:
         seq, stream, gen, index = self.seq, self.stream, self._generation, self._index
+        if seq is None:
+            return
         self.run_worker(
             lambda: self._read(seq, stream, gen, index),
             thread=True,
@@ -193,12 +211,11 @@ class OutputView(ScrollView, can_focus=True):
         rec = self.source.rec
         kinds = rec.kinds
         count = min(cmd.frame_count, len(cmd.record_indexes))
-        data_records = (i for i in cmd.record_indexes[:count] if kinds[i] == _DATA)
+        todo = cmd.record_indexes[ix.scanned : count]
+        data_records = (i for i in todo if kinds[i] == _DATA)
         worker = get_current_worker()
-        line_stream = -1  # stream of the line being filled
-        line_bytes = 0  # bytes in it so far
-        pos: dict[int, int] = {}  # bytes of each stream so far
-        published = 0
+        line_stream, line_bytes, pos = ix.line_stream, ix.line_bytes, ix.pos
+        published = ix.lines
         for record, _offset, rf in rec.raw_frames(data_records):
             if worker.is_cancelled or gen != self._generation:
                 return
@@ -235,9 +252,11 @@ class OutputView(ScrollView, can_focus=True):
                 if not binary and data[off - 1] == 0x0A:
                     line_stream = -1  # the next byte starts a new line
             pos[stream] = start + len(data)
+            ix.line_stream, ix.line_bytes = line_stream, line_bytes
             if len(ix.line_chunk) - published >= _PUBLISH_LINES:
                 published = len(ix.line_chunk)
                 self.app.call_from_thread(self._publish, gen, published, False)
+        ix.scanned = count
         self.app.call_from_thread(self._publish, gen, len(ix.line_chunk), True)
 
     def _publish(self, gen: int, lines: int, done: bool) -> None:
@@ -250,7 +269,9 @@ class OutputView(ScrollView, can_focus=True):
         self.virtual_size = Size(_WIDTH, lines)
         self._strips.clear()
         self.refresh()
-        if done:
+        if done and self._more:
+            self.refresh_command()  # frames arrived while reading: read them too
+        elif done:
             self.post_message(self.Indexed())
 
     # --- reading lines -----------------------------------------------------------------
