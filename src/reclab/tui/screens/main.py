@@ -55,8 +55,8 @@ class MainScreen(Screen[None]):
     MainScreen { layout: vertical; }
     MainScreen #top { height: 40%; min-height: 5; }
     MainScreen #commands-pane { width: 1fr; }
-    MainScreen #timeline { width: 1fr; display: none; border-left: vkey $foreground 20%; }
-    MainScreen.-wide #timeline { display: block; width: 45%; }
+    MainScreen #timeline { width: 1fr; display: none; }
+    MainScreen.-wide #timeline { display: block; width: 45%; border-left: vkey $foreground 20%; }
     MainScreen.-timeline #timeline { display: block; }
     MainScreen.-timeline #commands-pane { display: none; }
     MainScreen.-wide.-timeline #commands-pane { display: block; }

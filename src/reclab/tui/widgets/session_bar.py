@@ -46,16 +46,14 @@ def describe_problem(snap: IndexSnapshot, following: bool) -> Text | None:
             line.append("⚠ no session footer: ", style="bold yellow")
             line.append("the writer did not close it (crashed or still writing)", style="yellow")
         else:
-            line.append(f"⚠ {t.kind}: ", style="bold red")
-            line.append(
-                f"{safe_text(t.message, 120)} at byte {t.offset}; showing everything before it",
-                style="red",
-            )
+            # Where first: a narrow terminal cuts the end of the line, not the offset.
+            line.append(f"⚠ {t.kind} at byte {t.offset}: ", style="bold red")
+            line.append(f"{safe_text(t.message, 120)}; showing everything before it", style="red")
     for d in snap.damage:
         if t is not None and d.offset == t.offset:
             continue  # already said
-        line.append("  ⚠ damage ", style="bold red")
-        line.append(f"at byte {d.offset} ({d.size} bytes): {safe_text(d.message, 80)}", style="red")
+        line.append(f"  ⚠ damage at byte {d.offset}: ", style="bold red")
+        line.append(f"{d.size} bytes skipped: {safe_text(d.message, 80)}", style="red")
     return line if line.plain else None
 
 
