@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["FRAMES_HEADER", "ActivityStrip", "FrameList", "command_start_ns"]
 
 # Column titles over FrameList, aligned with reclab.timeline.render_frames.
-FRAMES_HEADER = f"  {'time':<11}   {'type':<9} {'st':>2} {'size':>7} preview"
+FRAMES_HEADER = f"  {'time':<11}  {'type':<9} {'st':>2} {'size':>7} preview"
 PREVIEW = 160  # characters of preview decoded per row; the line is cropped to the width
 _WIDTH = 2 + 12 + 2 + 10 + 3 + 8 + PREVIEW  # gutter + the columns of render_frames
 

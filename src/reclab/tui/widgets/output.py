@@ -47,7 +47,7 @@ _PUBLISH_LINES = 20_000  # the worker shows what it has indexed every this many 
 _RECV = int(Direction.RECV)
 _DATA = int(FrameType.DATA)
 _STREAM_STYLE = {1: "green", 2: "red"}
-_WIDTH = 4 + MAX_LINE  # the virtual width: gutter + the longest line
+_GUTTER = 4  # "out│"
 
 
 def stream_label(stream: int) -> str:
@@ -80,6 +80,7 @@ class _LineIndex:
         self.line_stream = -1  # stream of the last line, -1 when it ended with a newline
         self.line_bytes = 0  # bytes in the last line
         self.pos: dict[int, int] = {}  # bytes of each stream so far
+        self.widest = 0  # bytes in the longest line (a first guess at the width)
 
 
 class OutputView(ScrollView, can_focus=True):
@@ -122,6 +123,7 @@ class OutputView(ScrollView, can_focus=True):
         self._strips: LRUCache[int, Strip] = LRUCache(1024)
         self._texts: LRUCache[int, Text] = LRUCache(1024)
         self._more = False  # the command grew while the worker was reading
+        self._drawn_width = 0  # the widest line drawn so far, in cells
         self.pattern = ""
         self.match: tuple[int, int, int] | None = None  # (line, start, end) in the plain text
 
@@ -183,7 +185,8 @@ class OutputView(ScrollView, can_focus=True):
         self._texts.clear()
         if not keep_place:
             self.scroll_to(0, 0, animate=False, immediate=True)
-        self.virtual_size = Size(_WIDTH, 0)
+        self._drawn_width = 0
+        self._set_virtual_size()
         self.refresh()
         if self.seq is None:
             self._index.done = True
@@ -249,6 +252,8 @@ class OutputView(ScrollView, can_focus=True):
                     step = (nl + 1 - off) if nl >= 0 else min(room, len(data) - off)
                 off += step
                 line_bytes += step
+                if line_bytes > ix.widest:
+                    ix.widest = line_bytes
                 if not binary and data[off - 1] == 0x0A:
                     line_stream = -1  # the next byte starts a new line
             pos[stream] = start + len(data)
@@ -266,13 +271,21 @@ class OutputView(ScrollView, can_focus=True):
         self._texts.discard(self._index.lines - 1)
         self._index.lines = lines
         self._index.done = done
-        self.virtual_size = Size(_WIDTH, lines)
+        self._set_virtual_size()
         self._strips.clear()
         self.refresh()
         if done and self._more:
             self.refresh_command()  # frames arrived while reading: read them too
         elif done:
             self.post_message(self.Indexed())
+
+    def _set_virtual_size(self) -> None:
+        # Bytes guess the width (hex lines are 78 cells); lines drawn wider
+        # (escapes take more cells than bytes) widen it when drawn.
+        ix = self._index
+        guess = 78 if any(ix.binary.values()) else ix.widest
+        width = max(guess + _GUTTER, self._drawn_width)
+        self.virtual_size = Size(width, ix.lines)
 
     # --- reading lines -----------------------------------------------------------------
 
@@ -333,6 +346,9 @@ class OutputView(ScrollView, can_focus=True):
         if strip is None:
             strip = self._draw_line(n)
             self._strips.set(n, strip)
+            if strip.cell_length > self._drawn_width:
+                self._drawn_width = strip.cell_length
+                self.call_later(self._set_virtual_size)
         return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
 
     def _draw_line(self, n: int) -> Strip:

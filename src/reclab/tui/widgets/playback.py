@@ -35,6 +35,7 @@ from reclab.tui.safe import OutputDecoder
 from reclab.tui.widgets.frames import command_start_ns
 
 if TYPE_CHECKING:
+    from reclab.model import Command
     from reclab.tui.widgets.command_detail import CommandSource
 
 __all__ = ["MAX_BYTES", "PlaybackView", "Player"]
@@ -193,26 +194,38 @@ class PlaybackView(Widget, can_focus=True):
     # --- loading -----------------------------------------------------------------------
 
     def show_command(self, seq: int | None) -> None:
-        """Load the output of command ``seq`` for playback, paused at the start."""
+        """Load the output of command ``seq`` for playback (in a worker), paused at the start."""
         self.seq = seq
+        self._set_events(seq, [], [], False)
+        if seq is not None:
+            self.run_worker(lambda: self._read(seq), thread=True, exclusive=True, group="playback")
+
+    def _read(self, seq: int) -> None:
+        cmd = self.source.command(seq)
+        if cmd is None:
+            return
         times: list[float] = []
-        self.texts = []
-        self.partial = False
-        cmd = self.source.command(seq) if seq is not None else None
-        if cmd is not None:
-            for seconds, _code, text in asciicast_events(self._chunks(seq), command_start_ns(cmd)):
-                times.append(seconds)
-                self.texts.append(text)
+        texts: list[str] = []
+        cut: list[bool] = []
+        chunks = self._chunks(cmd, cut)
+        for seconds, _code, text in asciicast_events(chunks, command_start_ns(cmd)):
+            times.append(seconds)
+            texts.append(text)
+        self.app.call_from_thread(self._set_events, seq, times, texts, bool(cut))
+
+    def _set_events(self, seq: int | None, times: list[float], texts: list[str], cut: bool) -> None:
+        if seq != self.seq:
+            return  # another command was selected meanwhile
+        self.texts = texts
+        self.partial = cut
         self.player = Player(times, self.IDLE_CAP)
         self._reset_screen()
         if self._timer is not None:
             self._timer.pause()
         self.refresh()
 
-    def _chunks(self, seq: Any) -> Iterator[tuple[int, int, bytes]]:
-        cmd = self.source.command(seq)
-        if cmd is None:
-            return
+    def _chunks(self, cmd: Command, cut: list[bool]) -> Iterator[tuple[int, int, bytes]]:
+        """``(timestamp, stream, data)`` of stdout and stderr; appends to ``cut`` if cut short."""
         rec = self.source.rec
         kinds = rec.kinds
         count = min(cmd.frame_count, len(cmd.record_indexes))
@@ -226,7 +239,7 @@ class PlaybackView(Widget, can_focus=True):
             if frame.get("s", 0) not in (1, 2) or data.__class__ is not bytes:
                 continue
             if total + len(data) > MAX_BYTES:
-                self.partial = True
+                cut.append(True)
                 return
             total += len(data)
             yield rf.get("ts", 0), frame.get("s", 0), data
