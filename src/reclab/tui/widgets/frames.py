@@ -304,9 +304,10 @@ class ActivityStrip(Widget):
 
     def show_command(self, seq: int | None) -> None:
         """Compute and draw the strip of command ``seq`` (None: clear it)."""
+        if seq != self.seq:  # the same command again (follow): keep drawing the old bins
+            self.bins = {}
+            self.refresh(layout=True)
         self.seq = seq
-        self.bins = {}
-        self.refresh(layout=True)
         if seq is not None:
             self.run_worker(
                 lambda: self._compute(seq), thread=True, exclusive=True, group="activity"
