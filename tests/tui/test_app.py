@@ -20,6 +20,7 @@ from reclab.tui.screens.main import MainScreen
 from reclab.tui.screens.search import SearchScreen
 from reclab.tui.widgets.command_detail import CommandDetail
 from reclab.tui.widgets.commands import CommandList, CommandsHeader
+from reclab.tui.widgets.frames import FrameList
 from reclab.tui.widgets.session_bar import SessionBar
 from reclab.tui.widgets.timeline import Timeline
 
@@ -391,6 +392,13 @@ async def test_follow_shows_appended_commands_and_keeps_the_place(tmp_path: Path
             assert commands.rows == [first, second]
             assert commands.selected == first  # the user's place is kept
             assert source.command(first).frame_count == 2  # type: ignore[union-attr]
+            # The selected command's frames pane grew too.
+            frames = app.screen.query_one(FrameList)
+            for _ in range(100):
+                await pilot.pause(0.05)
+                if frames.virtual_size.height == 2:
+                    break
+            assert frames.virtual_size.height == 2
             await pilot.press("down")
             writer.write_command_end(second, 0)
             writer.close()

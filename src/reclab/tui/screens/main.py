@@ -8,9 +8,10 @@ rest; a status line (filter, search position) and the footer at the bottom.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, ClassVar
 
-from textual import events, on, work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 
 # Below this width the commands list and the timeline take turns.
 WIDE = 120
+# While indexing, the selected command's panes are redrawn at most this often (seconds).
+DETAIL_REFRESH = 1.0
 
 
 class MainScreen(Screen[None]):
@@ -78,6 +81,9 @@ class MainScreen(Screen[None]):
         # While the user moves through the list or timeline, the detail loading its
         # panes must not take the focus away (see _show); None once the user leaves.
         self._pinned: Widget | None = None
+        self._shown = source.snapshot()  # the snapshot on screen
+        self._detail_stale = False  # the selected command changed since its panes were drawn
+        self._detail_shown = 0.0  # when (monotonic) they were last redrawn for that
 
     def compose(self) -> ComposeResult:
         """Session bar, list and timeline, detail, status line, footer."""
@@ -112,15 +118,22 @@ class MainScreen(Screen[None]):
 
     def apply_snapshot(self, snap: IndexSnapshot) -> None:
         """Show a newer snapshot without moving the user's place."""
+        shown, self._shown = self._shown, snap
         commands = self.query_one(CommandList)
-        before = self.source.command(commands.selected) if commands.selected is not None else None
         self.query_one(SessionBar).update_snapshot(snap)
         commands.set_snapshot(snap)
         self.query_one(Timeline).set_snapshot(snap)
         if self.where:
             self._run_where(self.where)
         selected = commands.selected
-        if selected is not None and snap.commands.get(selected) is not before:
+        if selected is not None and snap.commands.get(selected) is not shown.commands.get(selected):
+            self._detail_stale = True
+        # While a big file is indexed the selected command grows with every batch:
+        # redraw its panes now and then, not for every batch (the UI stays quick).
+        now = time.monotonic()
+        if self._detail_stale and (snap.done or now - self._detail_shown >= DETAIL_REFRESH):
+            self._detail_stale = False
+            self._detail_shown = now
             self.query_one(CommandDetail).refresh_command()
 
     # --- selection -----------------------------------------------------------------

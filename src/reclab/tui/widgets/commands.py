@@ -13,6 +13,7 @@ numbers to :meth:`CommandList.set_where`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -194,8 +195,10 @@ class CommandList(ScrollView, can_focus=True):
         self.sort_reverse = False
         self.text_filter = ""
         self.where_seqs: frozenset[int] | None = None
-        # The snapshot's ``done`` when rows were first painted (for the event-order test).
+        # The snapshot's ``done`` when rows were first painted, and when (perf_counter):
+        # the event-order test and benchmarks/view.py read them; never shown.
         self.first_painted_done: bool | None = None
+        self.first_painted_at: float | None = None
 
     # --- data --------------------------------------------------------------------
 
@@ -329,6 +332,7 @@ class CommandList(ScrollView, can_focus=True):
             return Strip.blank(width, self.rich_style)
         if self.first_painted_done is None:
             self.first_painted_done = self._snap.done
+            self.first_painted_at = time.perf_counter()
         line = Text(no_wrap=True, overflow="crop", end="")
         for column, x, w in layout(width):
             line.append(" " * (x - len(line.plain)))
