@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import T0, command_records, header_record
+from conftest import T0, command_records, footer_record, header_record
 
 from reclab.tui.app import ReclabApp
 from reclab.tui.screens.findings import FindingsScreen
@@ -435,3 +435,34 @@ async def test_uses_the_room_it_gets(
         assert detail.region.width == size[0]
         text = screen_text(app)
         assert "q Quit" in text and "make all" in text
+
+
+async def test_hostile_argv_cwd_and_header_reach_the_screen_harmlessly(tmp_path: Path) -> None:
+    from agentproto import Record, RecordType, SessionHeader
+    from reclab.tui.source import RecordingSource
+
+    hostile = "\x1b]52;c;aGVsbG8=\x07\x1b]0;owned\x07\x1b[2J\x9b31m\u202eevil"
+    header = SessionHeader(
+        version="1", start_time=T0, local_user=hostile, local_pid=1, agent_path=hostile
+    )
+    path = tmp_path / "hostile.cbor"
+    path.write_bytes(
+        Record(type=RecordType.SESSION_HEADER, header=header).to_cbor()
+        + command_records(1, ["sh", hostile], [b"x"], start=T0 + 1000)
+        + footer_record(T0 + 10**9, 1)
+    )
+    source = RecordingSource.open(path)
+    app = ReclabApp(source)
+    try:
+        async with app.run_test(size=(160, 40)) as pilot:
+            await settle(app, pilot)
+            await pilot.press("f", *"evil", "enter")  # the status line shows the match too
+            await settle(app, pilot)
+            await pilot.press("t")
+            await pilot.pause()
+            text = screen_text(app)
+            assert "\\e]52;c;aGVsbG8=" in text  # shown, not obeyed
+            for bad in ("\x1b", "\x07", "\x9b", "\u202e"):
+                assert bad not in text
+    finally:
+        source.close()
