@@ -417,6 +417,24 @@ async def test_output_search_next_and_previous(tmp_path: Path) -> None:
 
 
 @sync
+async def test_output_search_sees_what_is_shown(tmp_path: Path) -> None:
+    # Matches the raw bytes do not hold as such: split by SGR, across a tab, an escape.
+    text = b"plain\nerr\x1b[1mor here\nkey:\tvalue\nclip \x1b]52;c;eA==\x07\nend\n"
+    lines_in = [(0, RECV, data(1, text))]
+    with open_recording(write_recording(tmp_path / "e.cbor", lines_in)) as rec:
+        app = DetailApp(rec)
+        async with app.run_test(size=(100, 20)) as pilot:
+            detail = app.query_one(CommandDetail)
+            detail.show_command(1)
+            detail.show_tab("output")
+            await settle(app, pilot)
+            view = app.query_one(OutputView)
+            assert detail.search_output("error") and view.match == (1, 0, 5)
+            assert detail.search_output(":   ") and view.match[0] == 2
+            assert detail.search_output("\\e]52") and view.match[0] == 3
+
+
+@sync
 async def test_hostile_output_reaches_the_screen_harmlessly(tmp_path: Path) -> None:
     hostile = (
         b"\x1b]52;c;cm0gLXJmIH4=\x07clipboard\n"

@@ -18,7 +18,10 @@ next (lines are drawn independently, in any order).
 
 from __future__ import annotations
 
+import re
 from array import array
+from collections import OrderedDict
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.segment import Segment
@@ -48,11 +51,47 @@ _RECV = int(Direction.RECV)
 _DATA = int(FrameType.DATA)
 _STREAM_STYLE = {1: "green", 2: "red"}
 _GUTTER = 4  # "out│"
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")  # bytes the output view shows escaped
+_BLOCK = 32  # chunks read together (neighbours are usually adjacent in the file)
+_CACHE_BYTES = 32 * 1024 * 1024  # chunk data kept for drawing and searching
 
 
 def stream_label(stream: int) -> str:
     """``out``, ``err`` or ``fdN``: how the gutter names a stream."""
     return {0: "in", 1: "out", 2: "err"}.get(stream, f"fd{stream}")
+
+
+class _ChunkCache:
+    """Chunk data by chunk number, least recently used first out, bounded in bytes.
+
+    Frames can be large (up to the record size limit), so a count of entries
+    would not bound memory.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.size = 0
+        self._items: OrderedDict[int, bytes] = OrderedDict()
+
+    def get(self, c: int) -> bytes | None:
+        data = self._items.get(c)
+        if data is not None:
+            self._items.move_to_end(c)
+        return data
+
+    def put(self, c: int, data: bytes) -> None:
+        old = self._items.pop(c, None)
+        if old is not None:
+            self.size -= len(old)
+        self._items[c] = data
+        self.size += len(data)
+        while self.size > self.budget and len(self._items) > 1:
+            _c, dropped = self._items.popitem(last=False)
+            self.size -= len(dropped)
+
+    def clear(self) -> None:
+        self._items.clear()
+        self.size = 0
 
 
 class _LineIndex:
@@ -119,11 +158,13 @@ class OutputView(ScrollView, can_focus=True):
         self.streams: list[int] = []  # the streams the command wrote, ascending
         self._index = _LineIndex()
         self._generation = 0
-        self._chunks: LRUCache[int, bytes] = LRUCache(256)
+        self._chunks = _ChunkCache(_CACHE_BYTES)
         self._strips: LRUCache[int, Strip] = LRUCache(1024)
         self._texts: LRUCache[int, Text] = LRUCache(1024)
         self._more = False  # the command grew while the worker was reading
         self._drawn_width = 0  # the widest line drawn so far, in cells
+        self._flags: Any = None  # per chunk: may show the search pattern (see _chunk_flags)
+        self._flags_pattern: str | None = None
         self.pattern = ""
         self.match: tuple[int, int, int] | None = None  # (line, start, end) in the plain text
 
@@ -178,6 +219,7 @@ class OutputView(ScrollView, can_focus=True):
 
     def _reindex(self, *, keep_place: bool) -> None:
         self._generation += 1
+        self._flags_pattern = None
         self._more = False
         self._index = _LineIndex()
         self._chunks.clear()
@@ -290,16 +332,22 @@ class OutputView(ScrollView, can_focus=True):
     # --- reading lines -----------------------------------------------------------------
 
     def _chunk(self, c: int) -> bytes:
+        """The data of chunk ``c``; a miss reads its whole block of neighbours at once."""
         data = self._chunks.get(c)
-        if data is None:
-            record = self._index.chunk_record[c]
-            data = b""
-            for _i, _o, rf in self.source.rec.raw_frames([record]):
-                frame = rf.get("frame")
-                d = frame.get("d") if isinstance(frame, dict) else None
-                data = d if isinstance(d, bytes) else b""
-            self._chunks.set(c, data)
-        return data
+        if data is not None:
+            return data
+        ix = self._index
+        first = c - c % _BLOCK
+        last = min(first + _BLOCK, len(ix.chunk_record))
+        records = ix.chunk_record[first:last]
+        found: dict[int, bytes] = {}
+        for i, _o, rf in self.source.rec.raw_frames(records):
+            frame = rf.get("frame")
+            d = frame.get("d") if isinstance(frame, dict) else None
+            found[i] = d if isinstance(d, bytes) else b""
+        for k, record in enumerate(records, start=first):
+            self._chunks.put(k, found.get(record, b""))
+        return found.get(ix.chunk_record[c], b"")
 
     def line_bytes(self, n: int) -> bytes:
         """The bytes of line ``n`` (newline included), read from its chunks."""
@@ -411,14 +459,69 @@ class OutputView(ScrollView, can_focus=True):
             first = line + (1 if forward else -1)
         else:
             first = int(self.scroll_y) if forward else int(self.scroll_y) + self.size.height - 1
-        step = 1 if forward else -1
-        for k in range(total):
-            n = (first + k * step) % total
+        first %= total
+        for n in self._candidates(pattern, first, forward):
             plain = self.line_text(n).plain.lower()
             at = plain.find(pattern) if forward else plain.rfind(pattern)
             if at >= 0:
                 return self._go(n, at, pattern)
         return False
+
+    def _candidates(self, pattern: str, first: int, forward: bool) -> Iterator[int]:
+        """The lines that may show ``pattern``, in search order from ``first``, wrapping.
+
+        Each chunk's bytes are tested once per pattern (:meth:`_chunk_flags`):
+        a chunk of plain ASCII without the pattern cannot show it, so its
+        lines are not drawn. Lines of other chunks are all candidates.
+        """
+        import numpy as np
+
+        total = self._index.lines
+        ix = self._index
+        chunks = ix.line_chunk[:total]  # a copy: the worker may be growing the array
+        starts = np.frombuffer(chunks, dtype=f"u{chunks.itemsize}").astype(np.int64)
+        maybe = self._chunk_flags(pattern)
+        ends = np.append(starts[1:], len(ix.chunk_record) - 1)
+        # A line spanning chunks is a candidate if any chunk it touches may hold it.
+        span = np.cumsum(np.concatenate([[0], maybe.astype(np.int64)]))
+        lines = np.flatnonzero(span[ends + 1] - span[starts] > 0)
+        at = int(np.searchsorted(lines, first))
+        if forward:
+            order = np.concatenate([lines[at:], lines[:at]])
+        else:
+            at = int(np.searchsorted(lines, first, side="right"))
+            order = np.concatenate([lines[:at][::-1], lines[at:][::-1]])
+        yield from order.tolist()
+
+    def _chunk_flags(self, pattern: str) -> Any:
+        """Per chunk, True when its lines may show ``pattern`` (cached per pattern)."""
+        import numpy as np
+
+        ix = self._index
+        count = len(ix.chunk_record)
+        needle = pattern.encode() if pattern.isascii() and "\\" not in pattern else None
+        flags: Any = self._flags if self._flags_pattern == pattern else np.zeros(0, bool)
+        done = len(flags)
+        if done < count:
+            more = np.ones(count - done, dtype=bool)
+            if needle is not None:
+                tail = b""
+                for k, c in enumerate(range(done, count)):
+                    if ix.binary.get(ix.chunk_stream[c], False):
+                        continue  # hex lines: always searched
+                    data = self._chunk(c)
+                    low = data.lower()
+                    plain = data.isascii() and not _CONTROL.search(data.replace(b"\n", b""))
+                    # A match across the boundary with the previous chunk marks both.
+                    across = needle in (tail + low[: len(needle) - 1]) if tail else False
+                    more[k] = needle in low or not plain or across
+                    if across and k > 0:
+                        more[k - 1] = True
+                    tail = low[-(len(needle) - 1) :] if len(needle) > 1 else b""
+            # The last chunk may still grow (follow): test it again next time.
+            flags = np.concatenate([flags, more])
+            self._flags, self._flags_pattern = flags[:-1], pattern
+        return flags
 
     def _go(self, line: int, at: int, pattern: str) -> bool:
         old = self.match
