@@ -237,14 +237,16 @@ async def test_findings_view_lists_check_findings_and_marks_frames(
     app = open_app(sample("cut-off.cbor"))
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(app, pilot)
+        # A small recording is checked once indexed: findings marked before asking.
+        report = app.check_report
+        assert report is not None and report.findings
+        detail = main_of(app).query_one(CommandDetail)
+        assert detail.marks
         await pilot.press("c")
         assert isinstance(app.screen, FindingsScreen)
         await settle(app, pilot)
-        report = app.check_report
-        assert report is not None and report.findings
         text = screen_text(app)
         assert "truncated" in text and "errors found" in text
-        detail = main_of(app).query_one(CommandDetail)
         marked = {f.index: f.code for f in report.findings if f.index is not None}
         assert detail.marks == marked
         # Enter on a finding with a command goes to it.
@@ -262,6 +264,23 @@ async def test_findings_view_lists_check_findings_and_marks_frames(
         assert "errors found" in screen_text(app)
         await pilot.press("escape")
         assert isinstance(app.screen, MainScreen)
+
+
+async def test_findings_view_starts_the_check_when_none_ran(
+    open_app: OpenApp, sample: Callable[[str], Path]
+) -> None:
+    app = open_app(sample("cut-off.cbor"), follow=True)  # followed: no check by itself
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        assert app.check_report is None
+        await pilot.press("c")
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if app.check_report is not None:
+                break
+        await pilot.pause()
+        assert app.check_report is not None
+        assert "truncated" in screen_text(app)
 
 
 async def test_reveal_secrets_key_toggles_the_source(

@@ -23,6 +23,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 
 from ..model import RecordingError
+from .screens.findings import FindingsScreen
 from .screens.main import MainScreen
 from .source import IndexSnapshot, RecordingSource
 
@@ -37,6 +38,9 @@ FOLLOW_INTERVAL = 0.5
 # a 100 MB file, a batch waited over a second to reach the screen with 5 ms, and
 # was shown at once with 0.5 ms.
 INDEXING_SWITCH_INTERVAL = 0.0005
+# Recordings up to this size are checked as soon as they are indexed (one more
+# streaming pass); bigger ones when the findings view is opened.
+AUTO_CHECK_BYTES = 64 * 1024 * 1024
 
 
 @contextmanager
@@ -87,6 +91,7 @@ class ReclabApp(App[None]):
         self.follow = follow
         self.follow_interval = follow_interval
         self.check_report: CheckReport | None = None
+        self._checking = False
         self.sub_title = str(source.path)
         self._follow_timer: Timer | None = None
         self.main_screen = MainScreen(source, following=follow)
@@ -122,6 +127,8 @@ class ReclabApp(App[None]):
         """Show the latest snapshot; once the first indexing is done, start following."""
         snap = self.source.snapshot()
         self.main_screen.apply_snapshot(snap)
+        if snap.done and snap.file_size <= AUTO_CHECK_BYTES and not self.follow:
+            self.run_check()  # small enough: findings marked on frames without asking
         if snap.done and self.follow and self._follow_timer is None:
             self._follow_timer = self.set_interval(self.follow_interval, self._poll)
 
@@ -135,11 +142,35 @@ class ReclabApp(App[None]):
 
     # --- check findings ------------------------------------------------------------
 
+    def run_check(self) -> None:
+        """Start ``reclab check`` in a thread worker unless it ran or runs already."""
+        if self.check_report is None and not self._checking:
+            self._checking = True
+            self._check()
+
+    @work(thread=True, group="check")
+    def _check(self) -> None:
+        try:
+            report = self.source.check()
+        except OSError as exc:
+            self.call_from_thread(self._check_failed, str(exc))
+            return
+        self.call_from_thread(self.set_check_report, report)
+
+    def _check_failed(self, message: str) -> None:
+        self._checking = False
+        self.main_screen.set_status(f"cannot check: {message}")
+        if isinstance(self.screen, FindingsScreen):
+            self.screen.show_failure(message)
+
     def set_check_report(self, report: CheckReport) -> None:
-        """Keep the check's findings and mark them on the frames they point at."""
+        """Keep the check's findings, mark them on their frames, list them if shown."""
+        self._checking = False
         self.check_report = report
         marks = {f.index: f.code for f in report.findings if f.index is not None}
         self.main_screen.set_findings(marks)
+        if isinstance(self.screen, FindingsScreen):
+            self.screen.show_report(report)
 
     # --- keys and the command palette ----------------------------------------------
 

@@ -1,8 +1,9 @@
 """The check findings view: ``reclab check``'s findings, listed; Enter jumps to the frame.
 
 The check is one streaming pass over the file (:func:`reclab.check.check_recording`),
-run in a thread worker the first time the view opens; the findings are kept by
-the app and marked on the frames they point at.
+run by the app in a thread worker (after indexing for small files, else the
+first time this view opens); the app keeps the findings and marks them on the
+frames they point at.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -56,29 +57,17 @@ class FindingsScreen(Screen[Finding | None]):
         return self.app
 
     def on_mount(self) -> None:
-        """Show the findings, checking first when nobody has yet."""
+        """Show the findings, starting the check when nobody has yet."""
         report = self.reclab_app.check_report
         if report is None:
-            self._check()
+            self.reclab_app.run_check()
         else:
             self.show_report(report)
         self.query_one(DataTable).focus()
 
-    @work(thread=True, exclusive=True, group="check")
-    def _check(self) -> None:
-        try:
-            report = self.reclab_app.source.check()
-        except OSError as exc:
-            self.app.call_from_thread(self._failed, str(exc))
-            return
-        self.app.call_from_thread(self._checked, report)
-
-    def _failed(self, message: str) -> None:
+    def show_failure(self, message: str) -> None:
+        """Say why the check could not run."""
         self.query_one("#summary", Static).update(f"cannot check: {safe_text(message)}")
-
-    def _checked(self, report: CheckReport) -> None:
-        self.reclab_app.set_check_report(report)
-        self.show_report(report)
 
     def show_report(self, report: CheckReport) -> None:
         """Fill the table from ``report``."""
