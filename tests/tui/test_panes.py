@@ -569,6 +569,41 @@ async def test_fileops_slow_ones_are_highlighted(tmp_path: Path) -> None:
 
 
 @sync
+async def test_fileops_of_one_command_only(tmp_path: Path) -> None:
+    # Two commands at once, both using request id 1: each tab pairs its own.
+    path = tmp_path / "two.cbor"
+    header = SessionHeader(version="1.3.4", start_time=T0, local_user="u", local_pid=1)
+    with Recorder(path) as rec:
+        rec.write_record(Record(type=RecordType.SESSION_HEADER, header=header))
+        for seq in (1, 2):
+            start = CommandStart(seq=seq, start_time=T0, exec=ExecMsg(path="/bin/x", argv=["x"]))
+            rec.write_record(Record(type=RecordType.COMMAND_START, cmd_start=start))
+        for ms, seq, direction, frame in [
+            (1, 1, SEND, Frame(type=FrameType.FILE_OP, file_op=FileOpReq(1, FileOp.STAT, "/one"))),
+            (2, 2, SEND, Frame(type=FrameType.FILE_OP, file_op=FileOpReq(1, FileOp.STAT, "/two"))),
+            (3, 2, RECV, Frame(type=FrameType.FILE_RESP, file_resp=FileOpResp(1, errno=2))),
+            (9, 1, RECV, Frame(type=FrameType.FILE_RESP, file_resp=FileOpResp(1))),
+        ]:
+            rf = RecordedFrame(seq=seq, timestamp=T0 + ms * MS, direction=direction, frame=frame)
+            rec.write_record(Record(type=RecordType.FRAME, frame=rf))
+    with open_recording(path) as rec:
+        app = DetailApp(rec)
+        async with app.run_test(size=(120, 20)) as pilot:
+            detail = app.query_one(CommandDetail)
+            shown = {}
+            for seq in (1, 2):
+                detail.show_command(seq)
+                detail.show_tab("fileops")
+                await settle(app, pilot)
+                table = app.query_one(FileOpsTable)
+                shown[seq] = [
+                    [str(cell) for cell in table.get_row_at(r)] for r in range(table.row_count)
+                ]
+            assert [row[2] for row in shown[1]] == ["/one"] and shown[1][0][6] == "8.000 ms"
+            assert [row[2] for row in shown[2]] == ["/two"] and shown[2][0][7] == "ENOENT"
+
+
+@sync
 async def test_logs_with_levels() -> None:
     with open_recording(SAMPLES / "agent-logs.cbor") as rec:
         seq = max(rec.commands, key=lambda s: rec.commands[s].log_count)

@@ -28,6 +28,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widget import Widget
+from textual.worker import get_current_worker
 
 from agentproto import RemoteProtocolError
 from reclab.model import Command
@@ -301,11 +302,13 @@ class ActivityStrip(Widget):
         self.seq: int | None = None
         self.bins: dict[int, Any] = {}  # stream -> NumPy array of _FINE_BINS byte counts
         self.span_s = 0.0
+        self._drawn: tuple[int, list[Text]] = (-1, [])  # rows drawn at a width
 
     def show_command(self, seq: int | None) -> None:
         """Compute and draw the strip of command ``seq`` (None: clear it)."""
         if seq != self.seq:  # the same command again (follow): keep drawing the old bins
             self.bins = {}
+            self._drawn = (-1, [])
             self.refresh(layout=True)
         self.seq = seq
         if seq is not None:
@@ -324,7 +327,10 @@ class ActivityStrip(Widget):
         start = command_start_ns(cmd)
         end = max(cmd.end_time or 0, cmd.last_frame_time or 0, start + 1)
         parts: dict[int, list[Any]] = {}
+        worker = get_current_worker()
         for simple, others in self.source.rec.frame_chunks(first, last + 1):
+            if worker.is_cancelled:
+                return  # another command was selected
             mine = (simple["seq"] == seq) & (simple["t"] == 2) & (simple["size"] > 0)
             ts = simple["ts"][mine].astype(np.int64)
             streams = simple["stream"][mine].astype(np.int64)
@@ -357,6 +363,7 @@ class ActivityStrip(Widget):
             return  # a newer command was selected meanwhile
         self.bins = bins
         self.span_s = span_s
+        self._drawn = (-1, [])
         self.refresh(layout=True)
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
@@ -391,7 +398,10 @@ class ActivityStrip(Widget):
     def render_line(self, y: int) -> Strip:
         """Draw row ``y`` of the strip at the widget's width."""
         width = self.size.width
-        rows = self.rows(width)
+        drawn_width, rows = self._drawn
+        if drawn_width != width:
+            rows = self.rows(width)
+            self._drawn = (width, rows)
         if y >= len(rows):
             return Strip.blank(width, self.rich_style)
         return Strip(list(rows[y].render(self.app.console))).crop_extend(0, width, self.rich_style)
