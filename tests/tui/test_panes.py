@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import io
+import random
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ from reclab.tui.widgets.exec import MASK, ExecPane, mask_env
 from reclab.tui.widgets.fileops import FileOpsTable
 from reclab.tui.widgets.frames import ActivityStrip, FrameList
 from reclab.tui.widgets.logs import LogsTable
-from reclab.tui.widgets.output import OutputView
+from reclab.tui.widgets.output import MAX_LINE, OutputView
 from reclab.tui.widgets.playback import PlaybackView, Player
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample-recordings"
@@ -414,6 +415,38 @@ async def test_output_search_next_and_previous(tmp_path: Path) -> None:
             hit = next(s for s in segments if s.text == "needle")
             assert hit.style is not None and hit.style.bgcolor is not None
             assert not detail.search_output("absent")
+
+
+def reference_line_starts(stream: bytes, max_line: int) -> list[int]:
+    """Where lines start: after each newline, and every max_line bytes of a longer line."""
+    starts, pos = [], 0
+    while pos < len(stream):
+        starts.append(pos)
+        nl = stream.find(b"\n", pos, pos + max_line)
+        pos = nl + 1 if nl >= 0 else min(pos + max_line, len(stream))
+    return starts
+
+
+@sync
+async def test_output_lines_cut_at_newlines_and_long_lines(tmp_path: Path) -> None:
+    rng = random.Random(9)
+    pieces = [b"short\n", b"x" * (MAX_LINE - 1) + b"\n", b"y" * MAX_LINE + b"\n", b"\n"]
+    pieces += [b"z" * (3 * MAX_LINE + 5), b"\n", b"tail without newline"]
+    stream = b"".join(rng.choice(pieces) for _ in range(60)) + b"".join(pieces)
+    cuts = sorted(rng.sample(range(1, len(stream)), 40))
+    chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+    frames_in = [(n, RECV, data(1, chunk)) for n, chunk in enumerate(chunks)]
+    with open_recording(write_recording(tmp_path / "l.cbor", frames_in)) as rec:
+        app = DetailApp(rec)
+        async with app.run_test(size=(100, 20)) as pilot:
+            detail = app.query_one(CommandDetail)
+            detail.show_command(1)
+            detail.show_tab("output")
+            await settle(app, pilot)
+            view = app.query_one(OutputView)
+            expected = reference_line_starts(stream, MAX_LINE)
+            assert list(view._index.line_pos) == expected
+            assert b"".join(view.line_bytes(n) for n in range(view.line_count)) == stream
 
 
 @sync
@@ -843,4 +876,11 @@ async def test_million_frames_paint_without_decoding_them_all(tmp_path: Path) ->
             assert frames.decodes <= 3 * height
             await pilot.press("pageup", "up")
             assert frames.decodes <= 4 * height + 1
+            # A jump (search hit, finding) to the middle lands there, on screen.
+            middle = rec.commands[1].record_indexes[500_000]
+            app.query_one(CommandDetail).jump_to_frame(middle)
+            await pilot.pause()
+            assert frames.cursor == 500_000
+            assert frames.scroll_y <= 500_000 < frames.scroll_y + height
+            assert frames.decodes <= 5 * height + 1
             await app.workers.wait_for_complete()
