@@ -135,6 +135,15 @@ async def settle(app: App[Any], pilot: Any) -> None:
         await pilot.pause()
 
 
+async def eventually(pilot: Any, condition: Callable[[], bool]) -> bool:
+    """Let the app run (timers fire) until ``condition`` holds; give up after many steps."""
+    for _ in range(100):
+        if condition():
+            return True
+        await pilot.pause(0.05)
+    return condition()
+
+
 def drawn_text(widget: Any) -> str:
     """Everything the widget draws at its size, as plain text."""
     region = Region(0, 0, widget.size.width, widget.size.height)
@@ -718,8 +727,7 @@ async def test_exec_masks_secrets_until_revealed(tmp_path: Path) -> None:
             assert "GITHUB_TOKEN=ghp_topsecret" in shown and "Bearer xyz" in shown
             # Without being told, the pane notices the change on its own.
             app.source.reveal_secrets = False
-            await pilot.pause(0.4)
-            assert "ghp_topsecret" not in drawn_text(pane)
+            assert await eventually(pilot, lambda: "ghp_topsecret" not in drawn_text(pane))
 
 
 # --- playback -----------------------------------------------------------------------------
@@ -810,8 +818,7 @@ async def test_playback_play_pause_seek_speed(tmp_path: Path) -> None:
             view.clock = lambda: clock.now
             await pilot.press("space")
             clock.now += 3.0
-            await pilot.pause(0.2)
-            assert view.player.shown == 3
+            assert await eventually(pilot, lambda: view.player.shown == 3)
 
 
 # --- frame detail ---------------------------------------------------------------------------
