@@ -34,11 +34,15 @@ def viewer() -> Iterator[Callable[[Path], ReclabApp]]:
 
 
 def after(*keys: str) -> Callable[[Any], Any]:
-    """A run_before that waits for indexing, presses ``keys`` and waits again."""
+    """A run_before that waits for indexing and the check, presses ``keys``, waits again."""
 
     async def run_before(pilot: Any) -> None:
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
+        # Indexed, then checked (small files are checked by themselves): the screen is final.
+        for _ in range(200):
+            await pilot.app.workers.wait_for_complete()
+            await pilot.pause()
+            if pilot.app.check_report is not None:
+                break
         for key in keys:
             await pilot.press(key)
         await pilot.app.workers.wait_for_complete()
