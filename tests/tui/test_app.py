@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import T0, command_records, footer_record, header_record
+from textual.widgets import Input
 
 from reclab.tui.app import ReclabApp
 from reclab.tui.screens.findings import FindingsScreen
@@ -131,6 +132,13 @@ async def test_text_filter_is_incremental_and_escape_clears(
         assert app.focused is commands
         await pilot.press("escape")
         assert commands.rows == [1, 2, 3, 4]
+        # Keys typed into the box are text, not commands: q does not quit, n does not search.
+        await pilot.press("slash", "q", "n", "c")
+        await pilot.pause()
+        assert app.is_running and isinstance(app.screen, MainScreen)
+        assert app.screen.query_one("#filter", Input).value == "qnc"
+        assert commands.rows == []
+        assert "no command matches the filter" in screen_text(app)
 
 
 async def test_where_expression_uses_the_commands_syntax(

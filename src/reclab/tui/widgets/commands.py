@@ -322,7 +322,10 @@ class CommandList(ScrollView, can_focus=True):
         width = self.size.width
         if self._snap is None or row >= len(self.rows):
             if self._snap is not None and not self.rows and y == 0:
-                note = "indexing…" if not self._snap.done else "no commands"
+                if self._snap.commands:
+                    note = "no command matches the filter (Esc clears it)"
+                else:
+                    note = "indexing…" if not self._snap.done else "no commands"
                 return Strip([*Text(note, style="dim").render(self.app.console)]).crop_extend(
                     0, width, None
                 )
