@@ -530,6 +530,29 @@ async def test_hostile_output_reaches_the_screen_harmlessly(tmp_path: Path) -> N
 
 
 @sync
+async def test_a_file_that_shrinks_under_the_panes_is_reported_not_fatal(tmp_path: Path) -> None:
+    frames_in = [(n, RECV, data(n % 2 + 1, b"line %d\n" % n)) for n in range(40)]
+    path = write_recording(tmp_path / "shrink.cbor", frames_in)
+    with open_recording(path) as rec:
+        size = path.stat().st_size
+        with path.open("r+b") as f:
+            f.truncate(size // 2)  # another program cut the file after it was indexed
+        app = DetailApp(rec)
+        async with app.run_test(size=(100, 20)) as pilot:
+            detail = app.query_one(CommandDetail)
+            detail.show_command(1)
+            for tab in ("output", "play"):
+                detail.show_tab(tab)
+                await settle(app, pilot)
+            messages = [n.message for n in app._notifications]
+            assert any(m.startswith("cannot read the output:") for m in messages)
+            assert any(m.startswith("cannot read the playback:") for m in messages)
+            view = app.query_one(OutputView)
+            assert not view.indexing  # what could be read is all there is
+            assert app.is_running
+
+
+@sync
 async def test_binary_output_is_a_hex_dump(tmp_path: Path) -> None:
     blob = bytes(range(256)) * 2
     frames_in = [(0, RECV, data(1, blob[:100])), (1, RECV, data(1, blob[100:]))]

@@ -21,6 +21,7 @@ from textual.widgets import DataTable
 
 from reclab.tables import iter_fileops_batches
 from reclab.timeline import safe_text
+from reclab.tui.widgets.frames import report_errors
 
 if TYPE_CHECKING:
     from reclab.model import Command, Recording
@@ -98,7 +99,13 @@ class FileOpsTable(DataTable[Any]):
         cmd = self.source.command(seq) if seq is not None else None
         if cmd is not None and cmd.file_op_count:
             self.border_subtitle = "reading file ops..."
-            self.run_worker(lambda: self._read(cmd), thread=True, exclusive=True, group="fileops")
+            self.run_worker(
+                lambda: report_errors(self, "the file ops", lambda: self._read(cmd)),
+                thread=True,
+                exclusive=True,
+                group="fileops",
+                exit_on_error=False,
+            )
 
     def _read(self, cmd: Command) -> None:
         rows: list[dict[str, Any]] = []

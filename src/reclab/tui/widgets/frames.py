@@ -14,7 +14,7 @@ width; the bins come from the index's bulk frame arrays in a worker thread.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.segment import Segment
@@ -31,13 +31,14 @@ from textual.widget import Widget
 from textual.worker import get_current_worker
 
 from agentproto import RemoteProtocolError
-from reclab.model import Command
+from reclab.errors import ReclabError
+from reclab.model import Command, RecordingError
 from reclab.timeline import FrameRow, frame_row, render_frames
 
 if TYPE_CHECKING:
     from reclab.tui.widgets.command_detail import CommandSource
 
-__all__ = ["FRAMES_HEADER", "ActivityStrip", "FrameList", "command_start_ns"]
+__all__ = ["FRAMES_HEADER", "ActivityStrip", "FrameList", "command_start_ns", "report_errors"]
 
 # Column titles over FrameList, aligned with reclab.timeline.render_frames.
 FRAMES_HEADER = f"  {'time':<11}  {'type':<9} {'st':>2} {'size':>7} preview"
@@ -50,6 +51,20 @@ def command_start_ns(cmd: Command) -> int:
     if cmd.start_time is not None:
         return cmd.start_time
     return cmd.first_frame_time if cmd.first_frame_time is not None else 0
+
+
+def report_errors(widget: Widget, what: str, work: Callable[[], None]) -> None:
+    """Run a pane's worker body; a recording that cannot be read says so instead of crashing.
+
+    The app keeps running (the workers are started with
+    ``exit_on_error=False``); the user sees one line saying what failed.
+    """
+    try:
+        work()
+    except (ReclabError, RecordingError, RemoteProtocolError, OSError, ValueError) as exc:
+        widget.app.call_from_thread(
+            widget.notify, f"cannot read {what}: {exc}", severity="error", timeout=8
+        )
 
 
 class FrameList(ScrollView, can_focus=True):
@@ -313,7 +328,11 @@ class ActivityStrip(Widget):
         self.seq = seq
         if seq is not None:
             self.run_worker(
-                lambda: self._compute(seq), thread=True, exclusive=True, group="activity"
+                lambda: report_errors(self, "the activity strip", lambda: self._compute(seq)),
+                thread=True,
+                exclusive=True,
+                group="activity",
+                exit_on_error=False,
             )
 
     def _compute(self, seq: int) -> None:

@@ -15,7 +15,7 @@ from textual.widgets import DataTable
 from reclab.tables import iter_logs_batches
 from reclab.timeline import safe_text
 from reclab.tui.widgets.fileops import MAX_ROWS, CommandRecords
-from reclab.tui.widgets.frames import command_start_ns
+from reclab.tui.widgets.frames import command_start_ns, report_errors
 
 if TYPE_CHECKING:
     from reclab.model import Command
@@ -60,7 +60,13 @@ class LogsTable(DataTable[Any]):
         cmd = self.source.command(seq) if seq is not None else None
         if cmd is not None and cmd.log_count:
             self.border_subtitle = "reading logs..."
-            self.run_worker(lambda: self._read(cmd), thread=True, exclusive=True, group="logs")
+            self.run_worker(
+                lambda: report_errors(self, "the logs", lambda: self._read(cmd)),
+                thread=True,
+                exclusive=True,
+                group="logs",
+                exit_on_error=False,
+            )
 
     def _read(self, cmd: Command) -> None:
         start = pd.Timestamp(command_start_ns(cmd), unit="ns", tz="UTC")

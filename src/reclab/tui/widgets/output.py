@@ -39,6 +39,7 @@ from textual.worker import get_current_worker
 
 from agentproto import Direction, FrameType
 from reclab.tui.safe import OutputDecoder, hex_dump_line, looks_binary
+from reclab.tui.widgets.frames import report_errors
 
 if TYPE_CHECKING:
     from reclab.tui.widgets.command_detail import CommandSource
@@ -268,13 +269,24 @@ class OutputView(ScrollView, can_focus=True):
         if seq is None:
             return
         self.run_worker(
-            lambda: self._read(seq, stream, gen, index),
+            lambda: report_errors(
+                self, "the output", lambda: self._read_all(seq, stream, gen, index)
+            ),
             thread=True,
             exclusive=True,
             group="output-index",
+            exit_on_error=False,
         )
 
     # --- the worker: one pass over the data frames -------------------------------------
+
+    def _read_all(self, seq: int, wanted: int | None, gen: int, ix: _LineIndex) -> None:
+        """Read on; if the recording fails us, show the lines read so far as all there is."""
+        try:
+            self._read(seq, wanted, gen, ix)
+        except BaseException:
+            self.app.call_from_thread(self._publish, gen, len(ix.line_chunk), True)
+            raise
 
     def _read(self, seq: int, wanted: int | None, gen: int, ix: _LineIndex) -> None:
         cmd = self.source.command(seq)

@@ -32,7 +32,7 @@ from textual.widget import Widget
 from agentproto import Direction, FrameType
 from reclab.asciicast import asciicast_events
 from reclab.tui.safe import OutputDecoder
-from reclab.tui.widgets.frames import command_start_ns
+from reclab.tui.widgets.frames import command_start_ns, report_errors
 
 if TYPE_CHECKING:
     from reclab.model import Command
@@ -198,7 +198,13 @@ class PlaybackView(Widget, can_focus=True):
         self.seq = seq
         self._set_events(seq, [], [], False)
         if seq is not None:
-            self.run_worker(lambda: self._read(seq), thread=True, exclusive=True, group="playback")
+            self.run_worker(
+                lambda: report_errors(self, "the playback", lambda: self._read(seq)),
+                thread=True,
+                exclusive=True,
+                group="playback",
+                exit_on_error=False,
+            )
 
     def _read(self, seq: int) -> None:
         cmd = self.source.command(seq)
