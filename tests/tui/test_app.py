@@ -493,3 +493,18 @@ async def test_hostile_argv_cwd_and_header_reach_the_screen_harmlessly(tmp_path:
                 assert bad not in text
     finally:
         source.close()
+
+
+async def test_recording_without_footer_says_so_and_where(
+    open_app: OpenApp, small_recording: Path, tmp_path: Path
+) -> None:
+    data = small_recording.read_bytes()
+    unfinished = tmp_path / "unfinished.cbor"
+    end = len(data) - len(footer_record(T0 + 10**9, 4))
+    unfinished.write_bytes(data[:end])
+    app = open_app(unfinished)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        bar = app.screen.query_one(SessionBar).render().plain
+        assert f"⚠ no session footer after byte {end}" in bar
+        assert "footer says" not in bar and "commands 4" in bar

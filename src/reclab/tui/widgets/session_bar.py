@@ -43,7 +43,7 @@ def describe_problem(snap: IndexSnapshot, following: bool) -> Text | None:
             line.append("● live: ", style="bold yellow")
             line.append(f"still being written; {_size(t.offset)} read so far", style="yellow")
         elif t.kind == "no-footer":
-            line.append("⚠ no session footer: ", style="bold yellow")
+            line.append(f"⚠ no session footer after byte {t.offset}: ", style="bold yellow")
             line.append("the writer did not close it (crashed or still writing)", style="yellow")
         else:
             # Where first: a narrow terminal cuts the end of the line, not the offset.
