@@ -42,6 +42,7 @@ from agentproto import (
 from agentproto.recording import encode_frame_record
 from reclab.model import Command, Recording, open_recording
 from reclab.tui.screens.frame_detail import FrameDetailScreen, cbor_diagnostic
+from reclab.tui.widgets import fileops as fileops_module
 from reclab.tui.widgets.command_detail import CommandDetail
 from reclab.tui.widgets.exec import MASK, ExecPane, mask_env
 from reclab.tui.widgets.fileops import FileOpsTable
@@ -608,6 +609,41 @@ async def test_fileops_pairs_highlight_and_sort() -> None:
             table.focus()
             await pilot.press("o")
             assert table.sort_column == "path" and not table.sort_reverse
+
+
+@sync
+async def test_fileops_and_logs_say_what_they_leave_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fileops_module, "MAX_ROWS", 5)
+    with open_recording(SAMPLES / "fileops.cbor") as rec:
+        seq = next(s for s, c in rec.commands.items() if c.file_op_count)
+        app = DetailApp(rec)
+        async with app.run_test(size=(140, 30)) as pilot:
+            detail = app.query_one(CommandDetail)
+            detail.show_command(seq)
+            detail.show_tab("fileops")
+            await settle(app, pilot)
+            table = app.query_one(FileOpsTable)
+            assert table.total == 46 and len(table.rows_data) == 5 and table.row_count == 6
+            table.sort_by("id", reverse=True)
+            await pilot.pause()
+            note = str(table.get_row_at(5)[2])
+            assert note == "... 41 more file ops not shown (the first 5 are)"
+    with open_recording(SAMPLES / "agent-logs.cbor") as rec:
+        monkeypatch.setattr(fileops_module, "MAX_ROWS", 1)
+        seq = max(rec.commands, key=lambda s: rec.commands[s].log_count)
+        app = DetailApp(rec)
+        async with app.run_test(size=(140, 30)) as pilot:
+            detail = app.query_one(CommandDetail)
+            detail.show_command(seq)
+            detail.show_tab("logs")
+            await settle(app, pilot)
+            table = app.query_one(LogsTable)
+            more = rec.commands[seq].log_count - 1
+            assert table.row_count == 2
+            assert (
+                str(table.get_row_at(1)[2])
+                == f"... {more} more log entries not shown (the first 1 are)"
+            )
 
 
 @sync

@@ -157,7 +157,13 @@ class FrameDetailScreen(ModalScreen[None]):
         self.record_index = record_index
 
     def compose(self) -> ComposeResult:
-        offset, data, size = record_bytes(self.rec, self.record_index)
+        try:
+            offset, data, size = record_bytes(self.rec, self.record_index)
+        except (OSError, IndexError) as exc:  # the file changed under us: say so, no crash
+            with VerticalScroll() as scroll:
+                scroll.border_subtitle = "Esc closes"
+                yield Static(Text(f"cannot read record {self.record_index}: {exc}", "red"))
+            return
         title = f"record {self.record_index} at byte {offset}, {size} bytes"
         with VerticalScroll() as scroll:
             scroll.border_title = title

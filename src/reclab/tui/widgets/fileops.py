@@ -98,7 +98,6 @@ class FileOpsTable(DataTable[Any]):
         self._fill()
         cmd = self.source.command(seq) if seq is not None else None
         if cmd is not None and cmd.file_op_count:
-            self.border_subtitle = "reading file ops..."
             self.run_worker(
                 lambda: report_errors(self, "the file ops", lambda: self._read(cmd)),
                 thread=True,
@@ -110,10 +109,11 @@ class FileOpsTable(DataTable[Any]):
     def _read(self, cmd: Command) -> None:
         rows: list[dict[str, Any]] = []
         total = 0
+        limit = MAX_ROWS
         view = CommandRecords(self.source.rec, cmd).as_recording()
         for batch in iter_fileops_batches(view):
             total += len(batch)
-            room = MAX_ROWS - len(rows)
+            room = limit - len(rows)
             if room > 0:
                 rows.extend(cast("list[dict[str, Any]]", batch.head(room).to_dict("records")))
         self.app.call_from_thread(self._loaded, cmd.seq, rows, total)
@@ -168,10 +168,11 @@ class FileOpsTable(DataTable[Any]):
         self.clear()
         for row in self.rows_data:
             self.add_row(*_cells(row))
-        if self.total > len(self.rows_data):
-            self.border_subtitle = f"showing {len(self.rows_data)} of {self.total} file ops"
-        else:
-            self.border_subtitle = f"{self.total} file ops"
+        left_out = self.total - len(self.rows_data)
+        if left_out > 0:
+            # A last row says it: a table of this size would freeze the screen.
+            note = f"... {left_out} more file ops not shown (the first {len(self.rows_data)} are)"
+            self.add_row(*[Text("")] * 2, Text(note, "italic yellow"), *[Text("")] * 6, key="more")
 
 
 def _plain(value: Any) -> Any:

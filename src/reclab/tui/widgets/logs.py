@@ -14,7 +14,8 @@ from textual.widgets import DataTable
 
 from reclab.tables import iter_logs_batches
 from reclab.timeline import safe_text
-from reclab.tui.widgets.fileops import MAX_ROWS, CommandRecords
+from reclab.tui.widgets import fileops
+from reclab.tui.widgets.fileops import CommandRecords
 from reclab.tui.widgets.frames import command_start_ns, report_errors
 
 if TYPE_CHECKING:
@@ -56,10 +57,8 @@ class LogsTable(DataTable[Any]):
         self.clear()
         self.total = 0
         self.levels = []
-        self.border_subtitle = ""
         cmd = self.source.command(seq) if seq is not None else None
         if cmd is not None and cmd.log_count:
-            self.border_subtitle = "reading logs..."
             self.run_worker(
                 lambda: report_errors(self, "the logs", lambda: self._read(cmd)),
                 thread=True,
@@ -75,7 +74,7 @@ class LogsTable(DataTable[Any]):
         total = 0
         for batch in iter_logs_batches(view):
             total += len(batch)
-            part = batch.head(max(MAX_ROWS - len(rows), 0))
+            part = batch.head(max(fileops.MAX_ROWS - len(rows), 0))
             seconds = (part["time"] - start).dt.total_seconds().tolist()
             rows.extend(
                 zip(
@@ -101,7 +100,7 @@ class LogsTable(DataTable[Any]):
                 Text(safe_text(message, 500), style if level != "INFO" else ""),
                 Text(safe_text(attrs, 500), "cyan"),
             )
-        shown = len(rows)
-        self.border_subtitle = (
-            f"showing {shown} of {total} log entries" if total > shown else f"{total} log entries"
-        )
+        left_out = total - len(rows)
+        if left_out > 0:
+            note = f"... {left_out} more log entries not shown (the first {len(rows)} are)"
+            self.add_row(Text(""), Text(""), Text(note, "italic yellow"), Text(""), key="more")
