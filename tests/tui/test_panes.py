@@ -949,4 +949,9 @@ async def test_million_frames_paint_without_decoding_them_all(tmp_path: Path) ->
             assert frames.cursor == 500_000
             assert frames.scroll_y <= 500_000 < frames.scroll_y + height
             assert frames.decodes <= 5 * height + 1
+            # The activity strip of so many frames is binned in a worker, from the index.
             await app.workers.wait_for_complete()
+            await pilot.pause()
+            strip = app.query_one(ActivityStrip)
+            assert list(strip.bins) == [1] and strip.bins[1].sum() == 2 * 1_000_000
+            assert frames.decodes <= 5 * height + 1

@@ -13,6 +13,7 @@ width; the bins come from the index's bulk frame arrays in a worker thread.
 
 from __future__ import annotations
 
+import contextlib
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -28,7 +29,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widget import Widget
-from textual.worker import get_current_worker
+from textual.worker import Worker, get_current_worker
 
 from agentproto import RemoteProtocolError
 from reclab.errors import ReclabError
@@ -292,6 +293,7 @@ class FrameList(ScrollView, can_focus=True):
 
 # --- the activity strip ------------------------------------------------------------------
 
+_INLINE_RECORDS = 5000  # a command spanning fewer records gets its strip without a worker
 _FINE_BINS = 1024  # bins computed once per command; redrawn to any width from these
 _BLOCKS = " ▁▂▃▄▅▆▇█"
 _STREAM_LABEL = {0: "in ", 1: "out", 2: "err"}
@@ -326,30 +328,43 @@ class ActivityStrip(Widget):
             self._drawn = (-1, [])
             self.refresh(layout=True)
         self.seq = seq
-        if seq is not None:
-            self.run_worker(
-                lambda: report_errors(self, "the activity strip", lambda: self._compute(seq)),
-                thread=True,
-                exclusive=True,
-                group="activity",
-                exit_on_error=False,
-            )
-
-    def _compute(self, seq: int) -> None:
-        import numpy as np
-
-        cmd = self.source.command(seq)
+        cmd = self.source.command(seq) if seq is not None else None
         count = 0 if cmd is None else min(cmd.frame_count, len(cmd.record_indexes))
         if cmd is None or count == 0:
             return
+        if cmd.record_indexes[count - 1] - cmd.record_indexes[0] < _INLINE_RECORDS:
+            # A small command: drawn at once, with the frames (no flicker, no wait).
+            with contextlib.suppress(ReclabError, RecordingError, RemoteProtocolError, OSError):
+                self._set_bins(cmd.seq, *self._compute(cmd, count))
+            return
+        self.run_worker(
+            lambda: report_errors(self, "the activity strip", lambda: self._work(cmd, count)),
+            thread=True,
+            exclusive=True,
+            group="activity",
+            exit_on_error=False,
+        )
+
+    def _work(self, cmd: Command, count: int) -> None:
+        worker = get_current_worker()
+        bins, span = self._compute(cmd, count, worker)
+        if not worker.is_cancelled:
+            self.app.call_from_thread(self._set_bins, cmd.seq, bins, span)
+
+    def _compute(
+        self, cmd: Command, count: int, worker: Worker[None] | None = None
+    ) -> tuple[dict[int, Any], float]:
+        """Bytes per stream in :data:`_FINE_BINS` bins over the command's span, and the span."""
+        import numpy as np
+
+        seq = cmd.seq
         first, last = cmd.record_indexes[0], cmd.record_indexes[count - 1]
         start = command_start_ns(cmd)
         end = max(cmd.end_time or 0, cmd.last_frame_time or 0, start + 1)
         parts: dict[int, list[Any]] = {}
-        worker = get_current_worker()
         for simple, others in self.source.rec.frame_chunks(first, last + 1):
-            if worker.is_cancelled:
-                return  # another command was selected
+            if worker is not None and worker.is_cancelled:
+                return {}, 0.0  # another command was selected: _set_bins drops this
             mine = (simple["seq"] == seq) & (simple["t"] == 2) & (simple["size"] > 0)
             ts = simple["ts"][mine].astype(np.int64)
             streams = simple["stream"][mine].astype(np.int64)
@@ -375,7 +390,7 @@ class ActivityStrip(Widget):
                 counts = np.bincount(pos[sel], weights=sizes[sel], minlength=_FINE_BINS)
                 parts.setdefault(int(stream), []).append(counts)
         bins = {s: np.sum(chunks, axis=0) for s, chunks in sorted(parts.items())}
-        self.app.call_from_thread(self._set_bins, seq, bins, (end - start) / 1e9)
+        return bins, (end - start) / 1e9
 
     def _set_bins(self, seq: int, bins: dict[int, Any], span_s: float) -> None:
         if seq != self.seq:
