@@ -8,6 +8,7 @@ snapshots are deterministic. Synthetic recordings carry fixed timestamps
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 from collections.abc import Callable, Iterator
@@ -46,6 +47,15 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     names = pyfuncitem._fixtureinfo.argnames
     asyncio.run(pyfuncitem.obj(**{name: pyfuncitem.funcargs[name] for name in names}))
     return True
+
+
+async def workers_done(app: ReclabApp) -> None:
+    """Wait until no worker runs; one cancelled by a newer one (exclusive) is not an error."""
+    from textual.worker import WorkerCancelled
+
+    while running := [w for w in app.workers if not w.is_finished]:
+        with contextlib.suppress(WorkerCancelled):
+            await app.workers.wait_for_complete(running)
 
 
 @pytest.fixture

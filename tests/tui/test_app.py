@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import T0, command_records, footer_record, header_record
+from conftest import T0, command_records, footer_record, header_record, workers_done
 from textual.widgets import Input
 
 from reclab.tui.app import ReclabApp
@@ -35,7 +35,7 @@ def screen_text(app: ReclabApp) -> str:
 
 async def settle(app: ReclabApp, pilot: object) -> None:
     """Wait for indexing (and any other worker) and the repaint that follows."""
-    await app.workers.wait_for_complete()
+    await workers_done(app)
     await pilot.pause()  # type: ignore[attr-defined]
     await pilot.pause()  # type: ignore[attr-defined]
 

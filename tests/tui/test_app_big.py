@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from conftest import write_large
+from conftest import workers_done, write_large
 
 from reclab.model import open_recording
 from reclab.tui.app import ReclabApp
@@ -57,7 +57,7 @@ async def test_first_screen_is_drawn_before_indexing_completes(tmp_path: Path) -
             await pilot.pause()
             assert commands.selected == 2
             source.release.set()
-            await app.workers.wait_for_complete()
+            await workers_done(app)
             await pilot.pause()
             await pilot.pause()
             assert source.snapshot().done

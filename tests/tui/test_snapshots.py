@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import workers_done
 
 from reclab.tui.app import ReclabApp
 from reclab.tui.source import RecordingSource
@@ -39,13 +40,13 @@ def after(*keys: str) -> Callable[[Any], Any]:
     async def run_before(pilot: Any) -> None:
         # Indexed, then checked (small files are checked by themselves): the screen is final.
         for _ in range(200):
-            await pilot.app.workers.wait_for_complete()
+            await workers_done(pilot.app)
             await pilot.pause()
             if pilot.app.check_report is not None:
                 break
         for key in keys:
             await pilot.press(key)
-        await pilot.app.workers.wait_for_complete()
+        await workers_done(pilot.app)
         await pilot.pause()
         await pilot.pause()
 
