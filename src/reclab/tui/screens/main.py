@@ -56,7 +56,7 @@ class MainScreen(Screen[None]):
 
     DEFAULT_CSS = """
     MainScreen { layout: vertical; }
-    MainScreen #top { height: 40%; min-height: 5; }
+    MainScreen #top { height: 40%; min-height: 4; }
     MainScreen #commands-pane { width: 1fr; }
     MainScreen #timeline { width: 1fr; display: none; }
     MainScreen.-wide #timeline { display: block; width: 45%; border-left: vkey $foreground 20%; }
@@ -113,6 +113,16 @@ class MainScreen(Screen[None]):
     def on_resize(self) -> None:
         """Use the room: list and timeline side by side when wide enough."""
         self.set_class(self.size.width >= WIDE, "-wide")
+        self._fit_top()
+
+    def _fit_top(self) -> None:
+        """Give the list (and timeline) the rows they need, up to 40%; the detail the rest."""
+        count = len(self._shown.commands)
+        boxes = sum(1 for box in self.query(Input) if box.has_class("-shown"))
+        need = count + 1 + boxes  # the title row, the filter boxes
+        if self.has_class("-wide") or self.has_class("-timeline"):
+            need = max(need, count + 2)  # bars and the two axis lines
+        self.query_one("#top").styles.height = max(4, min(need, int(self.size.height * 0.4)))
 
     # --- snapshots -----------------------------------------------------------------
 
@@ -125,6 +135,8 @@ class MainScreen(Screen[None]):
         self.query_one(Timeline).set_snapshot(snap)
         if self.where:
             self._run_where(self.where)
+        if len(snap.commands) != len(shown.commands):
+            self._fit_top()
         selected = commands.selected
         if selected is not None and snap.commands.get(selected) is not shown.commands.get(selected):
             self._detail_stale = True
@@ -225,12 +237,14 @@ class MainScreen(Screen[None]):
         box = self.query_one("#filter", Input)
         box.add_class("-shown")
         box.focus()
+        self._fit_top()
 
     def action_where(self) -> None:
         """Show the expression filter (``reclab commands --where`` syntax, applied on Enter)."""
         box = self.query_one("#where", Input)
         box.add_class("-shown")
         box.focus()
+        self._fit_top()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -240,6 +254,7 @@ class MainScreen(Screen[None]):
     def _filter_done(self, event: Input.Submitted) -> None:
         if not event.value:
             event.input.remove_class("-shown")
+            self._fit_top()
         self.query_one(CommandList).focus()
 
     @on(Input.Submitted, "#where")
@@ -249,6 +264,7 @@ class MainScreen(Screen[None]):
             event.input.remove_class("-shown", "-error")
             self.query_one(CommandList).set_where(None)
             self.set_status("")
+            self._fit_top()
             return
         self._run_where(self.where)
 
@@ -294,6 +310,7 @@ class MainScreen(Screen[None]):
         commands.set_where(None)
         commands.focus()
         self.set_status("")
+        self._fit_top()
 
     # --- timeline ------------------------------------------------------------------
 
@@ -302,6 +319,7 @@ class MainScreen(Screen[None]):
         self.toggle_class("-timeline")
         target = Timeline if self.has_class("-timeline") else CommandList
         self.query_one(target).focus()
+        self._fit_top()
 
     # --- search --------------------------------------------------------------------
 
