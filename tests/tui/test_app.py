@@ -298,11 +298,28 @@ async def test_reveal_secrets_key_toggles_the_source(
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(app, pilot)
         assert app.source.reveal_secrets is False
+        detail = app.screen.query_one(CommandDetail)
+        detail.show_tab("exec")  # command 1 has API_TOKEN=hunter2 in its environment
+        for _ in range(40):
+            await pilot.pause(0.05)
+            if "API_TOKEN=" in screen_text(app):
+                break
+        assert "API_TOKEN=" in screen_text(app) and "hunter2" not in screen_text(app)
         await pilot.press("R")
         assert app.source.reveal_secrets is True
+        for _ in range(40):
+            await pilot.pause(0.05)
+            if "hunter2" in screen_text(app):
+                break
+        assert "API_TOKEN=hunter2" in screen_text(app)
         assert "secret environment values shown" in screen_text(app)
         await pilot.press("R")
         assert app.source.reveal_secrets is False
+        for _ in range(40):
+            await pilot.pause(0.05)
+            if "hunter2" not in screen_text(app):
+                break
+        assert "hunter2" not in screen_text(app)
 
 
 async def test_help_lists_every_key(open_app: OpenApp, small_recording: Path) -> None:
