@@ -200,6 +200,10 @@ async def test_search_next_and_previous_jump_to_command_and_frame(
         await pilot.press("f", "ctrl+u", *"/bin/ls", "enter")
         await settle(app, pilot)
         assert [(h.seq, h.where, h.record_index) for h in main.hits] == [(4, "path", None)]
+        await pilot.press("f", "ctrl+u", *"nowhere to be found", "enter")
+        await settle(app, pilot)
+        await pilot.press("n")
+        assert main.hits == [] and "no match for 'nowhere to be found'" in screen_text(app)
 
 
 async def test_timeline_bars_select_commands(open_app: OpenApp, small_recording: Path) -> None:

@@ -77,6 +77,7 @@ class MainScreen(Screen[None]):
         self.hits: list[SearchHit] = []
         self.hit_index = -1
         self.pattern = ""
+        self._searching = False
         self.where = ""
         # While the user moves through the list or timeline, the detail loading its
         # panes must not take the focus away (see _show); None once the user leaves.
@@ -338,6 +339,7 @@ class MainScreen(Screen[None]):
         self.pattern = pattern
         self.hits = []
         self.hit_index = -1
+        self._searching = True
         self.set_status(f"searching for {pattern!r}…")
         self._search_worker(pattern)
 
@@ -351,6 +353,7 @@ class MainScreen(Screen[None]):
     def _search_done(self, pattern: str, hits: list[SearchHit]) -> None:
         if pattern != self.pattern:
             return
+        self._searching = False
         self.hits = hits
         if not hits:
             self.set_status(f"no match for {pattern!r}")
@@ -361,7 +364,12 @@ class MainScreen(Screen[None]):
     def action_next_match(self, step: int) -> None:
         """n / N: the next or previous match, in recorded order (wrapping around)."""
         if not self.hits:
-            self.set_status("no search yet (f searches)" if not self.pattern else "no match")
+            if not self.pattern:
+                self.set_status("no search yet (f searches)")
+            elif self._searching:
+                self.set_status(f"still searching for {self.pattern!r}…")
+            else:
+                self.set_status(f"no match for {self.pattern!r}")
             return
         self.hit_index = (self.hit_index + step) % len(self.hits)
         hit = self.hits[self.hit_index]
