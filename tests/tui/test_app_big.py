@@ -99,3 +99,38 @@ def test_index_publishes_batches_then_a_final_snapshot(tmp_path: Path) -> None:
     for snap, then in zip(seen, counts_then, strict=True):
         assert {seq: cmd.frame_count for seq, cmd in snap.commands.items()} == then
     assert counts_then[0] != counts_then[-1]
+
+
+async def test_q_during_indexing_stops_the_indexing(tmp_path: Path) -> None:
+    path = tmp_path / "big.cbor"
+    write_large(path, commands=40, frames_per_command=2500)
+    source = HeldSource(path)
+    app = ReclabApp(source)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            for _ in range(600):
+                await pilot.pause(0.05)
+                if source.held.is_set():
+                    break
+            await pilot.press("q")
+            source.release.set()  # indexing goes on... and stops at its next step
+        # Quitting does not wait for the whole file to be indexed.
+        assert source._idle.wait(timeout=60)
+        assert not source.snapshot().done
+        assert source.snapshot().indexed_bytes < path.stat().st_size
+    finally:
+        source.release.set()
+        source.close()
+
+
+def test_cancel_stops_indexing_and_checking(tmp_path: Path) -> None:
+    path = tmp_path / "big.cbor"
+    write_large(path, commands=1, frames_per_command=70_000, payload=20)  # > 65536 records
+    source = RecordingSource.open(path)
+    try:
+        source.cancel()
+        assert source.index() is source.snapshot() and not source.snapshot().done
+        assert source.snapshot().commands == {}
+        assert source.check() is None  # stopped at its first progress step
+    finally:
+        source.close()

@@ -155,7 +155,8 @@ class ReclabApp(App[None]):
         except OSError as exc:
             self.call_from_thread(self._check_failed, str(exc))
             return
-        self.call_from_thread(self.set_check_report, report)
+        if report is not None:  # None: the viewer is quitting
+            self.call_from_thread(self.set_check_report, report)
 
     def _check_failed(self, message: str) -> None:
         self._checking = False
@@ -173,6 +174,11 @@ class ReclabApp(App[None]):
             self.screen.show_report(report)
 
     # --- keys and the command palette ----------------------------------------------
+
+    async def action_quit(self) -> None:
+        """Quit at once: background indexing and checking stop at their next step."""
+        self.source.cancel()
+        await super().action_quit()
 
     def action_help(self) -> None:
         """Show every key."""

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import os
 import shlex
+import threading
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
 
@@ -39,6 +41,11 @@ __all__ = [
 ]
 
 SnapshotCallback = Callable[["IndexSnapshot"], None]
+
+
+class Cancelled(Exception):
+    """Raised inside a progress callback to stop indexing or checking (see cancel())."""
+
 
 # How often (seconds) indexing publishes a snapshot: often enough for a live
 # progress line, rarely enough that copying the commands costs nothing.
@@ -216,15 +223,46 @@ class RecordingSource:
         self.path = rec.path
         self.reveal_secrets = False
         self._snapshot = _take_snapshot(rec, done=False)
+        self._stop = threading.Event()  # set by cancel(): long work stops at its next step
+        self._idle = threading.Event()  # clear while a thread indexes or checks
+        self._idle.set()
+        self._busy = 0
+        self._busy_lock = threading.Lock()
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> RecordingSource:
         """Open ``path`` reading only its first record: the rest is indexed by :meth:`index`."""
         return cls(open_recording(path, index=False))
 
+    def cancel(self) -> None:
+        """Stop indexing, refreshing and checking at their next step (the viewer quits)."""
+        self._stop.set()
+
     def close(self) -> None:
-        """Close the recording file."""
+        """Stop the work in progress (waiting a little for it) and close the recording file."""
+        self.cancel()
+        self._idle.wait(timeout=5)
         self.rec.close()
+
+    @contextmanager
+    def _working(self) -> Iterator[None]:
+        """Mark a long job (close() waits for it) that cancel() can stop at a step."""
+        with self._busy_lock:
+            self._busy += 1
+            self._idle.clear()
+        try:
+            yield
+        except Cancelled:
+            pass
+        finally:
+            with self._busy_lock:
+                self._busy -= 1
+                if not self._busy:
+                    self._idle.set()
+
+    def _check_stop(self) -> None:
+        if self._stop.is_set():
+            raise Cancelled
 
     # --- snapshots ------------------------------------------------------------------
 
@@ -252,6 +290,8 @@ class RecordingSource:
         last = [0.0]
 
         def progress(done: int, total: int) -> None:
+            # The model calls this between batches; raising here is how indexing stops.
+            self._check_stop()
             now = time.monotonic()
             if last[0] and now - last[0] < PUBLISH_INTERVAL:
                 return
@@ -259,17 +299,22 @@ class RecordingSource:
             snap = _take_snapshot(self.rec, done=False, previous=self._snapshot)
             self._publish(snap, on_snapshot)
 
-        self.rec.index(progress=progress)
-        final = _take_snapshot(self.rec, done=True, previous=self._snapshot)
-        self._publish(final, on_snapshot)
-        return final
+        with self._working():
+            self._check_stop()
+            self.rec.index(progress=progress)
+            final = _take_snapshot(self.rec, done=True, previous=self._snapshot)
+            self._publish(final, on_snapshot)
+        return self._snapshot
 
     def refresh(self, on_snapshot: SnapshotCallback | None = None) -> int:
         """Index records appended since the last look (follow); return how many were new."""
         before = self._snapshot
-        added = self.rec.refresh()
-        if added or self.rec.size != before.file_size or not before.done:
-            self._publish(_take_snapshot(self.rec, done=True, previous=before), on_snapshot)
+        added = 0
+        with self._working():
+            self._check_stop()
+            added = self.rec.refresh()
+            if added or self.rec.size != before.file_size or not before.done:
+                self._publish(_take_snapshot(self.rec, done=True, previous=before), on_snapshot)
         return added
 
     # --- search and check -----------------------------------------------------------
@@ -352,11 +397,14 @@ class RecordingSource:
                     yield SearchHit(seq, index, where, found)
                     return
 
-    def check(self) -> CheckReport:
-        """Run ``reclab check`` on the file (in a thread: one streaming pass)."""
+    def check(self) -> CheckReport | None:
+        """Run ``reclab check`` on the file (in a thread: one streaming pass); None if cancelled."""
         from ..check import check_recording
 
-        return check_recording(self.path)
+        report = None
+        with self._working():
+            report = check_recording(self.path, progress=lambda _offset: self._check_stop())
+        return report
 
 
 def commands_view(snapshot: IndexSnapshot) -> Recording:
