@@ -104,3 +104,6 @@ def _root(
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+from . import view as _view  # noqa: E402, F401  (registers `reclab view`; Textual loads lazily)

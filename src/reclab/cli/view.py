@@ -1,0 +1,60 @@
+"""``reclab view``: browse a recording in the terminal (the Textual viewer).
+
+Textual is imported only here, inside the command, so the other commands
+never pay for it. The recording is opened (its first record read) before any
+screen is drawn: a missing file, a directory or a file that is not a
+recording is one line on stderr and exit status 2, as for every command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agentproto import RemoteProtocolError
+
+from .app import app, fail
+
+
+@app.command()
+def view(
+    recording: Annotated[
+        Path, typer.Argument(help="A .cbor session recording.", show_default=False)
+    ],
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            help="Keep reading a recording that is still being written, like tail -f.",
+        ),
+    ] = False,
+) -> None:
+    """Browse a recording: session, commands, timeline, frames, output, file ops, logs.
+
+    The first screen appears at once, also for huge files, while the rest is
+    indexed in the background. Press ? for every key, q to quit.
+
+    Example: reclab view sample-recordings/failing-build.cbor
+    (or, while `reclab run` records in another terminal: reclab view --follow rec.cbor)
+    """
+    from ..model import RecordingError
+
+    try:
+        from ..tui.source import RecordingSource
+
+        source = RecordingSource.open(recording)
+    except RecordingError as exc:
+        fail(str(exc))
+    except RemoteProtocolError as exc:
+        fail(f"{recording}: unreadable record: {exc}")
+    except OSError as exc:
+        fail(f"{recording}: {exc.strerror or exc}")
+    from ..tui.app import ReclabApp
+
+    try:
+        ReclabApp(source, follow=follow).run()
+    finally:
+        source.close()

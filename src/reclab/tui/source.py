@@ -1,0 +1,422 @@
+"""The viewer's adapter over the model: opening, background indexing, snapshots, follow, search.
+
+Everything the screens and panes show comes from a :class:`RecordingSource`:
+``source.rec`` (the open :class:`reclab.model.Recording`, whose reading
+methods are safe from any thread) and ``source.snapshot()`` (a frozen,
+consistent view of what is indexed so far). Indexing runs in a thread (the
+app's worker calls :meth:`RecordingSource.index`); each batch of progress
+publishes a new snapshot, so the first screen is drawn from the first batch
+while the rest of a huge file is still being indexed.
+
+This module parses nothing itself and never imports Textual: it is tested
+and benchmarked without a screen.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import threading
+import time
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, cast
+
+from agentproto import FrameType, SessionFooter, SessionHeader
+
+from ..model import Command, Recording, Truncation, open_recording
+
+if TYPE_CHECKING:
+    from ..check import CheckReport
+
+__all__ = [
+    "Damage",
+    "IndexSnapshot",
+    "RecordingSource",
+    "SearchHit",
+    "command_label",
+    "output_bytes",
+]
+
+SnapshotCallback = Callable[["IndexSnapshot"], None]
+
+
+class Cancelled(Exception):
+    """Raised inside a progress callback to stop indexing or checking (see cancel())."""
+
+
+# How often (seconds) indexing publishes a snapshot: often enough for a live
+# progress line, rarely enough that copying the commands costs nothing.
+PUBLISH_INTERVAL = 0.15
+
+
+@dataclass(frozen=True, slots=True)
+class Damage:
+    """A region of garbage skipped while indexing: where, how big, why."""
+
+    offset: int
+    size: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class IndexSnapshot:
+    """What is indexed so far, frozen (the model's ``IndexSnapshot`` of CONTRACTS.md)."""
+
+    record_count: int
+    indexed_bytes: int
+    file_size: int
+    done: bool
+    header: SessionHeader | None
+    footer: SessionFooter | None
+    truncation: Truncation | None
+    damage: tuple[Damage, ...]
+    commands: Mapping[int, Command]
+
+
+def _copy_command(cmd: Command, previous: Command | None) -> Command:
+    """A copy of ``cmd`` that indexing will not change; ``previous`` is reused when equal.
+
+    The record-index array is shared, not copied: indexing only appends to it,
+    so its first ``frame_count`` entries stay valid (CONTRACTS.md).
+    """
+    if (
+        previous is not None
+        and previous.frame_count == cmd.frame_count
+        and previous.end_time == cmd.end_time
+        and previous.exit_code == cmd.exit_code
+        and previous.exit_frame_code == cmd.exit_frame_code
+        and previous.start_time == cmd.start_time
+        and previous.log_count == cmd.log_count
+        and previous.file_op_count == cmd.file_op_count
+        and len(previous.signals) == len(cmd.signals)
+        and len(previous.errors) == len(cmd.errors)
+    ):
+        return previous
+    return replace(
+        cmd,
+        bytes_sent=dict(cmd.bytes_sent),
+        bytes_received=dict(cmd.bytes_received),
+        signals=list(cmd.signals),
+        errors=list(cmd.errors),
+    )
+
+
+def _take_snapshot(
+    rec: Recording, *, done: bool, previous: IndexSnapshot | None = None
+) -> IndexSnapshot:
+    """Build an :class:`IndexSnapshot` of ``rec`` (to be replaced by ``rec.snapshot()``).
+
+    Must run in the thread that indexes (or when nobody indexes): the model
+    has no snapshot of its own yet, so this copies the commands between two
+    batches, when they are consistent.
+    """
+    before = previous.commands if previous is not None else {}
+    commands = {
+        seq: _copy_command(cmd, before.get(seq)) for seq, cmd in sorted(rec.commands.items())
+    }
+    trunc = rec.truncation if done else None
+    if trunc is not None:
+        trunc = Truncation(trunc.offset, trunc.message, trunc.kind)
+    damage: tuple[Damage, ...] = ()
+    if trunc is not None and trunc.kind == "garbage":
+        damage = (Damage(trunc.offset, rec.size - trunc.offset, trunc.message),)
+    return IndexSnapshot(
+        record_count=rec.record_count,
+        indexed_bytes=rec.indexed_bytes,
+        file_size=rec.size,
+        done=done,
+        header=rec.header,
+        footer=rec.footer,
+        truncation=trunc,
+        damage=damage,
+        commands=commands,
+    )
+
+
+def command_label(cmd: Command) -> str:
+    """The command line of ``cmd`` as a shell would read it (argv, else the path)."""
+    argv = cmd.argv or ([cmd.path] if cmd.path else [])
+    return shlex.join(argv)
+
+
+def output_bytes(cmd: Command) -> int:
+    """Bytes the command wrote: stdout, stderr and extra descriptors."""
+    return sum(n for stream, n in cmd.bytes_received.items() if stream >= 1)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One match of a search: the command, the frame holding it (None: the exec), where, what.
+
+    ``where`` is ``argv``, ``path``, ``cwd``, ``stdout``, ``stderr``,
+    ``stdin``, ``fd N``, ``log`` or ``file op``; ``preview`` is the text
+    around the match, not yet made safe for a terminal.
+    """
+
+    seq: int
+    record_index: int | None
+    where: str
+    preview: str
+
+
+_STREAM_NAMES = {0: "stdin", 1: "stdout", 2: "stderr"}
+
+
+def _stream_name(stream: int) -> str:
+    return _STREAM_NAMES.get(stream, f"fd {stream}")
+
+
+class _StreamMatcher:
+    """Finds a byte pattern in a stream fed frame by frame, also across frame boundaries."""
+
+    def __init__(self, needle: bytes, fold: bool) -> None:
+        self.needle = needle
+        self.fold = fold
+        self.tail = b""  # the last len(needle)-1 bytes seen
+        self.owners: list[tuple[int, int]] = []  # (position in tail, record index) ascending
+
+    def feed(self, data: bytes, record_index: int) -> Iterator[tuple[int, bytes]]:
+        """Yield (record index where the match starts, context) for matches ending in ``data``."""
+        hay = self.tail + data
+        owners = [*self.owners, (len(self.tail), record_index)]
+        look = hay.lower() if self.fold else hay
+        n = len(self.needle)
+        pos = look.find(self.needle)
+        while pos >= 0:
+            if pos + n > len(self.tail):  # matches inside the old tail were reported before
+                starts = [p for p, _ in owners]
+                owner = owners[bisect_right(starts, pos) - 1][1]
+                yield owner, hay[max(0, pos - 30) : pos + n + 30]
+            pos = look.find(self.needle, pos + 1)
+        # Keep the last n-1 bytes (a match may start there) and who wrote them.
+        cut = max(len(hay) - max(n - 1, 0), 0)
+        self.tail = hay[cut:]
+        ends = [p for p, _ in owners[1:]] + [len(hay)]
+        self.owners = [
+            (max(p - cut, 0), i) for (p, i), end in zip(owners, ends, strict=True) if end > cut
+        ]
+
+
+def _text_match(text: str, needle: str, fold: bool) -> str | None:
+    """The context around ``needle`` in ``text``, or None."""
+    hay = text.lower() if fold else text
+    pos = hay.find(needle)
+    if pos < 0:
+        return None
+    return text[max(0, pos - 30) : pos + len(needle) + 30]
+
+
+class RecordingSource:
+    """The open recording, its latest snapshot and the viewer's shared state.
+
+    Open with :meth:`open` (which raises :class:`reclab.model.RecordingError`
+    for a missing file, a directory or a non-recording, before any screen
+    exists). ``reveal_secrets`` says whether the exec pane shows the values
+    of secret-looking environment variables.
+    """
+
+    def __init__(self, rec: Recording) -> None:
+        self.rec = rec
+        self.path = rec.path
+        self.reveal_secrets = False
+        self._snapshot = _take_snapshot(rec, done=False)
+        self._stop = threading.Event()  # set by cancel(): long work stops at its next step
+        self._idle = threading.Event()  # clear while a thread indexes or checks
+        self._idle.set()
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> RecordingSource:
+        """Open ``path`` reading only its first record: the rest is indexed by :meth:`index`."""
+        return cls(open_recording(path, index=False))
+
+    def cancel(self) -> None:
+        """Stop indexing, refreshing and checking at their next step (the viewer quits)."""
+        self._stop.set()
+
+    def close(self) -> None:
+        """Stop the work in progress (waiting a little for it) and close the recording file."""
+        self.cancel()
+        self._idle.wait(timeout=5)
+        self.rec.close()
+
+    @contextmanager
+    def _working(self) -> Iterator[None]:
+        """Mark a long job (close() waits for it) that cancel() can stop at a step."""
+        with self._busy_lock:
+            self._busy += 1
+            self._idle.clear()
+        try:
+            yield
+        except Cancelled:
+            pass
+        finally:
+            with self._busy_lock:
+                self._busy -= 1
+                if not self._busy:
+                    self._idle.set()
+
+    def _check_stop(self) -> None:
+        if self._stop.is_set():
+            raise Cancelled
+
+    # --- snapshots ------------------------------------------------------------------
+
+    def snapshot(self) -> IndexSnapshot:
+        """The latest snapshot: cheap, from any thread."""
+        return self._snapshot
+
+    def command(self, seq: int) -> Command | None:
+        """Command ``seq`` as the latest snapshot has it (None when unknown)."""
+        return self._snapshot.commands.get(seq)
+
+    def _publish(self, snap: IndexSnapshot, callback: SnapshotCallback | None) -> None:
+        """Make ``snap`` the latest snapshot and hand it to ``callback``."""
+        self._snapshot = snap
+        if callback is not None:
+            callback(snap)
+
+    def index(self, on_snapshot: SnapshotCallback | None = None) -> IndexSnapshot:
+        """Index the whole file (run it in a thread), publishing snapshots as batches arrive.
+
+        The first batch is published at once (the first screen), then at most
+        every :data:`PUBLISH_INTERVAL` seconds, and a final snapshot with
+        ``done=True`` at the end.
+        """
+        last = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            # The model calls this between batches; raising here is how indexing stops.
+            self._check_stop()
+            now = time.monotonic()
+            if last[0] and now - last[0] < PUBLISH_INTERVAL:
+                return
+            last[0] = now
+            snap = _take_snapshot(self.rec, done=False, previous=self._snapshot)
+            self._publish(snap, on_snapshot)
+
+        with self._working():
+            self._check_stop()
+            self.rec.index(progress=progress)
+            final = _take_snapshot(self.rec, done=True, previous=self._snapshot)
+            self._publish(final, on_snapshot)
+        return self._snapshot
+
+    def refresh(self, on_snapshot: SnapshotCallback | None = None) -> int:
+        """Index records appended since the last look (follow); return how many were new."""
+        before = self._snapshot
+        added = 0
+        with self._working():
+            self._check_stop()
+            added = self.rec.refresh()
+            if added or self.rec.size != before.file_size or not before.done:
+                self._publish(_take_snapshot(self.rec, done=True, previous=before), on_snapshot)
+        return added
+
+    # --- search and check -----------------------------------------------------------
+
+    def search(
+        self,
+        pattern: str,
+        *,
+        limit: int = 10_000,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> list[SearchHit]:
+        """Matches of ``pattern`` in argv, paths, outputs and log messages, in recorded order.
+
+        Case-insensitive unless the pattern has an upper-case letter (smart
+        case). Outputs are searched across frame boundaries; a hit names the
+        frame where the match starts. Stops after ``limit`` hits or when
+        ``cancelled()`` says so. Runs in a thread: it decodes frames.
+        """
+        if not pattern:
+            return []
+        fold = pattern == pattern.lower()
+        needle = pattern.lower() if fold else pattern
+        raw_needle = needle.encode("utf-8", "surrogateescape")
+        hits: list[SearchHit] = []
+        for cmd in list(self._snapshot.commands.values()):
+            if cancelled() or len(hits) >= limit:
+                break
+            for hit in self._search_command(cmd, needle, raw_needle, fold):
+                hits.append(hit)
+                if len(hits) >= limit:
+                    break
+        return hits
+
+    def _search_command(
+        self, cmd: Command, needle: str, raw_needle: bytes, fold: bool
+    ) -> Iterator[SearchHit]:
+        for where, text in (("argv", command_label(cmd)), ("path", cmd.path), ("cwd", cmd.cwd)):
+            found = _text_match(text, needle, fold)
+            if found is not None:
+                yield SearchHit(cmd.seq, None, where, found)
+        matchers: dict[int, _StreamMatcher] = {}
+        indexes: Iterable[int] = cmd.record_indexes[: cmd.frame_count]
+        for i, _offset, rf in self.rec.raw_frames(indexes):
+            frame: Any = rf.get("frame")
+            if frame.__class__ is not dict:
+                continue
+            kind = frame.get("t")
+            if kind == FrameType.DATA:
+                data = frame.get("d")
+                if data.__class__ is bytes and data:
+                    stream = frame.get("s", 0)
+                    matcher = matchers.setdefault(stream, _StreamMatcher(raw_needle, fold))
+                    for owner, context in matcher.feed(data, i):
+                        text = context.decode("utf-8", "replace")
+                        yield SearchHit(cmd.seq, owner, _stream_name(stream), text)
+            elif kind == FrameType.LOG:
+                yield from self._search_fields(cmd.seq, i, "log", frame.get("l"), needle, fold)
+            elif kind == FrameType.FILE_OP:
+                yield from self._search_fields(
+                    cmd.seq, i, "file op", frame.get("fop"), needle, fold
+                )
+            elif kind == FrameType.FILE_RESP:
+                yield from self._search_fields(
+                    cmd.seq, i, "file op", frame.get("frp"), needle, fold
+                )
+
+    @staticmethod
+    def _search_fields(
+        seq: int, index: int, where: str, fields: Any, needle: str, fold: bool
+    ) -> Iterator[SearchHit]:
+        """A hit for the first string field of a log entry or file op (msg, attrs, paths)."""
+        if fields.__class__ is not dict:
+            return
+        values: list[Any] = [fields.get(key) for key in ("msg", "p", "np", "em")]
+        values.extend(fields.get("a") or [])
+        for value in values:
+            if isinstance(value, str):
+                found = _text_match(value, needle, fold)
+                if found is not None:
+                    yield SearchHit(seq, index, where, found)
+                    return
+
+    def check(self) -> CheckReport | None:
+        """Run ``reclab check`` on the file (in a thread: one streaming pass); None if cancelled."""
+        from ..check import check_recording
+
+        report = None
+        with self._working():
+            report = check_recording(self.path, progress=lambda _offset: self._check_stop())
+        return report
+
+
+def commands_view(snapshot: IndexSnapshot) -> Recording:
+    """The snapshot seen as a recording by the table code (``select_commands``).
+
+    :func:`reclab.summary.select_commands` and :func:`reclab.timeline.command_spans`
+    only read ``.commands``; passing the snapshot's keeps what the user sees
+    and what an expression selects the same, also while indexing goes on.
+    """
+    return cast("Recording", _CommandsOnly(snapshot.commands))
+
+
+@dataclass(frozen=True, slots=True)
+class _CommandsOnly:
+    commands: Mapping[int, Command]

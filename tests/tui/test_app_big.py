@@ -1,0 +1,136 @@
+"""Big recordings: the first screen comes before indexing ends (proven by event order).
+
+Indexing is held after its first published batch (a source whose publish
+waits on an event), so the app can only show commands then if it does not
+wait for the whole index: an app that indexed before drawing would hang here
+and fail, whatever the speed of the machine.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from conftest import workers_done, write_large
+
+from reclab.model import open_recording
+from reclab.tui.app import ReclabApp
+from reclab.tui.source import IndexSnapshot, RecordingSource, SnapshotCallback
+from reclab.tui.widgets.commands import CommandList
+from reclab.tui.widgets.session_bar import SessionBar
+
+
+class HeldSource(RecordingSource):
+    """Stops indexing after the first batch it publishes until ``release`` is set."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(open_recording(path, index=False))
+        self.held = threading.Event()
+        self.release = threading.Event()
+
+    def _publish(self, snap: IndexSnapshot, callback: SnapshotCallback | None) -> None:
+        super()._publish(snap, callback)
+        if not snap.done and not self.held.is_set():
+            self.held.set()
+            self.release.wait(timeout=120)
+
+
+async def test_first_screen_is_drawn_before_indexing_completes(tmp_path: Path) -> None:
+    path = tmp_path / "big.cbor"
+    write_large(path, commands=40, frames_per_command=2500)  # ~25 MB, several batches
+    source = HeldSource(path)
+    app = ReclabApp(source)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            commands = app.screen.query_one(CommandList)
+            for _ in range(600):
+                await pilot.pause(0.05)
+                if commands.first_painted_done is not None:
+                    break
+            # The rows were painted from a snapshot of an index still in progress...
+            assert commands.first_painted_done is False
+            snap = source.snapshot()
+            assert not snap.done and 0 < len(snap.commands) < 40
+            assert "indexing" in app.screen.query_one(SessionBar).render().plain
+            # ...and keys are answered meanwhile.
+            await pilot.press("down")
+            await pilot.pause()
+            assert commands.selected == 2
+            source.release.set()
+            await workers_done(app)
+            await pilot.pause()
+            await pilot.pause()
+            assert source.snapshot().done
+            assert commands.rows == list(range(1, 41))
+            assert commands.selected == 2  # the place is kept as the rest arrives
+            assert "indexing" not in app.screen.query_one(SessionBar).render().plain
+    finally:
+        source.release.set()
+        source.close()
+
+
+def test_index_publishes_batches_then_a_final_snapshot(tmp_path: Path) -> None:
+    path = tmp_path / "big.cbor"
+    write_large(path, commands=40, frames_per_command=2500)
+    source = RecordingSource.open(path)
+    seen: list[IndexSnapshot] = []
+    counts_then: list[dict[int, int]] = []
+
+    def published(snap: IndexSnapshot) -> None:
+        seen.append(snap)
+        counts_then.append({seq: cmd.frame_count for seq, cmd in snap.commands.items()})
+
+    try:
+        import reclab.tui.source as module
+
+        module.PUBLISH_INTERVAL, before = 0.0, module.PUBLISH_INTERVAL
+        try:
+            final = source.index(published)
+        finally:
+            module.PUBLISH_INTERVAL = before
+    finally:
+        source.close()
+    assert seen[-1] is final and final.done and len(final.commands) == 40
+    partial = [s for s in seen if not s.done]
+    assert partial, "no batch was published before the end"
+    sizes = [s.indexed_bytes for s in seen]
+    assert sizes == sorted(sizes) and sizes[-1] == final.file_size
+    # A published snapshot is frozen: later batches did not change its commands.
+    for snap, then in zip(seen, counts_then, strict=True):
+        assert {seq: cmd.frame_count for seq, cmd in snap.commands.items()} == then
+    assert counts_then[0] != counts_then[-1]
+
+
+async def test_q_during_indexing_stops_the_indexing(tmp_path: Path) -> None:
+    path = tmp_path / "big.cbor"
+    write_large(path, commands=40, frames_per_command=2500)
+    source = HeldSource(path)
+    app = ReclabApp(source)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            for _ in range(600):
+                await pilot.pause(0.05)
+                if source.held.is_set():
+                    break
+            await pilot.press("q")
+            source.release.set()  # indexing goes on... and stops at its next step
+        # Quitting does not wait for the whole file to be indexed.
+        assert source._idle.wait(timeout=60)
+        assert not source.snapshot().done
+        assert source.snapshot().indexed_bytes < path.stat().st_size
+    finally:
+        source.release.set()
+        source.close()
+
+
+def test_cancel_stops_indexing_and_checking(tmp_path: Path) -> None:
+    path = tmp_path / "big.cbor"
+    write_large(path, commands=1, frames_per_command=70_000, payload=20)  # > 65536 records
+    source = RecordingSource.open(path)
+    try:
+        source.cancel()
+        assert source.index() is source.snapshot() and not source.snapshot().done
+        assert source.snapshot().commands == {}
+        assert source.check() is None  # stopped at its first progress step
+    finally:
+        source.close()
