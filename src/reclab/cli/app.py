@@ -50,3 +50,7 @@ def _root(
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+# Command modules register themselves on ``app`` when imported: one line each.
+from . import replay as _replay  # noqa: E402, F401  (reclab replay, serve, diff)

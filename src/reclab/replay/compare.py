@@ -500,8 +500,12 @@ def _file_op_differences(
                 len(b),
             )
         )
+    opened: dict[int, str] = {}  # recorded handle -> the path it was opened for
     for k, ((req_a, resp_a), (req_b, resp_b)) in enumerate(zip(a, b, strict=False), 1):
-        label = f"file op #{k} {_op_name(req_a)}" + (f" {req_a.path}" if req_a.path else "")
+        if resp_a is not None and resp_a.handle and req_a.path:
+            opened[resp_a.handle] = req_a.path
+        path = req_a.path or opened.get(req_a.handle, "")
+        label = f"file op #{k} {_op_name(req_a)}" + (f" {path}" if path else "")
         if _request_view(req_a, options) != _request_view(req_b, options):
             found.append(
                 Difference(
@@ -531,19 +535,28 @@ def _file_op_differences(
                 )
             )
             continue
+        names: list[str] = []
+        recorded: dict[str, Any] = {}
+        replayed: dict[str, Any] = {}
         for name, value_a in view_a.items():
             value_b = view_b[name]
-            if value_a != value_b:
-                if isinstance(value_a, dict) and isinstance(value_b, dict):
-                    keys = [key for key in value_a if value_a[key] != value_b.get(key)]
-                    what = f"{label}: {name} {', '.join(keys)} differ"
-                    value_a = {key: value_a[key] for key in keys}
-                    value_b = {key: value_b[key] for key in keys}
-                else:
-                    what = f"{label}: {name} differs"
-                found.append(
-                    Difference("file_op", what, None, None, _short(value_a), _short(value_b))
-                )
+            if value_a == value_b:
+                continue
+            if isinstance(value_a, dict) and isinstance(value_b, dict):
+                for key in value_a:  # name the stat fields that differ, not the whole stat
+                    if value_a[key] != value_b.get(key):
+                        names.append(f"{name}.{key}")
+                        recorded[f"{name}.{key}"] = value_a[key]
+                        replayed[f"{name}.{key}"] = value_b.get(key)
+            else:
+                names.append(name)
+                recorded[name], replayed[name] = _short(value_a), _short(value_b)
+        verb = "differs" if len(names) == 1 else "differ"
+        found.append(
+            Difference(
+                "file_op", f"{label}: {', '.join(names)} {verb}", None, None, recorded, replayed
+            )
+        )
     return found
 
 

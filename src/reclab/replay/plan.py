@@ -17,10 +17,12 @@ import shlex
 import signal
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from agentproto import AgentConfig, Direction, ExecMsg, FileOpReq, Frame, FrameType
 
 from ..model import Recording
+from ..timeline import safe_preview, safe_text
 
 __all__ = [
     "SECRET_NAME",
@@ -35,7 +37,7 @@ __all__ = [
 # Environment variables whose values a plan never shows: their names look like secrets.
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|KEY|CREDENTIAL|AUTH", re.IGNORECASE)
 MASK = "***"
-PREVIEW_BYTES = 32
+PREVIEW_CHARS = 40
 
 # The frame types a runner sends, as the step kinds of a plan.
 _STEP_KINDS = {
@@ -75,27 +77,31 @@ class PlanStep:
     answer_handle: int = 0  # a file op's recorded answer opened this handle (0: none)
     after_exit: bool = False  # recorded after the agent's FrameExit (a race the replay may lose)
 
+    def to_json(self) -> dict[str, Any]:
+        """``{"time", "kind", "what"}``: the step for ``reclab replay --json`` without ``--run``."""
+        return {"time": self.time, "kind": self.kind, "what": self.describe()}
+
     def describe(self) -> str:
-        """One line for people; environment values with secret-looking names masked."""
+        """One escaped line for people; env values with secret-looking names masked."""
         frame = self.frame
-        if self.kind == "exec" and frame.exec is not None:
-            return describe_exec(frame.exec)
-        if self.kind == "config" and frame.config is not None:
-            return _describe_config(frame.config)
         if self.kind == "stdin":
-            head = frame.data[:PREVIEW_BYTES]
-            more = "..." if len(frame.data) > PREVIEW_BYTES else ""
-            return f"stdin {len(frame.data)} bytes {head!r}{more}"
-        if self.kind == "eof":
-            return "stdin EOF" if frame.stream == 0 else f"EOF on stream {frame.stream}"
-        if self.kind == "signal":
-            return f"signal {_signal_name(frame.signal)}"
-        if self.kind == "path_query":
+            return f"stdin {len(frame.data)} bytes {safe_preview(frame.data, PREVIEW_CHARS)}"
+        if self.kind == "exec" and frame.exec is not None:
+            text = describe_exec(frame.exec)
+        elif self.kind == "config" and frame.config is not None:
+            text = _describe_config(frame.config)
+        elif self.kind == "eof":
+            text = "stdin EOF" if frame.stream == 0 else f"EOF on stream {frame.stream}"
+        elif self.kind == "signal":
+            text = f"signal {_signal_name(frame.signal)}"
+        elif self.kind == "path_query":
             paths = frame.query.paths if frame.query is not None else []
-            return f"PATH query {paths or '(the agent $PATH)'}"
-        if self.kind == "file_op" and frame.file_op is not None:
-            return describe_file_op(frame.file_op)
-        return self.kind
+            text = f"PATH query {paths or '(the agent $PATH)'}"
+        elif self.kind == "file_op" and frame.file_op is not None:
+            text = describe_file_op(frame.file_op)
+        else:
+            text = self.kind
+        return safe_text(text, 200)
 
 
 def describe_exec(msg: ExecMsg) -> str:
@@ -166,6 +172,22 @@ class CommandPlan:
         """The recorded argv."""
         return list(self.exec.argv or [])
 
+    def to_json(self) -> dict[str, Any]:
+        """The command's plan as JSON (env values with secret-looking names masked)."""
+        return {
+            "seq": self.seq,
+            "path": self.exec.path,
+            "argv": self.exec.argv,
+            "cwd": self.exec.cwd,
+            "env": mask_env(self.exec.env),
+            "start": self.start,
+            "after": self.after,
+            "replayable": self.replayable,
+            "problem": self.problem,
+            "stdin_bytes": self.stdin_bytes(),
+            "steps": [step.to_json() for step in self.steps],
+        }
+
     def stdin_bytes(self) -> int:
         """How many stdin bytes the replay sends."""
         return sum(len(s.frame.data) for s in self.steps if s.kind == "stdin")
@@ -183,6 +205,17 @@ class Plan:
     def replayable(self) -> list[CommandPlan]:
         """The commands that can be replayed."""
         return [c for c in self.commands if c.replayable]
+
+    def to_json(self, target: str) -> dict[str, Any]:
+        """The plan as the JSON document of ``reclab replay --json`` (without ``--run``)."""
+        return {
+            "format": 1,
+            "kind": "plan",
+            "recording": self.path,
+            "target": target,
+            "truncation": self.truncation,
+            "commands": [cmd.to_json() for cmd in self.commands],
+        }
 
     @property
     def problems(self) -> dict[int, str]:
