@@ -221,13 +221,14 @@ class _Replayer:
                 recorder.write_command_end(seq, code)
         if code < 0 and not expected_end and not self.stopping:
             why = conn.mux.error
-            reason = f"the connection failed: {why}" if why else "the agent closed the connection"
+            reason = f"the connection failed ({why})" if why else "the agent closed the connection"
+            reason += " before the command's exit code"
             if status:
-                reason += f" (agent exit status {status})"
+                reason += f"; agent exit status {status}"
             tail = conn.agent_stderr.strip().splitlines()
             if tail:
-                reason += f": {tail[-1]}"
-            result.error = f"{reason} before the command's exit code"
+                reason += f"; its stderr ended with: {tail[-1]}"
+            result.error = reason
 
     def _send_steps(self, cmd: CommandPlan, conn: AgentConnection, result: CommandRun) -> None:
         """Send the recorded frames; stop when the connection ends (the caller says why)."""
