@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import shlex
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,9 +113,10 @@ class CompareOptions:
 class Difference:
     """One way a command's two runs differ.
 
-    ``kind`` is ``exit``, ``stream``, ``file_op``, ``path_query``, ``log``,
-    ``error`` or ``frames``; ``what`` says it in one line; ``recorded`` and
-    ``replayed`` are the two values (JSON-friendly) where short; ``offset``
+    ``kind`` is ``command`` (a paired command with another path, argv or
+    cwd), ``exit``, ``stream``, ``file_op``, ``path_query``, ``log``,
+    ``error``, ``run`` (the replay could not send everything) or ``more``;
+    ``what`` says it in one line; ``recorded`` and ``replayed`` are the two values (JSON-friendly) where short; ``offset``
     is the first differing byte of a stream and ``diff`` a short unified diff
     of text output around it.
     """
@@ -336,7 +338,7 @@ def text_diff(before: bytes, after_a: bytes, after_b: bytes) -> str | None:
     """A short unified diff (recorded vs replay) around a difference; None for binary data."""
     if not _is_text(before + after_a + after_b):
         return None
-    if b"\n" in before:  # start at a whole line
+    if len(before) >= CONTEXT and b"\n" in before:  # start at a whole line
         before = before[before.index(b"\n") + 1 :]
 
     def lines(after: bytes) -> list[str]:
@@ -648,6 +650,13 @@ def compare_commands(
             result.error = f"{name} ({rec.path.name}) is cut before command {cmd.seq}'s end"
             return result
     found = result.differences
+    if (cmd_a.exec.path, cmd_a.argv, cmd_a.cwd) != (cmd_b.exec.path, cmd_b.argv, cmd_b.cwd):
+        other = shlex.join(cmd_b.argv) + (f" (in {cmd_b.cwd})" if cmd_b.cwd else "")
+        found.append(
+            Difference(
+                "command", f"a different command: {other}", recorded=cmd_a.argv, replayed=cmd_b.argv
+            )
+        )
     code_a, code_b = _exit_code(a, seq_a), _exit_code(b, seq_b)
     if code_a != code_b:
         found.append(
