@@ -117,8 +117,8 @@ class Difference:
     cwd), ``exit``, ``stream``, ``file_op``, ``path_query``, ``log``,
     ``error``, ``run`` (the replay could not send everything) or ``more``;
     ``what`` says it in one line; ``recorded`` and ``replayed`` are the two
-    values (JSON-friendly) where short; ``offset`` is the first differing byte of a stream and ``diff`` a short unified diff
-    of text output around it.
+    values (JSON-friendly) where short; ``offset`` is the first differing
+    byte of a stream and ``diff`` a short unified diff of text around it.
     """
 
     kind: str
