@@ -200,8 +200,8 @@ class Server:
         assert "listening on" in line, line + self.proc.stderr.read()
         self.address = line.split("listening on ", 1)[1].strip()
 
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGINT)
+    def stop(self, signo: int = signal.SIGINT) -> None:
+        self.proc.send_signal(signo)
         self.proc.wait(TIMEOUT)
 
 
@@ -216,7 +216,7 @@ def test_serve_listening_on_a_unix_socket(tmp_path: Path) -> None:
                             "--", "echo", "hello, world")  # fmt: skip
             assert result.returncode == 0 and result.stdout == "hello, world\n", result.stderr
     finally:
-        server.stop()
+        server.stop(signal.SIGTERM)
     assert server.proc.returncode == 0 and not sock.exists()
 
 

@@ -8,7 +8,9 @@ that would not start or was lost). Every error is one line on stderr.
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -301,11 +303,15 @@ def serve_command(
         if address is None:
             serve_stdio(agent)
             return
+        stop = threading.Event()
+        # SIGTERM ends the listener as Ctrl-C does: the socket file is removed
+        signal.signal(signal.SIGTERM, lambda _signo, _frame: stop.set())
         try:
             serve_listener(
                 agent,
                 address,
                 allow_any_peer=insecure_allow_any_peer,
+                stop=stop,
                 on_ready=lambda shown: print(
                     f"reclab serve: listening on {shown}", file=sys.stderr, flush=True
                 ),
