@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .compare import (
     CommandComparison,
     CompareOptions,
@@ -23,7 +25,22 @@ from .compare import (
     pair_commands,
 )
 from .plan import CommandPlan, Plan, PlanStep, build_plan, mask_env, plan_command
-from .run import CommandRun, ReplayRun, compare_replay, replay, run_plan
+
+if TYPE_CHECKING:
+    from .run import CommandRun, ReplayRun, compare_replay, replay, run_plan
+
+# The live side (agents, connections) loads only when asked for: plan and compare are
+# reading code, and a viewer importing them must not pull in the runner.
+_LIVE = {"CommandRun", "ReplayRun", "compare_replay", "replay", "run_plan"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LIVE:
+        from . import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CommandComparison",

@@ -24,6 +24,7 @@ each match is replaced by ``<ignored>`` before comparing, line by line.
 from __future__ import annotations
 
 import difflib
+import errno as errno_module
 import re
 import shlex
 from collections.abc import Iterable, Iterator, Sequence
@@ -434,8 +435,6 @@ def _op_name(req: FileOpReq) -> str:
 
 
 def _errno_name(code: int) -> str:
-    import errno as errno_module
-
     return f"{errno_module.errorcode.get(code, 'errno')} ({code})" if code else "0"
 
 
@@ -667,8 +666,10 @@ def compare_commands(
                 replayed=code_b,
             )
         )
-    streams = (set(cmd_a.bytes_received) | set(cmd_b.bytes_received) | {1, 2}) - {0}
+    streams = (set(cmd_a.bytes_received) | set(cmd_b.bytes_received)) - {0}
     for stream in sorted(streams):
+        if not cmd_a.bytes_received.get(stream) and not cmd_b.bytes_received.get(stream):
+            continue  # empty on both sides (known from the index): nothing to read
         diff = _stream_difference(a, seq_a, b, seq_b, stream, options)
         if diff is not None:
             found.append(diff)

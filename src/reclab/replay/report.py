@@ -7,6 +7,7 @@ terminal. The JSON form is :meth:`Comparison.to_json`.
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from ..timeline import safe_text
@@ -19,8 +20,6 @@ VERDICT_STYLES = {"match": "green", "diverged": "red", "error": "bold red", "unp
 
 
 def _command_text(argv: list[str], cwd: str) -> str:
-    import shlex
-
     text = shlex.join(argv) if argv else "(no argv)"
     return safe_text(text + (f"  (in {cwd})" if cwd else ""), 120)
 

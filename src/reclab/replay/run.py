@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shlex
 import tempfile
 import threading
 import time
@@ -90,9 +91,7 @@ class ReplayRun:
 def describe_target(
     agent: str | Sequence[str] | None = None, connect: str | Address | None = None
 ) -> str:
-    """The agent a replay talks to, for people: ``agent: CMD`` or ``connect: ADDR``."""
-    import shlex
-
+    """The agent a replay talks to, for people: ``agent CMD`` or the listening agent's address."""
     if connect is not None:
         return f"the agent listening at {parse_address(connect)}"
     return f"agent {shlex.join(agent_command(agent))}"
