@@ -244,3 +244,21 @@ def test_serve_bad_input_is_one_line(tmp_path: Path) -> None:
     sample = SAMPLES / "quick.cbor"
     assert_clean_error(reclab("serve", str(sample), "--listen", "bogus"), "--listen")
     assert_clean_error(reclab("serve", str(sample), "--timing", "slow"), "--timing")
+
+
+def test_unmatched_file_op_names_the_closest_recorded_one() -> None:
+    sample = SAMPLES / "fileops.cbor"
+    stderr: list[str] = []
+    conn = AgentConnection(serve_agent(sample, "--timing", "fast"), on_stderr=stderr.append)
+    try:
+        answer = conn.file_op(FileOpReq(op=FileOp.STAT, path="src/main.cc"))
+        assert answer.errno == errno.EIO
+        recorded = conn.file_op(FileOpReq(op=FileOp.STAT, path="src/main.c"))
+        assert recorded.errno == 0 and recorded.stat is not None and recorded.stat.name == "main.c"
+    finally:
+        conn.close()
+    line = next(line for line in stderr if "no recorded answer" in line)
+    assert (
+        "file op STAT path='src/main.cc'; closest recorded: seq 1: file op STAT path='src/main.c'"
+        in line
+    )
