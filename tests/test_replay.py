@@ -292,7 +292,7 @@ def test_replay_without_run_starts_nothing(session: tuple[World, Path], tmp_path
     assert "exec tr tr a-z A-Z" in out and "stdin 10 bytes replay me\\n" in out
     assert "signal SIGTERM (15)" in out and "stdin EOF" in out
     assert "file op OPEN" in out and "PATH query" in out
-    assert "command 7 at" in out and "starts after commands" in out
+    assert "command 7 at" in out and "starts after command 5 ended" in out
 
 
 def test_replay_with_the_real_agent_proves_the_marker_works(
@@ -349,7 +349,8 @@ def test_plan_command_for_one_seq(session: tuple[World, Path]) -> None:
         assert plan.replayable and plan.exited
         whole = build_plan(rec)
         assert [c.seq for c in whole.commands] == list(STEPS)
-        assert whole.commands[6].after == [1, 2, 3, 4, 5]  # B did not wait for A
+        # each waits for the command before it (and so for all before that); B not for A
+        assert [c.after for c in whole.commands] == [[], [1], [2], [3], [4], [5], [5]]
 
 
 # --- failures ---------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ of one command (what a viewer shows before it replays it).
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import re
 import shlex
 import signal
@@ -148,9 +149,10 @@ class CommandPlan:
     running recorded-concurrent commands concurrently); ``end`` the same for
     the recorded command end (None when the recording has no end).
     ``after`` lists the planned commands that had ended before this one
-    started: a replay starts it only once they have ended too, so commands
-    that ran one after another stay that way and those that overlapped
-    overlap. ``problem`` says why the command cannot be replayed (None: it can).
+    started (only the last ones: the others are waited for through them): a
+    replay starts it only once they have ended too, so commands that ran one
+    after another stay that way and those that overlapped overlap.
+    ``problem`` says why the command cannot be replayed (None: it can).
     """
 
     seq: int
@@ -268,6 +270,12 @@ def plan_command(rec: Recording, seq: int, *, origin: int | None = None) -> Comm
     return plan
 
 
+def _last_before(p: CommandPlan, latest: list[CommandPlan]) -> bool:
+    """True unless another command in ``latest`` (the two latest-started) started after p ended."""
+    later = next((q for q in latest if q is not p), None)
+    return later is None or p.end is None or later.start < p.end
+
+
 def build_plan(rec: Recording, seqs: Sequence[int] | None = None) -> Plan:
     """The replay plan of ``rec``: every command, or those in ``seqs`` (in seq order).
 
@@ -283,12 +291,16 @@ def build_plan(rec: Recording, seqs: Sequence[int] | None = None) -> Plan:
     origin = min(starts) if starts else 0
     commands = [plan_command(rec, seq, origin=origin) for seq in wanted]
     for cmd in commands:
-        # recorded before this one started and ended: the replay keeps that order
-        cmd.after = [
-            other.seq
+        # ended before this one started in the recording: the replay keeps that order
+        before = [
+            other
             for other in commands
-            if other.seq != cmd.seq and other.end is not None and other.end <= cmd.start
+            if other is not cmd and other.end is not None and other.end <= cmd.start
         ]
+        # only the last of them to matter: P need not be waited for when another one (Q)
+        # started after P ended, since Q itself waited for P
+        latest = heapq.nlargest(2, before, key=lambda c: c.start)
+        cmd.after = [p.seq for p in before if _last_before(p, latest)]
     trunc = rec.truncation
     why = None if trunc is None or trunc.kind == "no-footer" else trunc.message
     return Plan(path=str(rec.path), commands=commands, truncation=why)
