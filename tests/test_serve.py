@@ -262,3 +262,24 @@ def test_unmatched_file_op_names_the_closest_recorded_one() -> None:
         "file op STAT path='src/main.cc'; closest recorded: seq 1: file op STAT path='src/main.c'"
         in line
     )
+
+
+def test_serve_answers_once_stdin_ended_even_if_shorter_than_recorded() -> None:
+    sample = SAMPLES / "stdin-wc.cbor"
+    msg = recorded_exec(sample)
+    proc = subprocess.Popen([*RECLAB, "serve", str(sample), "--timing", "fast"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(
+        cbor2.dumps(
+            {"t": 1, "x": {"path": msg.path, "argv": msg.argv, "env": msg.env, "cwd": msg.cwd}}
+        )
+    )
+    proc.stdin.write(cbor2.dumps({"t": 2, "d": b"short\n"}))
+    proc.stdin.write(cbor2.dumps({"t": 3}))
+    proc.stdin.flush()
+    codes = [f.get("c", 0) for f in _frames(proc.stdout) if f["t"] == 5]
+    proc.stdin.close()
+    proc.wait(TIMEOUT)
+    assert codes == [0]

@@ -163,8 +163,8 @@ class _Replayer:
                 thread.join()
         except BaseException:
             # interrupted: give up on every live connection (each agent ends its command)
-            self.stopping = True
             with self.lock:
+                self.stopping = True
                 live = list(self.live)
             for conn in live:
                 conn.abandon()
@@ -200,6 +200,9 @@ class _Replayer:
             return
         with self.lock:
             self.live.add(conn)
+            stopping = self.stopping
+        if stopping:  # interrupted while this connection was being made
+            conn.abandon()
         recorder = self.session.recorder
         seq = recorder.write_command_start(cmd.exec)
         result.replay_seq = seq

@@ -7,8 +7,8 @@ connection (stdin/stdout, or each connection of a listening socket):
   cwd (and env, with ``match_env``); the first not yet served, then the first
   again. Its recorded answers (stdout, stderr, extra fds, EOFs, logs, errors
   and finally ``FrameExit``) go out in recorded order, each no earlier than
-  the runner has sent what preceded it in the recording (as many stdin bytes,
-  stdin's EOF, as many signals), at recorded times after the exec
+  the runner has sent what preceded it in the recording (as many stdin bytes
+  or stdin's end, stdin's EOF, as many signals), at recorded times after the exec
   (``timing="recorded"``, scaled by ``speed``) or at once (``"fast"``);
 - a file-op request is matched on its op and inputs (path, new path, flags,
   mode, offset, size, data...), its handle mapped back to the recorded one;
@@ -174,8 +174,9 @@ class _Connection:
         """Wait until the runner has sent what preceded ``answer``; False if it hung up."""
         with self.cond:
             while not self.gone.is_set():
+                # once stdin has ended, fewer bytes than recorded do not hold anything up
                 if (
-                    self.stdin_bytes >= answer.stdin_bytes
+                    (self.stdin_bytes >= answer.stdin_bytes or self.stdin_eof)
                     and (self.stdin_eof or not answer.stdin_eof)
                     and self.signals >= answer.signals
                 ):
