@@ -283,3 +283,18 @@ def test_serve_answers_once_stdin_ended_even_if_shorter_than_recorded() -> None:
     proc.stdin.close()
     proc.wait(TIMEOUT)
     assert codes == [0]
+
+
+def test_exec_matching_uses_env_only_when_asked(tmp_path: Path) -> None:
+    from reclab.replay.serve import RecordedAgent
+
+    sample = SAMPLES / "quick.cbor"
+    msg = recorded_exec(sample)
+    other_env = ExecMsg(path=msg.path, argv=msg.argv, env=["X=1"], cwd=msg.cwd)
+    with open_recording(sample) as rec:
+        loose = RecordedAgent(rec, log=lambda line: None)
+        strict = RecordedAgent(rec, match_env=True, log=lambda line: None)
+        assert loose.match_exec(other_env) is not None
+        assert strict.match_exec(other_env) is None
+        assert strict.match_exec(msg) is not None
+        assert "closest recorded: seq 1" in strict.closest_exec(other_env)
