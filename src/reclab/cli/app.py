@@ -107,3 +107,5 @@ def main() -> None:
 
 
 from . import view as _view  # noqa: E402, F401  (registers `reclab view`; Textual loads lazily)
+# Command modules register themselves on ``app`` when imported: one line each.
+from . import replay as _replay  # noqa: E402, F401  (reclab replay, serve, diff)
