@@ -114,7 +114,7 @@ def ingest(
     """
     from ..fleet import FleetError
     from ..fleet import ingest as run_ingest
-    from ..fleet.ingest import describe
+    from ..fleet.work import describe
 
     def report(result: Any) -> None:
         if result.status == "failed":

@@ -10,8 +10,8 @@ table with pyarrow's dataset API. DuckDB and Dask load only when used.
 from __future__ import annotations
 
 from .dataset import TABLES, FleetError
-from .ingest import FileResult, IngestReport, ingest
 from .query import arrow_dataset, connect, query
+from .work import FileResult, IngestReport, ingest
 
 __all__ = [
     "TABLES",

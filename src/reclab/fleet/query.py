@@ -68,9 +68,11 @@ def connect(dataset: str | os.PathLike[str]) -> Any:
         if not any((root / table).glob("day=*/*.parquet")):
             continue  # nothing ingested yet: no view, so a query says which table is missing
         pattern = _sql_string(str(root.resolve() / table / "day=*" / "*.parquet"))
+        # Every part of a table has the same schema (the table functions' own), so
+        # DuckDB binds from one file instead of reading every file's (union_by_name).
         con.execute(
             f'CREATE VIEW "{table}" AS SELECT * FROM read_parquet({pattern}, '
-            "hive_partitioning = true, hive_types = {'day': DATE}, union_by_name = true)"
+            "hive_partitioning = true, hive_types = {'day': DATE})"
         )
     return con
 
@@ -126,7 +128,7 @@ def recordings_source(
     if is_dataset(path):
         yield path
         return
-    from .ingest import ingest
+    from .work import ingest
 
     with tempfile.TemporaryDirectory(prefix="reclab-query-") as tmp:
         report = ingest([source], Path(tmp) / "dataset", workers=workers)

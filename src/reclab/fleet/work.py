@@ -1,4 +1,4 @@
-"""Recordings into a dataset: the per-file work, and running it on local processes.
+"""The ingest work: one recording into the dataset, and many on local processes.
 
 :func:`ingest_file` is the unit of work, the same wherever it runs (this
 process, a local process pool, a Dask worker): open and index one
@@ -164,9 +164,10 @@ def _table_batches(rec: Recording, table: str, batch_rows: int) -> Iterator[Any]
         return
     schema = None
     for df in iter_table(rec, table, batch_rows=batch_rows):
-        if schema is None:
-            schema = pa.Schema.from_pandas(df, preserve_index=False)
-        yield pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+        # The first batch's schema is inferred in its conversion (once, not twice).
+        batch = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+        schema = batch.schema
+        yield batch
 
 
 def _with_recording(batch: Any, recording: str, path: str) -> Any:
@@ -292,7 +293,7 @@ def _run_local(
     # forkserver: workers start from a clean process that has already imported
     # pandas and pyarrow (cheap, and safe with the progress bar's thread).
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["reclab.fleet.ingest", "reclab.tables", "pyarrow.parquet"])
+    context.set_forkserver_preload(["reclab.fleet.work", "reclab.tables", "pyarrow.parquet"])
     with ProcessPoolExecutor(
         max_workers=workers,
         mp_context=context,
@@ -374,57 +375,79 @@ def ingest(
         raise FleetError(f"{root}: not a directory")
     files = find_recordings(sources)
     report = IngestReport(root)
-    with dataset_lock(root):
-        manifest = Manifest.load(root)
-        by_path = manifest.by_path()
-        tasks: list[IngestTask] = []
-        sizes: dict[str, int] = {}
-        for path in files:
-            name = str(path)
-            try:
-                st = path.stat()
-            except OSError as exc:
-                report.results.append(
-                    FileResult(name, "failed", error=f"{name}: {exc.strerror or exc}")
-                )
-                continue
-            old = by_path.get(name)
-            if old is not None and (old.size, old.mtime_ns) == (st.st_size, st.st_mtime_ns):
-                report.results.append(_unchanged(old))
-                continue
-            sizes[name] = st.st_size
-            tasks.append(IngestTask(name, str(root), batch_rows))
-        # Largest first: a big file started last would leave the other cores idle.
-        tasks.sort(key=lambda t: -sizes[t.path])
-        hashes = manifest.hashes()
-        known = frozenset(hashes)
-        total_bytes = sum(sizes.values())
-        done_files = done_bytes = 0
-        if progress is not None:
-            progress(0, len(tasks), 0, total_bytes)
+    with contextlib.ExitStack() as stack:
         if client is not None:
-            from .dask import run_on_dask
+            # A missing dask.distributed or an unreachable scheduler fails before any work.
+            from .dask import client_for
 
-            results: Iterator[tuple[IngestTask, FileResult]] = run_on_dask(client, tasks, known)
-        else:
-            results = _run_local(tasks, known, workers or default_workers())
-        last_save = time.monotonic()
-        try:
-            for task, result in results:
-                _record(manifest, hashes, result)
-                report.results.append(result)
-                done_files += 1
-                done_bytes += sizes[task.path]
-                if on_result is not None:
-                    on_result(result)
-                if progress is not None:
-                    progress(done_files, len(tasks), done_bytes, total_bytes)
-                if time.monotonic() - last_save > _SAVE_EVERY:
-                    manifest.save()
-                    last_save = time.monotonic()
-        finally:
-            manifest.save()
+            client, owned = client_for(client)
+            if owned:
+                stack.callback(client.close)
+        stack.enter_context(dataset_lock(root))
+        _ingest_files(files, root, report, workers, client, batch_rows, progress, on_result)
     return report
+
+
+def _ingest_files(
+    files: list[Path],
+    root: Path,
+    report: IngestReport,
+    workers: int | None,
+    client: Any,
+    batch_rows: int,
+    progress: ProgressCallback | None,
+    on_result: Callable[[FileResult], None] | None,
+) -> None:
+    """The body of :func:`ingest`, with the dataset locked: skip, run, record."""
+    manifest = Manifest.load(root)
+    by_path = manifest.by_path()
+    tasks: list[IngestTask] = []
+    sizes: dict[str, int] = {}
+    for path in files:
+        name = str(path)
+        try:
+            st = path.stat()
+        except OSError as exc:
+            report.results.append(
+                FileResult(name, "failed", error=f"{name}: {exc.strerror or exc}")
+            )
+            continue
+        old = by_path.get(name)
+        if old is not None and (old.size, old.mtime_ns) == (st.st_size, st.st_mtime_ns):
+            report.results.append(_unchanged(old))
+            continue
+        sizes[name] = st.st_size
+        tasks.append(IngestTask(name, str(root), batch_rows))
+    # Largest first: a big file started last would leave the other cores idle.
+    tasks.sort(key=lambda t: -sizes[t.path])
+    hashes = manifest.hashes()
+    known = frozenset(hashes)
+    total_bytes = sum(sizes.values())
+    done_files = done_bytes = 0
+    if progress is not None:
+        progress(0, len(tasks), 0, total_bytes)
+    if client is not None:
+        from .dask import run_on_dask
+
+        results: Iterator[tuple[IngestTask, FileResult]] = run_on_dask(client, tasks, known)
+    else:
+        results = _run_local(tasks, known, workers or default_workers())
+    last_save = time.monotonic()
+    try:
+        for task, result in results:
+            _record(manifest, hashes, result)
+            report.results.append(result)
+            done_files += 1
+            done_bytes += sizes[task.path]
+            if on_result is not None:
+                on_result(result)
+            if progress is not None:
+                progress(done_files, len(tasks), done_bytes, total_bytes)
+            if time.monotonic() - last_save > _SAVE_EVERY:
+                manifest.save()
+                last_save = time.monotonic()
+    finally:
+        manifest.save()
 
 
 def _unchanged(entry: ManifestEntry) -> FileResult:
