@@ -1,6 +1,6 @@
-"""Ingest of many recordings with 1 and 2 local workers, against ``reclab export`` one file at a time.
+"""Ingest of many recordings on 1 and 2 local workers against `reclab export` one file at a time.
 
-Synthesises N recordings (default 60 of about 1 MB: a modest run; ``--full``
+Synthesises N recordings (default 100 of about 1 MB: a modest run; ``--full``
 is the issue's 1,000 recordings of about 1 GB in all), each in realistic
 proportions (``benchmarks/export.py``'s generator, a different seed each),
 then measures in one run, each in a fresh interpreter so imports and page
@@ -180,7 +180,7 @@ def query_benchmark(dataset: Path, repeat: int) -> tuple[float, float, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--files", type=int, default=60, help="recordings to synthesise")
+    parser.add_argument("--files", type=int, default=100, help="recordings to synthesise")
     parser.add_argument("--file-mb", type=float, default=1.0, help="size of each, MB")
     parser.add_argument(
         "--full", action="store_true", help="the issue's size: 1,000 recordings, ~1 GB"
