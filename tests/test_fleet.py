@@ -353,6 +353,13 @@ def test_cli_ingest_reports_and_skips_unreadable(fleet: dict[str, Any], tmp_path
     again = runner.invoke(app, ["ingest", str(samples), "--into", str(tmp_path / "d"), "-j", "1"])
     assert again.exit_code == 0
     assert "0 ingested, 10 unchanged, 0 unreadable" in again.stderr
+    verbose = runner.invoke(
+        app,
+        ["ingest", str(samples / "quick.cbor"), "--into", str(tmp_path / "v"), "-v", "--progress"],
+    )
+    assert verbose.exit_code == 0, verbose.output
+    assert f"{samples / 'quick.cbor'}: complete: 1 commands, 8 frames" in verbose.stderr
+    assert "files" in verbose.stderr and "bytes" in verbose.stderr  # the progress bar
     bad = runner.invoke(app, ["ingest", str(tmp_path / "nothing"), "--into", str(tmp_path / "d")])
     assert bad.exit_code == 2
     assert one_line(bad.output).startswith("reclab: error:")
@@ -377,6 +384,18 @@ def test_cli_query_outputs(fleet: dict[str, Any], tmp_path: Path) -> None:
     as_parquet = runner.invoke(app, ["query", root, sql, "--parquet", "-o", str(out)])
     assert as_parquet.exit_code == 0
     assert pq.read_table(out).to_pylist() == query(root, sql).to_pylist()
+
+
+def test_cli_query_json_escapes_terminal_controls(tmp_path: Path) -> None:
+    root = tmp_path / "d"
+    ingest([Path(__file__).resolve().parent.parent / "sample-recordings" / "quick.cbor"], root)
+    sql = "SELECT 'a' || chr(155) || '31m' || chr(8238) AS text"  # CSI (C1) and RLO (bidi)
+    result = CliRunner().invoke(app, ["query", str(root), sql, "--json"])
+    assert result.exit_code == 0, result.output
+    assert "\\u009b31m\\u202e" in result.stdout and "\x9b" not in result.stdout
+    assert json.loads(result.stdout) == [{"text": "a\x9b31m\u202e"}]
+    shown = CliRunner().invoke(app, ["query", str(root), sql])
+    assert "\x9b" not in shown.stdout and "\u202e" not in shown.stdout
 
 
 def test_cli_query_straight_on_recordings() -> None:

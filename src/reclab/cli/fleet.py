@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .app import app, fail, warn
+from .app import app, fail
 
 _TABLE_ROWS = 1000  # rows shown in the terminal table; the rest are counted
 
@@ -57,6 +57,17 @@ class _FilesProgress:
             self._bytes = self._progress.add_task("bytes", total=total)
         self._progress.update(self._files, completed=files_done, total=files_total)
         self._progress.update(self._bytes, completed=bytes_done, total=total)
+
+    def log(self, line: str) -> None:
+        """Print a line on stderr, above the bar while it is shown."""
+        from ..timeline import safe_text  # paths may hold controls: they must not act
+
+        if self._progress is None:
+            print(safe_text(line), file=sys.stderr)
+        else:
+            self._progress.console.print(
+                safe_text(line), markup=False, highlight=False, soft_wrap=True
+            )
 
     def __enter__(self) -> _FilesProgress:
         return self
@@ -116,13 +127,14 @@ def ingest(
     from ..fleet import ingest as run_ingest
     from ..fleet.work import describe
 
-    def report(result: Any) -> None:
-        if result.status == "failed":
-            warn(f"skipped: {result.error}")
-        elif verbose and result.written:
-            print(describe(result), file=sys.stderr)
-
     with _FilesProgress(progress) as bar:
+
+        def report(result: Any) -> None:
+            if result.status == "failed":
+                bar.log(f"reclab: warning: skipped: {result.error}")
+            elif verbose and result.written:
+                bar.log(describe(result))
+
         try:
             outcome = run_ingest(
                 sources, into, workers=workers, client=dask, progress=bar, on_result=report

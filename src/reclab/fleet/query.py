@@ -171,6 +171,8 @@ def write_result(reader: Any, fmt: str, out: str | os.PathLike[str] | IO[Any]) -
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
+    from ..terminal import json_safe
+
     if fmt not in OUTPUT_FORMATS:
         raise FleetError(f"unknown format {fmt!r}: choose from {', '.join(OUTPUT_FORMATS)}")
     rows = 0
@@ -192,7 +194,8 @@ def write_result(reader: Any, fmt: str, out: str | os.PathLike[str] | IO[Any]) -
             sink.write(b"[")
             for batch in reader:
                 for row in batch.to_pylist():
-                    text = json.dumps(row, default=_json_value, ensure_ascii=False)
+                    # C1 and bidi controls escaped: recorded text must not act on a terminal
+                    text = json_safe(json.dumps(row, default=_json_value, ensure_ascii=False))
                     sink.write((",\n" if rows else "\n").encode() + text.encode())
                     rows += 1
             sink.write(b"\n]\n" if rows else b"]\n")
