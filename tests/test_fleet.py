@@ -304,6 +304,15 @@ def test_progress_follows_files_and_bytes(fleet: dict[str, Any], tmp_path: Path)
     assert [s[0] for s in seen] == list(range(11))
 
 
+def test_parts_left_by_a_killed_ingest_are_removed(tmp_path: Path) -> None:
+    stale = tmp_path / "d" / "frames" / "day=2026-11-29" / ".part-0123456789abcdef.parquet.1a2b.tmp"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"PAR1 half a file")
+    ingest([Path(__file__).parent.parent / "sample-recordings" / "quick.cbor"], tmp_path / "d")
+    assert not stale.exists()
+    assert len(list((tmp_path / "d").rglob("*.parquet"))) == len(TABLES)
+
+
 def test_one_ingest_at_a_time(tmp_path: Path) -> None:
     from reclab.fleet.dataset import dataset_lock
 

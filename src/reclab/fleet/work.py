@@ -295,7 +295,7 @@ def _run_local(
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["reclab.fleet.work", "reclab.tables", "pyarrow.parquet"])
     with ProcessPoolExecutor(
-        max_workers=workers,
+        max_workers=min(workers, len(tasks)),
         mp_context=context,
         initializer=_init_worker,
         initargs=(known,),
