@@ -218,8 +218,6 @@ def ingest_file(task: IngestTask, known: frozenset[str] | Any = frozenset()) -> 
     """
     from ..model import RecordingError, open_recording
 
-    # A pool already uses every core: no index helper process per file.
-    os.environ.setdefault("RECLAB_INDEX_WORKERS", "1")
     result = FileResult(path=task.path, status="failed")
     temps: list[tuple[Path, Path]] = []
     try:
@@ -248,9 +246,7 @@ def ingest_file(task: IngestTask, known: frozenset[str] | Any = frozenset()) -> 
         for tmp, final in temps:
             os.replace(tmp, final)
         temps = []
-        result.status = (
-            "partial" if result.truncation in ("cut", "garbage", "no-footer") else ("complete")
-        )
+        result.status = "complete" if result.truncation is None else "partial"
     except RecordingError as exc:
         result.error = str(exc)
     except OSError as exc:
@@ -275,6 +271,7 @@ _KNOWN: frozenset[str] = frozenset()
 def _init_worker(known: frozenset[str]) -> None:
     global _KNOWN
     _KNOWN = known
+    # The pool already has a process per core: no index helper process per large file.
     os.environ["RECLAB_INDEX_WORKERS"] = "1"
 
 
