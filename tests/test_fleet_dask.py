@@ -49,7 +49,7 @@ def manifest_view(root: Path) -> dict[str, tuple[Any, ...]]:
 
 
 def test_dask_gives_the_same_dataset_as_local_processes(cluster: Any, tmp_path: Path) -> None:
-    special = make_corpus(tmp_path / "recordings", 20)
+    special = make_corpus(tmp_path / "recordings", 10)
     with distributed.Client(cluster) as client:
         on_dask = ingest([tmp_path / "recordings"], tmp_path / "dask", client=client)
         workers = client.scheduler_info()["workers"]
