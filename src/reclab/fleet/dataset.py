@@ -30,7 +30,6 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..errors import ReclabError
 
@@ -42,7 +41,9 @@ __all__ = [
     "ManifestEntry",
     "dataset_lock",
     "find_recordings",
+    "is_dataset",
     "part_path",
+    "utc_day",
 ]
 
 # The tables of reclab.tables.TABLES, in the order they are written.
@@ -206,8 +207,3 @@ def utc_day(unix_ns: int | None) -> str:
     """The UTC day (YYYY-MM-DD) of a Unix time in ns; 1970-01-01 when unknown."""
     seconds = (unix_ns or 0) // 1_000_000_000
     return time.strftime("%Y-%m-%d", time.gmtime(max(seconds, 0)))
-
-
-def as_json(entry: ManifestEntry) -> dict[str, Any]:
-    """A manifest entry as a plain dict (for reports)."""
-    return asdict(entry)
