@@ -6,7 +6,7 @@ Each command lives in a module of this package and registers itself on
 
 from __future__ import annotations
 
-from . import export, inspect, record, redact  # noqa: F401  (registers the commands)
+from . import export, fleet, inspect, record, redact  # noqa: F401  (registers the commands)
 from .app import app, main
 
 __all__ = ["app", "main"]
