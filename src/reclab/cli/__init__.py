@@ -6,7 +6,9 @@ Each command lives in a module of this package and registers itself on
 
 from __future__ import annotations
 
-from . import export, fleet, inspect, record, redact  # noqa: F401  (registers the commands)
+# Each command module registers its commands on ``app`` when imported (Textual, pandas, DuckDB
+# and the live side load only inside the commands that use them).
+from . import export, fleet, inspect, record, redact, replay, view  # noqa: F401
 from .app import app, main
 
 __all__ = ["app", "main"]

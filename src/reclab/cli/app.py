@@ -104,8 +104,3 @@ def _root(
 def main() -> None:
     """Console-script entry point."""
     app()
-
-
-from . import view as _view  # noqa: E402, F401  (registers `reclab view`; Textual loads lazily)
-# Command modules register themselves on ``app`` when imported: one line each.
-from . import replay as _replay  # noqa: E402, F401  (reclab replay, serve, diff)
