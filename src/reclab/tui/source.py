@@ -21,12 +21,12 @@ import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from agentproto import FrameType, SessionFooter, SessionHeader
+from agentproto import FrameType
 
-from ..model import Command, Recording, Truncation, open_recording
+from ..model import Command, Damage, IndexSnapshot, Recording, open_recording
 
 if TYPE_CHECKING:
     from ..check import CheckReport
@@ -50,90 +50,6 @@ class Cancelled(Exception):
 # How often (seconds) indexing publishes a snapshot: often enough for a live
 # progress line, rarely enough that copying the commands costs nothing.
 PUBLISH_INTERVAL = 0.15
-
-
-@dataclass(frozen=True, slots=True)
-class Damage:
-    """A region of garbage skipped while indexing: where, how big, why."""
-
-    offset: int
-    size: int
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class IndexSnapshot:
-    """What is indexed so far, frozen (the model's ``IndexSnapshot`` of CONTRACTS.md)."""
-
-    record_count: int
-    indexed_bytes: int
-    file_size: int
-    done: bool
-    header: SessionHeader | None
-    footer: SessionFooter | None
-    truncation: Truncation | None
-    damage: tuple[Damage, ...]
-    commands: Mapping[int, Command]
-
-
-def _copy_command(cmd: Command, previous: Command | None) -> Command:
-    """A copy of ``cmd`` that indexing will not change; ``previous`` is reused when equal.
-
-    The record-index array is shared, not copied: indexing only appends to it,
-    so its first ``frame_count`` entries stay valid (CONTRACTS.md).
-    """
-    if (
-        previous is not None
-        and previous.frame_count == cmd.frame_count
-        and previous.end_time == cmd.end_time
-        and previous.exit_code == cmd.exit_code
-        and previous.exit_frame_code == cmd.exit_frame_code
-        and previous.start_time == cmd.start_time
-        and previous.log_count == cmd.log_count
-        and previous.file_op_count == cmd.file_op_count
-        and len(previous.signals) == len(cmd.signals)
-        and len(previous.errors) == len(cmd.errors)
-    ):
-        return previous
-    return replace(
-        cmd,
-        bytes_sent=dict(cmd.bytes_sent),
-        bytes_received=dict(cmd.bytes_received),
-        signals=list(cmd.signals),
-        errors=list(cmd.errors),
-    )
-
-
-def _take_snapshot(
-    rec: Recording, *, done: bool, previous: IndexSnapshot | None = None
-) -> IndexSnapshot:
-    """Build an :class:`IndexSnapshot` of ``rec`` (to be replaced by ``rec.snapshot()``).
-
-    Must run in the thread that indexes (or when nobody indexes): the model
-    has no snapshot of its own yet, so this copies the commands between two
-    batches, when they are consistent.
-    """
-    before = previous.commands if previous is not None else {}
-    commands = {
-        seq: _copy_command(cmd, before.get(seq)) for seq, cmd in sorted(rec.commands.items())
-    }
-    trunc = rec.truncation if done else None
-    if trunc is not None:
-        trunc = Truncation(trunc.offset, trunc.message, trunc.kind)
-    damage: tuple[Damage, ...] = ()
-    if trunc is not None and trunc.kind == "garbage":
-        damage = (Damage(trunc.offset, rec.size - trunc.offset, trunc.message),)
-    return IndexSnapshot(
-        record_count=rec.record_count,
-        indexed_bytes=rec.indexed_bytes,
-        file_size=rec.size,
-        done=done,
-        header=rec.header,
-        footer=rec.footer,
-        truncation=trunc,
-        damage=damage,
-        commands=commands,
-    )
 
 
 def command_label(cmd: Command) -> str:
@@ -222,7 +138,7 @@ class RecordingSource:
         self.rec = rec
         self.path = rec.path
         self.reveal_secrets = False
-        self._snapshot = _take_snapshot(rec, done=False)
+        self._snapshot = rec.snapshot()
         self._stop = threading.Event()  # set by cancel(): long work stops at its next step
         self._idle = threading.Event()  # clear while a thread indexes or checks
         self._idle.set()
@@ -296,13 +212,13 @@ class RecordingSource:
             if last[0] and now - last[0] < PUBLISH_INTERVAL:
                 return
             last[0] = now
-            snap = _take_snapshot(self.rec, done=False, previous=self._snapshot)
+            snap = self.rec.snapshot()
             self._publish(snap, on_snapshot)
 
         with self._working():
             self._check_stop()
             self.rec.index(progress=progress)
-            final = _take_snapshot(self.rec, done=True, previous=self._snapshot)
+            final = self.rec.snapshot()
             self._publish(final, on_snapshot)
         return self._snapshot
 
@@ -314,7 +230,7 @@ class RecordingSource:
             self._check_stop()
             added = self.rec.refresh()
             if added or self.rec.size != before.file_size or not before.done:
-                self._publish(_take_snapshot(self.rec, done=True, previous=before), on_snapshot)
+                self._publish(self.rec.snapshot(), on_snapshot)
         return added
 
     # --- search and check -----------------------------------------------------------
