@@ -211,8 +211,8 @@ def test_serve_listening_on_a_unix_socket(tmp_path: Path) -> None:
     server = Server(str(sample), "--listen", f"unix:{sock}")
     try:
         assert stat.S_IMODE(sock.stat().st_mode) == 0o600
-        for _ in range(2):  # one connection per command, any number of them
-            result = reclab("run", "--connect", server.address, "-o", str(tmp_path / "s.cbor"),
+        for i in range(2):  # one connection per command, any number of them
+            result = reclab("run", "--connect", server.address, "-o", str(tmp_path / f"s{i}.cbor"),
                             "--", "echo", "hello, world")  # fmt: skip
             assert result.returncode == 0 and result.stdout == "hello, world\n", result.stderr
     finally:
