@@ -39,7 +39,7 @@ from agentproto.recording import MissingFooterError
 
 from .errors import ReclabError
 
-MASKED_VALUE = "[REDACTED]"
+MASKED_VALUE = "***"  # how every viewer and `reclab redact` show a masked value
 MASK_BYTE = b"*"
 
 # Parts of an environment name that mark its value as secret (matched case-insensitively).

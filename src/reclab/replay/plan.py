@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-import re
 import shlex
 import signal
 from collections.abc import Iterable, Sequence
@@ -22,11 +21,12 @@ from typing import Any
 
 from agentproto import AgentConfig, Direction, ExecMsg, FileOpReq, Frame, FrameType
 
+from .. import redact
 from ..model import Recording
+from ..redact import MASKED_VALUE
 from ..timeline import safe_preview, safe_text
 
 __all__ = [
-    "SECRET_NAME",
     "CommandPlan",
     "Plan",
     "PlanStep",
@@ -35,9 +35,7 @@ __all__ = [
     "plan_command",
 ]
 
-# Environment variables whose values a plan never shows: their names look like secrets.
-SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|KEY|CREDENTIAL|AUTH", re.IGNORECASE)
-MASK = "***"
+MASK = MASKED_VALUE
 PREVIEW_CHARS = 40
 
 # The frame types a runner sends, as the step kinds of a plan.
@@ -53,19 +51,8 @@ _STEP_KINDS = {
 
 
 def mask_env(env: Iterable[str] | None) -> list[str] | None:
-    """``NAME=VALUE`` entries with the values of secret-looking names replaced by ``***``.
-
-    A name is secret-looking when it contains TOKEN, SECRET, PASSWORD, PASSWD,
-    KEY, CREDENTIAL or AUTH (any case). None (inherit the agent's
-    environment) stays None.
-    """
-    if env is None:
-        return None
-    masked = []
-    for entry in env:
-        name, sep, _value = entry.partition("=")
-        masked.append(f"{name}={MASK}" if sep and SECRET_NAME.search(name) else entry)
-    return masked
+    """:func:`reclab.redact.mask_env`, keeping None (inherit the agent's environment) as None."""
+    return None if env is None else redact.mask_env(env)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,6 @@ signals and errors. Every string is escaped (:func:`reclab.timeline.safe_text`).
 
 from __future__ import annotations
 
-import re
 import shlex
 from typing import TYPE_CHECKING
 
@@ -18,6 +17,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from agentproto import AgentConfig, FrameType
+from reclab.redact import MASKED_VALUE, is_secret_name, mask_env
 from reclab.timeline import safe_text, signal_name
 
 if TYPE_CHECKING:
@@ -25,30 +25,9 @@ if TYPE_CHECKING:
 
 __all__ = ["MASK", "ExecPane", "is_secret_name", "mask_env"]
 
-MASK = "••••••"
-_SECRET = re.compile("TOKEN|SECRET|PASSWORD|PASSWD|KEY|CREDENTIAL|AUTH", re.IGNORECASE)
+MASK = MASKED_VALUE
 _CONFIG = int(FrameType.CONFIG)
 _MAX_CONFIGS = 8  # config frames shown per command (one is usual)
-
-
-def is_secret_name(name: str) -> bool:
-    """True when an environment variable's name looks like it holds a secret."""
-    return _SECRET.search(name) is not None
-
-
-def mask_env(env: list[str], reveal: bool) -> list[str]:
-    """``NAME=value`` entries with the values of secret-looking names replaced by a mask.
-
-    Names containing TOKEN, SECRET, PASSWORD, PASSWD, KEY, CREDENTIAL or AUTH
-    (any case) are masked unless ``reveal``; an entry without ``=`` is kept.
-    """
-    if reveal:
-        return list(env)
-    out = []
-    for entry in env:
-        name, sep, _value = entry.partition("=")
-        out.append(f"{name}={MASK}" if sep and is_secret_name(name) else entry)
-    return out
 
 
 class ExecPane(Static):
@@ -116,7 +95,7 @@ class ExecPane(Static):
             grid.add_row("env", Text("(inherited from the agent)", "dim"))
         else:
             env = Text()
-            for n, entry in enumerate(mask_env(list(x.env), reveal)):
+            for n, entry in enumerate(mask_env(x.env, reveal=reveal)):
                 name, _sep, value = entry.partition("=")
                 env.append(("\n" if n else "") + safe_text(name), "cyan")
                 env.append("=" + (value if value == MASK else safe_text(value)))
