@@ -7,7 +7,6 @@ from pathlib import Path
 
 import cbor2
 import pytest
-from conftest import RECV, SEND, T0, RecordingBuilder
 
 from agentproto import (
     FileOp,
@@ -20,6 +19,7 @@ from agentproto import (
     RecordType,
 )
 from reclab.check import CODES, Severity, check_recording, check_records, next_record_start
+from tests.builders import RECV, SEND, T0, RecordingBuilder
 
 # Bare records from the shared builder (conftest.RecordingBuilder).
 

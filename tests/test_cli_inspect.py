@@ -18,7 +18,6 @@ from typing import Any
 
 import cbor2
 import pytest
-from conftest import RecordingBuilder
 from typer.testing import CliRunner
 
 from agentproto import (
@@ -37,6 +36,7 @@ from agentproto import (
     SessionHeader,
 )
 from reclab.cli import app
+from tests.builders import RecordingBuilder
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()

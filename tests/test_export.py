@@ -9,7 +9,6 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import RECV, T0, Script, fileops_script, sample_script
 from typer.testing import CliRunner
 
 from agentproto import Frame, FrameType
@@ -18,6 +17,7 @@ from reclab.cli import app
 from reclab.cli.export import LazyProgress
 from reclab.export import ExportError, export_table
 from reclab.model import open_recording
+from tests.builders import RECV, T0, Script, fileops_script, sample_script
 
 runner = CliRunner()
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import cbor2
 import pytest
-from conftest import PREFIX, RECV, SEND, T0, Script, sample_script, varied_script
 
 from agentproto import (
     ExecMsg,
@@ -36,6 +35,7 @@ from reclab.model import (
     open_recording,
     parallel,
 )
+from tests.builders import PREFIX, RECV, SEND, T0, Script, sample_script, varied_script
 
 # --- building recordings ---------------------------------------------------------------
 

@@ -263,3 +263,27 @@ def test_display_helpers() -> None:
     assert mask_text("export GITHUB_TOKEN=abcdef123 done") == "export GITHUB_TOKEN=********* done"
     assert mask_text("nothing here") == "nothing here"
     assert mask_bytes(b"k: AKIAABCDEFGHIJKLMNOP.") == b"k: ********************."
+
+
+def test_viewers_mask_secrets_unless_asked(tmp_path: Path) -> None:
+    path = tmp_path / "env.cbor"
+    argv = ["deploy", "--password", "hunter2", "--user", "me"]
+    with Recorder(path) as rec:
+        rec.write_session_header()
+        seq = rec.write_command_start(ExecMsg(path="/bin/deploy", argv=argv, env=None))
+        rec.write_frame(seq, Direction.SEND, Frame(type=FrameType.EXEC, exec=ExecMsg(argv=argv)))
+        out = b"HOME=/root\nAWS_SECRET_ACCESS_KEY=" + AWS + b"\n"
+        rec.write_frame(seq, Direction.RECV, Frame(type=FrameType.DATA, stream=1, data=out))
+        rec.write_command_end(seq, 0)
+    runner = CliRunner()
+    for args in (["commands", "--json"], ["commands"], ["timeline", "--seq", "1", "-W", "200"]):
+        masked = runner.invoke(app, [*args, str(path)])
+        assert masked.exit_code == 0, masked.output
+        assert "hunter2" not in masked.stdout and AWS.decode() not in masked.stdout
+        assert MASKED_VALUE in masked.stdout or "****" in masked.stdout
+        shown = runner.invoke(app, [*args, str(path), "--show-secrets"])
+        assert "hunter2" in shown.stdout
+    timeline = runner.invoke(
+        app, ["timeline", "--seq", "1", "-W", "200", str(path), "--show-secrets"]
+    )
+    assert AWS.decode()[:20] in timeline.stdout

@@ -6,10 +6,9 @@ import dataclasses
 import threading
 from pathlib import Path
 
-from conftest import RecordingBuilder
-
 from agentproto import Direction, Frame, FrameType
 from reclab.model import Command, IndexOptions, IndexSnapshot, open_recording
+from tests.builders import RecordingBuilder
 
 T0 = 1_700_000_000_000_000_000
 

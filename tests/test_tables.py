@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import RECV, SEND, T0, Script, fileops_script, sample_script, varied_script
 
 from agentproto import FileOp, FileOpReq, FileOpResp, Frame, FrameType, LogEntry
 from reclab import tables
 from reclab.model import IndexOptions, open_recording
+from tests.builders import RECV, SEND, T0, Script, fileops_script, sample_script, varied_script
 
 UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
 

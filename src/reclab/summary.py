@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentproto import FrameType, SessionFooter, SessionHeader
 
+from .redact import mask_argv
 from .text import format_time
 
 if TYPE_CHECKING:
@@ -243,8 +244,10 @@ def summarize(rec: Recording) -> SessionSummary:
     )
 
 
-def command_json(cmd: Command) -> dict[str, Any]:
+def command_json(cmd: Command, *, secrets: bool = False) -> dict[str, Any]:
     """One command as JSON-ready data (``reclab commands --json``), keys as documented there.
+
+    Secret-looking arguments are masked (``reclab.redact.mask_argv``) unless ``secrets``.
 
     Times are Unix nanoseconds, ``duration`` seconds; ``bytes`` counts data
     bytes: ``stdin`` sent on stream 0, ``stdout``/``stderr`` received on 1
@@ -255,7 +258,7 @@ def command_json(cmd: Command) -> dict[str, Any]:
     return {
         "seq": cmd.seq,
         "path": cmd.path,
-        "argv": cmd.argv,
+        "argv": cmd.argv if secrets else mask_argv(cmd.argv),
         "cwd": cmd.cwd,
         "start_time": cmd.start_time,
         "end_time": cmd.end_time,

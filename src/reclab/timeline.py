@@ -26,6 +26,7 @@ from rich.text import Text
 
 from agentproto import Direction, FileOp, Frame, FrameType
 
+from .redact import mask_argv, mask_bytes, mask_text
 from .text import (
     format_duration,
     format_offset,
@@ -205,16 +206,25 @@ class FrameRow:
     preview: str  # escaped, one line
 
 
-def _describe(frame: Frame, limit: int) -> tuple[int | None, int, str]:
-    """``(stream, size, preview)`` for a frame; every string is escaped."""
+def _describe(frame: Frame, limit: int, secrets: bool = False) -> tuple[int | None, int, str]:
+    """``(stream, size, preview)`` for a frame; every string is escaped.
+
+    Unless ``secrets``, what looks like a secret (``reclab.redact``'s patterns,
+    secret-looking arguments) is masked in previews.
+    """
     ftype = frame.type
     if ftype == FrameType.DATA:
-        return frame.stream, len(frame.data), safe_preview(frame.data, limit)
+        # the head shown, plus room for a secret that starts inside it
+        data = frame.data if secrets else mask_bytes(frame.data[: limit * 4 + 4 + 4096])
+        return frame.stream, len(frame.data), safe_preview(data, limit)
     if ftype == FrameType.EOF:
         return frame.stream, 0, ""
     if ftype == FrameType.EXEC and frame.exec is not None:
         x = frame.exec
-        text = shlex.join(x.argv or [x.path]) + (f"  (cwd {x.cwd})" if x.cwd else "")
+        argv = x.argv or [x.path]
+        text = shlex.join(argv if secrets else mask_argv(argv)) + (
+            f"  (cwd {x.cwd})" if x.cwd else ""
+        )
         return None, 0, safe_text(text, limit)
     if ftype == FrameType.SIGNAL:
         return None, 0, f"signal {signal_name(frame.signal)}"
@@ -225,7 +235,7 @@ def _describe(frame: Frame, limit: int) -> tuple[int | None, int, str]:
     if ftype == FrameType.LOG and frame.log is not None:
         level = level_name(frame.log.level)
         text = " ".join([level, frame.log.msg, *frame.log.attrs])
-        return None, 0, safe_text(text, limit)
+        return None, 0, safe_text(text if secrets else mask_text(text), limit)
     if ftype == FrameType.CONFIG and frame.config is not None:
         c = frame.config
         text = f"env_keep {c.env_keep or []} env_remove {c.env_remove or []}"
@@ -268,10 +278,21 @@ def _describe(frame: Frame, limit: int) -> tuple[int | None, int, str]:
 
 
 def frame_row(
-    index: int, offset: int, timestamp: int, direction: int, frame: Frame, start: int, limit: int
+    index: int,
+    offset: int,
+    timestamp: int,
+    direction: int,
+    frame: Frame,
+    start: int,
+    limit: int,
+    *,
+    secrets: bool = False,
 ) -> FrameRow:
-    """Describe one recorded frame relative to its command's ``start`` (Unix ns)."""
-    stream, size, preview = _describe(frame, limit)
+    """Describe one recorded frame relative to its command's ``start`` (Unix ns).
+
+    Secret-looking values are masked in the preview unless ``secrets``.
+    """
+    stream, size, preview = _describe(frame, limit, secrets)
     ftype = frame.type
     name = ftype.name if isinstance(ftype, FrameType) else f"type-{int(ftype)}"
     return FrameRow(
@@ -279,11 +300,14 @@ def frame_row(
     )
 
 
-def frame_rows(rec: Recording, seq: int, *, preview: int = 60) -> Iterator[FrameRow]:
+def frame_rows(
+    rec: Recording, seq: int, *, preview: int = 60, secrets: bool = False
+) -> Iterator[FrameRow]:
     """The frames of command ``seq`` in file order (the order they were recorded).
 
     Times are relative to the command start, or to its first frame when the
     start record is missing. Raises ``UnknownCommandError`` for an unknown seq.
+    Secret-looking values are masked in previews unless ``secrets``.
     """
     cmd = rec.command(seq)
     start = cmd.start_time
@@ -291,7 +315,14 @@ def frame_rows(rec: Recording, seq: int, *, preview: int = 60) -> Iterator[Frame
         start = cmd.first_frame_time if cmd.first_frame_time is not None else 0
     for ref in rec.frames(seq):
         yield frame_row(
-            ref.index, ref.offset, ref.timestamp, int(ref.direction), ref.frame, start, preview
+            ref.index,
+            ref.offset,
+            ref.timestamp,
+            int(ref.direction),
+            ref.frame,
+            start,
+            preview,
+            secrets=secrets,
         )
 
 

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import T0, command_records, footer_record, header_record, workers_done
 from textual.widgets import Input
 
 from reclab.tui.app import ReclabApp
@@ -24,6 +23,7 @@ from reclab.tui.widgets.commands import CommandList, CommandsHeader
 from reclab.tui.widgets.frames import FrameList
 from reclab.tui.widgets.session_bar import SessionBar
 from reclab.tui.widgets.timeline import Timeline
+from tests.tui.records import T0, command_records, footer_record, header_record, workers_done
 
 OpenApp = Callable[..., ReclabApp]
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from conftest import workers_done, write_large
-
 from reclab.model import open_recording
 from reclab.tui.app import ReclabApp
 from reclab.tui.source import IndexSnapshot, RecordingSource, SnapshotCallback
 from reclab.tui.widgets.commands import CommandList
 from reclab.tui.widgets.session_bar import SessionBar
+from tests.tui.records import workers_done, write_large
 
 
 class HeldSource(RecordingSource):

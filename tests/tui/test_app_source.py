@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import T0, command_records, footer_record, header_record
 from typer.testing import CliRunner
 
 from agentproto import Direction, ExecMsg, FileOp, FileOpReq, Frame, FrameType
@@ -16,6 +15,7 @@ from reclab.cli import app as cli
 from reclab.model import RecordingError
 from reclab.summary import select_commands
 from reclab.tui.source import RecordingSource, commands_view
+from tests.tui.records import T0, command_records, footer_record, header_record
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 

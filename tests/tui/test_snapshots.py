@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import workers_done
 
 from reclab.tui.app import ReclabApp
 from reclab.tui.source import RecordingSource
+from tests.tui.records import workers_done
 
 SnapCompare = Callable[..., bool]
 

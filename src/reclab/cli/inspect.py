@@ -33,6 +33,12 @@ RecordingArg = Annotated[
     Path, typer.Argument(help="A .cbor session recording.", show_default=False)
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+SecretsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--show-secrets", help="Show secret-looking arguments, values and output unmasked."
+    ),
+]
 
 
 def _console(width: int | None = None) -> Console:
@@ -48,9 +54,11 @@ def _json_out(data: Any) -> None:
     sys.stdout.write(json_safe(json.dumps(data, indent=2, ensure_ascii=False)) + "\n")
 
 
-def _argv_text(cmd: Command) -> str:
+def _argv_text(cmd: Command, secrets: bool) -> str:
+    from ..redact import mask_argv
+
     argv = cmd.argv or ([cmd.path] if cmd.path else [])
-    return shlex.join(argv)
+    return shlex.join(argv if secrets else mask_argv(argv))
 
 
 # --- info ---------------------------------------------------------------------------
@@ -102,6 +110,7 @@ def commands(
         ),
     ] = None,
     as_json: JsonOpt = False,
+    show_secrets: SecretsOpt = False,
 ) -> None:
     """List the commands: seq, argv, cwd, start, duration, exit code, bytes.
 
@@ -109,7 +118,8 @@ def commands(
     `reclab export --csv`); --json prints a list of objects with keys seq, path,
     argv, cwd, start_time, end_time (Unix ns), duration (s), exit_code,
     exit_frame_code, frames, bytes {stdin, stdout, stderr, extra}, signals,
-    errors, complete.
+    errors, complete. Secret-looking arguments (--password X, TOKEN=X, known
+    key formats) are shown as *** unless --show-secrets.
     """
     from ..summary import command_json, select_commands
 
@@ -121,14 +131,14 @@ def commands(
             fail(str(exc))
         cmds = [rec.commands[s] for s in seqs]
     if as_json:
-        _json_out([command_json(c) for c in cmds])
+        _json_out([command_json(c, secrets=show_secrets) for c in cmds])
         return
     console = _console()
-    for line in _command_lines(cmds, console.width):
+    for line in _command_lines(cmds, console.width, secrets=show_secrets):
         console.print(line)
 
 
-def _command_lines(cmds: list[Command], width: int) -> Iterator[Text]:
+def _command_lines(cmds: list[Command], width: int, *, secrets: bool) -> Iterator[Text]:
     from rich.text import Text
 
     from ..text import format_duration, format_time, safe_text
@@ -161,7 +171,7 @@ def _command_lines(cmds: list[Command], width: int) -> Iterator[Text]:
         line.append(f"{code:>{widths[3]}}  ", style=style)
         line.append(f"{out:>{widths[4]}}  ")
         line.append(f"{safe_text(c.cwd or '-', cwd_w):<{cwd_w}}  ", style="dim")
-        line.append(safe_text(_argv_text(c), argv_w))
+        line.append(safe_text(_argv_text(c, secrets), argv_w))
         yield line
 
 
@@ -179,6 +189,7 @@ def timeline(
         int | None,
         typer.Option("--width", "-W", min=40, help="Output width in columns (default: terminal)."),
     ] = None,
+    show_secrets: SecretsOpt = False,
 ) -> None:
     """Draw the session as a Gantt chart of commands over time, or one command's frames.
 
@@ -187,7 +198,8 @@ def timeline(
     axis, so concurrent commands overlap. With --seq N: every frame of command N
     in recorded order with its time since the command start (+0.000123s),
     direction (→ sent to the agent, ← received), type, stream, size and an
-    escaped preview.
+    escaped preview, in which secret-looking values are masked unless
+    --show-secrets.
     """
     from rich.text import Text
 
@@ -204,7 +216,7 @@ def timeline(
             return
         preview = max(16, console.width - 36)
         shown = 0
-        for line in render_frames(frame_rows(rec, seq, preview=preview)):
+        for line in render_frames(frame_rows(rec, seq, preview=preview, secrets=show_secrets)):
             console.print(line)
             shown += 1
         if not shown:

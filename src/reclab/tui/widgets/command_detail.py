@@ -174,9 +174,11 @@ class CommandDetail(Widget):
             self.query_one(FrameList).set_findings(self.marks)
 
     def refresh_secrets(self) -> None:
-        """Redraw the Exec tab after ``source.reveal_secrets`` changed."""
+        """Redraw the Exec tab and frame previews after ``source.reveal_secrets`` changed."""
         with contextlib.suppress(NoMatches):
             self.query_one(ExecPane).refresh_secrets()
+        with contextlib.suppress(NoMatches):
+            self.query_one(FrameList).refresh()  # it re-decodes rows when the setting changed
 
     @property
     def active_tab(self) -> str:

@@ -113,6 +113,7 @@ class FrameList(ScrollView, can_focus=True):
         self._marks: dict[int, str] = {}
         self._rows: LRUCache[int, FrameRow | str] = LRUCache(4096)
         self._strips: LRUCache[tuple[int, bool], Strip] = LRUCache(1024)
+        self._secrets_shown = False
         self.decodes = 0  # frame records decoded so far (for tests and curiosity)
 
     # --- what is shown -----------------------------------------------------------------
@@ -180,6 +181,10 @@ class FrameList(ScrollView, can_focus=True):
 
     def frame_row(self, row: int) -> FrameRow | str:
         """The decoded row ``row`` (cached); a string says why the record cannot be shown."""
+        if self._secrets_shown != self.source.reveal_secrets:  # previews mask secrets unless
+            self._secrets_shown = self.source.reveal_secrets
+            self._rows.clear()
+            self._strips.clear()
         cached = self._rows.get(row)
         if cached is not None:
             return cached
@@ -199,6 +204,7 @@ class FrameList(ScrollView, can_focus=True):
                     rf.frame,
                     self._start,
                     PREVIEW,
+                    secrets=self._secrets_shown,
                 )
         except (RemoteProtocolError, OSError, ValueError) as exc:
             result = f"record {index} cannot be decoded: {exc}"
