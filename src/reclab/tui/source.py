@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, cast
 from agentproto import FrameType
 
 from ..model import Command, Damage, IndexSnapshot, Recording, open_recording
+from ..redact import mask_argv
 
 if TYPE_CHECKING:
     from ..check import CheckReport
@@ -52,10 +53,13 @@ class Cancelled(Exception):
 PUBLISH_INTERVAL = 0.15
 
 
-def command_label(cmd: Command) -> str:
-    """The command line of ``cmd`` as a shell would read it (argv, else the path)."""
+def command_label(cmd: Command, *, secrets: bool = False) -> str:
+    """The command line of ``cmd`` as a shell would read it (argv, else the path).
+
+    Secret-looking arguments are masked unless ``secrets`` (the Exec tab reveals them).
+    """
     argv = cmd.argv or ([cmd.path] if cmd.path else [])
-    return shlex.join(argv)
+    return shlex.join(argv if secrets else mask_argv(argv))
 
 
 def output_bytes(cmd: Command) -> int:
@@ -267,7 +271,11 @@ class RecordingSource:
     def _search_command(
         self, cmd: Command, needle: str, raw_needle: bytes, fold: bool
     ) -> Iterator[SearchHit]:
-        for where, text in (("argv", command_label(cmd)), ("path", cmd.path), ("cwd", cmd.cwd)):
+        for where, text in (
+            ("argv", command_label(cmd, secrets=True)),
+            ("path", cmd.path),
+            ("cwd", cmd.cwd),
+        ):
             found = _text_match(text, needle, fold)
             if found is not None:
                 yield SearchHit(cmd.seq, None, where, found)

@@ -17,7 +17,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from agentproto import AgentConfig, FrameType
-from reclab.redact import MASKED_VALUE, is_secret_name, mask_env
+from reclab.redact import MASKED_VALUE, is_secret_name, mask_argv, mask_env
 from reclab.timeline import safe_text, signal_name
 
 if TYPE_CHECKING:
@@ -87,7 +87,8 @@ class ExecPane(Static):
         grid.add_column(style="bold", no_wrap=True)
         grid.add_column()
         grid.add_row("path", safe_text(x.path) or Text("(none)", "dim"))
-        grid.add_row("argv", safe_text(shlex.join(x.argv)) if x.argv else Text("(none)", "dim"))
+        argv = x.argv if reveal or not x.argv else mask_argv(x.argv)
+        grid.add_row("argv", safe_text(shlex.join(argv)) if argv else Text("(none)", "dim"))
         grid.add_row("cwd", safe_text(x.cwd) if x.cwd else Text("(the agent's)", "dim"))
         if x.extra_fds:
             grid.add_row("extra fds", " ".join(map(str, x.extra_fds)))
