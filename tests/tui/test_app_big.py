@@ -20,7 +20,7 @@ from tests.tui.records import workers_done, write_large
 
 
 class HeldSource(RecordingSource):
-    """Stops indexing after the first batch it publishes until ``release`` is set."""
+    """Stops indexing after the first batch it publishes with two commands, until ``release``."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(open_recording(path, index=False))
@@ -29,7 +29,7 @@ class HeldSource(RecordingSource):
 
     def _publish(self, snap: IndexSnapshot, callback: SnapshotCallback | None) -> None:
         super()._publish(snap, callback)
-        if not snap.done and not self.held.is_set():
+        if not snap.done and len(snap.commands) >= 2 and not self.held.is_set():
             self.held.set()
             self.release.wait(timeout=120)
 

@@ -86,6 +86,9 @@ _RECORD_KINDS = {
 }
 _SEND = int(Direction.SEND)
 _PROGRESS_STEP = 4 * 1024 * 1024  # report progress every few MiB
+# The first read of a scan is small and reported at once, so a viewer can draw the
+# first commands of a huge file without waiting for a whole chunk.
+_FIRST_READ = 256 * 1024
 
 
 _RECORDED_FRAME_KEYS = frozenset(RF)
@@ -545,10 +548,10 @@ class Index:
         ``limit`` stops after that many records.
         """
         base = self._end  # file offset of buf[0]
-        first = min(self.options.chunk_size, max(total - base, 0)) or 1
+        first = min(self.options.chunk_size, _FIRST_READ, max(total - base, 0)) or 1
         buf = os.pread(fd, first if stop is None else min(first, stop - base), base)
         pos = 0
-        next_report = base + _PROGRESS_STEP
+        next_report = base  # the first chunk is reported at once
         vector = limit is None and self.options.bulk
         stop_at = len(self._offsets) + limit if limit is not None else -1
         while pos < len(buf):

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from agentproto import FrameType
 
-from ..model import Command, Damage, IndexSnapshot, Recording, open_recording
+from ..model import Command, Damage, IndexOptions, IndexSnapshot, Recording, open_recording
 from ..redact import mask_argv
 
 if TYPE_CHECKING:
@@ -152,7 +152,8 @@ class RecordingSource:
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> RecordingSource:
         """Open ``path`` reading only its first record: the rest is indexed by :meth:`index`."""
-        return cls(open_recording(path, index=False))
+        # Smaller chunks than the CLI's: the GIL is given back to the screen more often.
+        return cls(open_recording(path, index=False, options=IndexOptions(chunk_size=1 << 20)))
 
     def cancel(self) -> None:
         """Stop indexing, refreshing and checking at their next step (the viewer quits)."""
