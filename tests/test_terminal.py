@@ -131,3 +131,45 @@ def test_cat_to_a_terminal_shows_escapes_unless_raw(tmp_path: Path) -> None:
         check=True,
     )
     assert piped.stdout == recorded  # to a pipe or file: byte-exact
+
+
+def test_export_to_a_terminal_shows_escapes(tmp_path: Path) -> None:
+    path = tmp_path / "hostile.cbor"
+    with Recorder(path) as rec:
+        rec.write_session_header()
+        argv = ["sh", "-c", "\x1b]52;c;aGk=\x07 \x1b[2J"]
+        rec.write_command_start(ExecMsg(path="/bin/sh", argv=argv, env=None))
+        rec.write_command_end(1, 0)
+    primary, secondary = pty.openpty()
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "reclab", "export", str(path), "--csv"],
+            stdout=secondary,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=True,
+        )
+        os.close(secondary)
+        secondary = -1
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(primary)
+        if secondary >= 0:
+            os.close(secondary)
+    assert b"\x1b]52" not in shown and b"\x1b[2J" not in shown
+    assert rb"\e]52;c;aGk=\a" in shown
+    piped = subprocess.run(
+        [sys.executable, "-m", "reclab", "export", str(path), "--csv"],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    assert b"\x1b]52;c;aGk=\x07" in piped.stdout  # to a pipe: as recorded

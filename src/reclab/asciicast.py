@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from agentproto import Direction, ExecMsg, FrameType
 
+from .terminal import json_safe
+
 if TYPE_CHECKING:
     from .model import Recording
 
@@ -151,10 +153,10 @@ def write_asciicast(
     header = asciicast_header(
         command.exec, start, width=width, height=height, idle_time_limit=idle_time_limit
     )
-    fileobj.write(json.dumps(header.to_json(), ensure_ascii=False) + "\n")
+    fileobj.write(json_safe(json.dumps(header.to_json(), ensure_ascii=False)) + "\n")
     count = 0
     for event in asciicast_events(_terminal_chunks(rec, seq, input), start):
-        fileobj.write(json.dumps(list(event), ensure_ascii=False) + "\n")
+        fileobj.write(json_safe(json.dumps(list(event), ensure_ascii=False)) + "\n")
         count += 1
     return count
 

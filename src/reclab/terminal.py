@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from typing import BinaryIO
 
 # Sequences an escape can start. SGR is kept; every other one is shown escaped.
 _SEQUENCE = re.compile(
@@ -130,3 +131,27 @@ def json_safe(document: str) -> str:
     acts on them; inside JSON strings the escaped form means the same.
     """
     return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", document)
+
+
+class TerminalText:
+    """A text stream to a terminal whose writes pass through a :class:`TerminalFilter`.
+
+    For commands that write recorded values as text (``reclab export`` of a
+    table to stdout): on a terminal they cannot act on it. Call
+    :meth:`finish` at the end to write what the filter still holds.
+    """
+
+    def __init__(self, binary: BinaryIO) -> None:
+        self._out = binary
+        self._filter = TerminalFilter()
+
+    def write(self, text: str) -> int:
+        self._out.write(self._filter.feed(text.encode("utf-8", "surrogateescape")))
+        return len(text)
+
+    def flush(self) -> None:
+        self._out.flush()
+
+    def finish(self) -> None:
+        self._out.write(self._filter.flush())
+        self._out.flush()

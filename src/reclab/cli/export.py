@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
@@ -146,7 +146,10 @@ def export(
 
     from ..export import ExportError, export_table
     from ..model import RecordingError, UnknownCommandError
+    from ..terminal import TerminalText
 
+    # On a terminal, recorded escapes are shown, not obeyed; to a pipe or file, byte-exact.
+    screen = TerminalText(sys.stdout.buffer) if output is None and sys.stdout.isatty() else None
     with LazyProgress(progress) as bar:
         bar.stage("indexing")
         rec = open_or_fail(recording, progress=bar.update)
@@ -157,11 +160,13 @@ def export(
                     rec,
                     table,
                     fmt,
-                    output if output is not None else sys.stdout,
+                    output if output is not None else cast("IO[Any]", screen or sys.stdout),
                     where=where,
                     batch_rows=batch_rows,
                     progress=bar.update,
                 )
+                if screen is not None:
+                    screen.finish()
             except (ExportError, UnknownCommandError, RecordingError) as exc:
                 fail(str(exc))
             except BrokenPipeError:
