@@ -353,6 +353,8 @@ def main() -> None:
     parser.add_argument("--tmp", type=Path, help="directory for the synthesised files")
     args = parser.parse_args()
 
+    if args.tmp is not None:
+        Path(args.tmp).mkdir(parents=True, exist_ok=True)  # the folder it is given may be new
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         path = args.keep or Path(tmp) / "bench.cbor"
         out = Path(tmp) / "frames.parquet"

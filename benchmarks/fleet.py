@@ -199,6 +199,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.full:
         args.files, args.file_mb = 1000, 1.0
+    if args.tmp is not None:
+        Path(args.tmp).mkdir(parents=True, exist_ok=True)  # the folder it is given may be new
     base = Path(tempfile.mkdtemp(prefix="reclab-fleet-bench-", dir=args.tmp))
     try:
         src = base / "recordings"
