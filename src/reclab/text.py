@@ -138,14 +138,16 @@ def format_time(ns: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{rest // 1000:06d}Z"
 
 
-def format_size(n: int) -> str:
-    """Bytes for people: ``512 B``, ``1.5 KiB``, ``3.2 MiB``."""
+def format_size(n: int, *, compact: bool = False) -> str:
+    """Bytes for people: ``512 B``, ``1.5 KiB``, ``3.2 MiB``; compact: ``512B``, ``1.5K``."""
     value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+    units = ("B", "K", "M", "G") if compact else ("B", "KiB", "MiB", "GiB")
+    space = "" if compact else " "
+    for unit in units:
+        if value < 1024 or unit == units[-1]:
+            return f"{n}{space}B" if unit == "B" else f"{value:.1f}{space}{unit}"
         value /= 1024
-    return f"{n} B"  # pragma: no cover
+    return f"{n}{space}B"  # pragma: no cover
 
 
 def signal_name(number: int, *, with_number: bool = True) -> str:

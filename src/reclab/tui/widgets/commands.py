@@ -29,17 +29,12 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from ...model import Command
-from ...timeline import format_duration, safe_text, signal_name
+from ...text import format_duration, format_size, safe_text, signal_name
 from ..source import IndexSnapshot, command_label, output_bytes
 
 
 def _bytes(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "K", "M", "G"):
-        if value < 1024 or unit == "G":
-            return f"{n}B" if unit == "B" else f"{value:.1f}{unit}"
-        value /= 1024
-    return f"{n}B"  # pragma: no cover
+    return format_size(n, compact=True)
 
 
 def _signals(cmd: Command) -> str:

@@ -5,18 +5,12 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
-from ...summary import format_time
-from ...timeline import format_duration, safe_text
+from ...text import format_duration, format_size, format_time, safe_text
 from ..source import IndexSnapshot
 
 
 def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"  # pragma: no cover
+    return format_size(n)
 
 
 def session_end(snap: IndexSnapshot) -> int | None:
