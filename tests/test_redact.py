@@ -19,6 +19,7 @@ from agentproto import (
     FrameType,
     LogEntry,
     Recorder,
+    RecordType,
     iter_records,
     read_recording,
 )
@@ -287,3 +288,21 @@ def test_viewers_mask_secrets_unless_asked(tmp_path: Path) -> None:
         app, ["timeline", "--seq", "1", "-W", "200", str(path), "--show-secrets"]
     )
     assert AWS.decode()[:20] in timeline.stdout
+
+
+def test_damage_in_the_middle_is_left_out_and_reading_goes_on(
+    secret_recording: Path, tmp_path: Path
+) -> None:
+    data = bytearray(secret_recording.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 16] = b"\xff" * 16
+    damaged = tmp_path / "damaged.cbor"
+    damaged.write_bytes(bytes(data))
+    out = tmp_path / "out.cbor"
+    summary = redact_recording(damaged, out)
+    assert summary.stopped is None and len(summary.damage) == 1
+    assert "unreadable bytes at byte" in summary.damage[0]
+    records = read_recording(out)  # the footer after the damage is there: a whole recording
+    assert records[-1].type == RecordType.SESSION_FOOTER
+    assert len(records) == summary.records < len(read_recording(secret_recording))
+    assert AWS not in out.read_bytes()

@@ -35,6 +35,7 @@ from typing import BinaryIO
 
 from agentproto import ExecMsg, Frame, FrameType, Record, RecordType, iter_records
 from agentproto.errors import RemoteProtocolError, TruncatedError
+from agentproto.layout import next_record_start
 from agentproto.recording import MissingFooterError
 
 from .errors import ReclabError
@@ -166,6 +167,7 @@ class RedactionSummary:
     data_matches: Counter[str] = field(default_factory=Counter)
     data_bytes: int = 0
     stopped: str | None = None  # why the input ended early (cut, garbage), with the offset
+    damage: list[str] = field(default_factory=list)  # unreadable regions skipped, left out
 
     def to_json(self) -> dict[str, object]:
         """A stable dict for ``--json``."""
@@ -177,6 +179,7 @@ class RedactionSummary:
             "data_matches": dict(sorted(self.data_matches.items())),
             "data_bytes": self.data_bytes,
             "stopped": self.stopped,
+            "damage": list(self.damage),
         }
 
 
@@ -410,19 +413,39 @@ class _Redactor:
         return record
 
 
-def _readable(source: Path, on_record: Callable[[Record], object]) -> str | None:
-    """Feed every complete record to ``on_record``; say why reading stopped early, if it did."""
-    try:
-        for record in iter_records(source):
-            on_record(record)
-    except MissingFooterError:
-        return None  # every record was read; the output lacks a footer as the input does
-    except TruncatedError as exc:
-        return f"the recording is cut at byte {exc.offset}; the output ends there too"
-    except RemoteProtocolError as exc:
-        where = f" at byte {exc.offset}" if getattr(exc, "offset", None) is not None else ""
-        return f"unreadable bytes{where} ({exc}); the output ends before them"
-    return None
+def _readable(
+    source: Path, on_record: Callable[[Record], object], damage: list[str] | None = None
+) -> str | None:
+    """Feed every complete record to ``on_record``; say why reading stopped early, if it did.
+
+    Bytes that are not records are skipped as ``reclab check`` and the model
+    skip them (to the next plausible record); each skip is described in
+    ``damage``. The damaged bytes themselves are never copied.
+    """
+    start = 0
+    with open(source, "rb") as fp:
+        while True:
+            fp.seek(start)
+            try:
+                for record in iter_records(fp):
+                    on_record(record)
+            except MissingFooterError:
+                return None  # every record was read; the output lacks a footer as the input does
+            except TruncatedError as exc:
+                cut = start + (exc.offset or 0)
+                return f"the recording is cut at byte {cut}; the output ends there too"
+            except RemoteProtocolError as exc:
+                bad = start + (exc.offset or 0)
+                resume = next_record_start(fp, bad + 1)
+                if resume is None:
+                    return f"unreadable bytes at byte {bad} ({exc.message}); the output ends there"
+                if damage is not None:
+                    damage.append(
+                        f"{resume - bad} unreadable bytes at byte {bad} ({exc.message}) left out"
+                    )
+                start = resume
+                continue
+            return None
 
 
 def _data_frames(records: Iterable[Record]) -> Iterator[tuple[StreamKey, bytes]]:
@@ -455,7 +478,8 @@ def redact_recording(
         for key, data in _data_frames((record,)):
             scanner.feed(key, data)
 
-    stopped = _readable(src, scan)
+    damage: list[str] = []
+    stopped = _readable(src, scan, damage)
     redactor = _Redactor(policy, scanner.finish())
     redactor.summary.data_matches.update(scanner.counts)
 
@@ -475,4 +499,5 @@ def redact_recording(
     else:
         copy(dest)
     redactor.summary.stopped = stopped
+    redactor.summary.damage = damage
     return redactor.summary

@@ -90,6 +90,8 @@ def redact(
     if summary.records == 0 and summary.stopped is not None:
         output.unlink(missing_ok=True)
         fail(f"{recording}: not a recording ({summary.stopped})")
+    for skipped in summary.damage:
+        warn(f"{recording}: {skipped}")
     if summary.stopped is not None:
         warn(f"{recording}: {summary.stopped}")
     if as_json:
