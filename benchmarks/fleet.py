@@ -138,10 +138,13 @@ def _run(name: str, src: Path, out: Path) -> dict[str, float]:
     own = result["cpu"]
     result["cpu"] += sum(cpu for cpu, _ in worker_cpu.values())
     # What the run would take on idle cores: the forkserver's start-up (a child),
-    # then the busiest worker (its children), alongside this process's own work.
+    # then the workers' CPU shared over the cores they run on (workers are replaced
+    # every few dozen files, so no single process stands for a core), alongside
+    # this process's own work.
+    jobs = int(name.rsplit("-j", 1)[1]) if "-j" in name else 1
     forkserver = sum(cpu for cpu, depth in worker_cpu.values() if depth == 1)
-    busiest = max((cpu for cpu, depth in worker_cpu.values() if depth > 1), default=0.0)
-    result["idle"] = max(own, forkserver + busiest) if worker_cpu else own
+    workers = sum(cpu for cpu, depth in worker_cpu.values() if depth > 1)
+    result["idle"] = max(own, forkserver + workers / jobs) if worker_cpu else own
     return dict(result)
 
 
