@@ -318,6 +318,11 @@ def serve_listener(args: argparse.Namespace) -> int:
             os.geteuid(),
         )
     listener = _Listener(args, policy, sock)
+    # A stop signal that lands just before accept() blocks would not interrupt it:
+    # the signal also writes to this pipe, which the accepting loop watches.
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    old_wakeup = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    listener.wakeup = wake_r
     try:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a held signal is handled here
         print(f"agentproto-agent: listening on {shown}", file=sys.stderr, flush=True)
@@ -325,6 +330,9 @@ def serve_listener(args: argparse.Namespace) -> int:
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
+        signal.set_wakeup_fd(old_wakeup)
+        os.close(wake_r)
+        os.close(wake_w)
         sock.close()
         if unix_path is not None:
             with contextlib.suppress(OSError):
@@ -346,6 +354,8 @@ class _Listener:
         self.active = 0  # connections being served (admission included)
         self.threads: list[threading.Thread] = []
         self.counter = 0
+        self.wakeup: int | None = None  # readable once a signal arrived (set_wakeup_fd)
+        sock.setblocking(False)  # accept() only once select() saw a connection
 
     def accept_forever(self) -> None:
         """Accept connections and start a thread for each, within the connection cap."""
@@ -375,10 +385,21 @@ class _Listener:
     def _accept(self) -> socket.socket:
         """The next connection; out of descriptors, wait for sessions to end (logged)."""
         starved = 0  # failures in a row
+        listening = self.sock.fileno()
+        watched = [listening] if self.wakeup is None else [listening, self.wakeup]
         while True:
+            ready, _, _ = select.select(watched, [], [])
+            if self.wakeup is not None and self.wakeup in ready:
+                # the signal's Python handler runs at the next bytecode and ends the loop
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self.wakeup, 64)
+                continue
             try:
                 conn, _ = self.sock.accept()
+                conn.setblocking(True)  # sessions read and write blocking, in their threads
                 return conn
+            except BlockingIOError:
+                continue  # the peer went away between select() and accept()
             except OSError as exc:
                 if exc.errno not in _ACCEPT_TRANSIENT:
                     raise
