@@ -27,6 +27,11 @@ SAMPLES = Path(__file__).resolve().parent.parent.parent / "sample-recordings"
 T0 = 1_764_400_000_000_000_000  # a fixed session start (Unix ns)
 
 
+def screen_text(app: ReclabApp) -> str:
+    """What the terminal shows, as plain text."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
 async def workers_done(app: ReclabApp) -> None:
     """Wait until no worker runs; one cancelled by a newer one (exclusive) is not an error."""
     from textual.worker import WorkerCancelled

@@ -23,14 +23,16 @@ from reclab.tui.widgets.commands import CommandList, CommandsHeader
 from reclab.tui.widgets.frames import FrameList
 from reclab.tui.widgets.session_bar import SessionBar
 from reclab.tui.widgets.timeline import Timeline
-from tests.tui.records import T0, command_records, footer_record, header_record, workers_done
+from tests.tui.records import (
+    T0,
+    command_records,
+    footer_record,
+    header_record,
+    screen_text,
+    workers_done,
+)
 
 OpenApp = Callable[..., ReclabApp]
-
-
-def screen_text(app: ReclabApp) -> str:
-    """What the terminal shows, as plain text."""
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
 
 
 async def settle(app: ReclabApp, pilot: object) -> None:

@@ -31,17 +31,29 @@ def view(
             help="Keep reading a recording that is still being written, like tail -f.",
         ),
     ] = False,
+    diff: Annotated[
+        Path | None,
+        typer.Option(
+            "--diff",
+            metavar="OTHER",
+            help="Compare with another recording (as reclab diff) first; D shows it again.",
+        ),
+    ] = None,
 ) -> None:
     """Browse a recording: session, commands, timeline, frames, output, file ops, logs.
 
     The first screen appears at once, also for huge files, while the rest is
     indexed in the background. Press ? for every key, q to quit.
 
+    r replays the selected command (after showing its plan and asking).
+
     Example: reclab view sample-recordings/failing-build.cbor
     (or, while `reclab run` records in another terminal: reclab view --follow rec.cbor)
     """
     from ..model import RecordingError
 
+    if diff is not None and not diff.is_file():
+        fail(f"--diff {diff}: {'is a directory' if diff.is_dir() else 'no such file'}")
     try:
         from ..tui.source import RecordingSource
 
@@ -55,6 +67,6 @@ def view(
     from ..tui.app import ReclabApp
 
     try:
-        ReclabApp(source, follow=follow).run()
+        ReclabApp(source, follow=follow, diff=diff).run()
     finally:
         source.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from textual import work
@@ -85,9 +86,11 @@ class ReclabApp(App[None]):
         *,
         follow: bool = False,
         follow_interval: float = FOLLOW_INTERVAL,
+        diff: Path | None = None,
     ) -> None:
         super().__init__()
         self.source = source
+        self.diff = diff  # another recording to compare with (D, and shown at start)
         self.follow = follow
         self.follow_interval = follow_interval
         self.check_report: CheckReport | None = None
@@ -100,6 +103,8 @@ class ReclabApp(App[None]):
         """Draw the first screen from the header, then index in the background."""
         self.push_screen(self.main_screen)
         self._index()
+        if self.diff is not None:
+            self.main_screen.action_diff()
 
     # --- indexing and follow -------------------------------------------------------
 

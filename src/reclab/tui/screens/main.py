@@ -48,6 +48,8 @@ class MainScreen(Screen[None]):
         Binding("c", "findings", "Check"),
         Binding("t", "toggle_timeline", "Timeline"),
         Binding("R", "reveal_secrets", "Reveal secrets", show=False),
+        Binding("r", "replay", "Replay", show=False),
+        Binding("D", "diff", "Diff", show=False),
         Binding("escape", "clear_filters", "Clear filters", show=False),
         Binding("enter", "open_detail", "Open detail", show=False),
         Binding("tab", "focus_move(1)", "Next part", show=False),
@@ -395,6 +397,28 @@ class MainScreen(Screen[None]):
     def set_findings(self, marks: dict[int, str]) -> None:
         """Mark findings on the frames they point at."""
         self.query_one(CommandDetail).set_findings(marks)
+
+    def action_replay(self) -> None:
+        """Show the selected command's replay plan; Enter there replays it and compares."""
+        from .replay import ReplayScreen
+
+        seq = self.query_one(CommandList).selected
+        if seq is None:
+            self.app.notify("select a command to replay", severity="warning")
+            return
+        self.app.push_screen(ReplayScreen(self.source, seq))
+
+    def action_diff(self) -> None:
+        """Compare with the recording given by --diff (reclab diff, in the viewer)."""
+        from .replay import DiffScreen
+
+        other = getattr(self.app, "diff", None)
+        if other is None:
+            self.app.notify(
+                "start the viewer with --diff OTHER.cbor to compare", severity="warning"
+            )
+            return
+        self.app.push_screen(DiffScreen(self.source, other))
 
     def action_reveal_secrets(self) -> None:
         """Show or mask the values of secret-looking environment variables."""
