@@ -486,6 +486,19 @@ def test_default_output_is_a_named_temp_file(tmp_path: Path) -> None:
         other.unlink()
 
 
+def test_output_is_not_overwritten_without_force(tmp_path: Path) -> None:
+    path = tmp_path / "env.cbor"
+    _recording_with_env(path, ["LANG=C"])
+    out = tmp_path / "kept.cbor"
+    out.write_bytes(b"precious")
+    refused = reclab("replay", str(path), "--run", "--timing", "fast", "-o", str(out))
+    assert_clean_error(refused, "--force")
+    assert out.read_bytes() == b"precious"
+    forced = reclab("replay", str(path), "--run", "--timing", "fast", "-o", str(out), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert out.read_bytes() != b"precious"
+
+
 def test_interrupting_a_replay_leaves_no_process(tmp_path: Path) -> None:
     recording, pidfile = tmp_path / "s.cbor", tmp_path / "pid"
     _sleeper_recording(recording, pidfile)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import errno
-import os
 import shlex
 import signal
-import socket
 import stat
 import subprocess
 from collections.abc import Iterator
@@ -15,12 +13,20 @@ from typing import Any
 
 import cbor2
 import pytest
+from test_listen_auth import (
+    NOBODY,
+    TOKEN,
+    as_nobody,
+    needs_second_uid,
+    refusal,
+    token_file,
+)
 from test_replay import RECLAB, TIMEOUT, assert_clean_error, reclab
 
-from agentproto import ExecMsg, FileOp, FileOpReq
+from agentproto import ExecMsg, FileOp, FileOpReq, FrameType
+from agentproto.auth import REFUSED_PREFIX
 from reclab.model import open_recording
 from reclab.replay import replay
-from reclab.replay.serve import peer_uid
 from reclab.runner import AgentConnection, RecordedSession
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample-recordings"
@@ -220,11 +226,9 @@ def test_serve_listening_on_a_unix_socket(tmp_path: Path) -> None:
     assert server.proc.returncode == 0 and not sock.exists()
 
 
-def test_serve_on_tcp_needs_the_insecure_flag(tmp_path: Path) -> None:
+def test_serve_on_loopback_tcp_answers_this_user(tmp_path: Path) -> None:
     sample = SAMPLES / "quick.cbor"
-    assert_clean_error(reclab("serve", str(sample), "--listen", "tcp:127.0.0.1:0"),
-                       "--insecure-allow-any-peer")  # fmt: skip
-    server = Server(str(sample), "--listen", "tcp:127.0.0.1:0", "--insecure-allow-any-peer")
+    server = Server(str(sample), "--listen", "tcp:127.0.0.1:0")  # same uid: no flag needed
     try:
         result = reclab("run", "--connect", server.address, "-o", str(tmp_path / "s.cbor"),
                         "--", "echo", "hello, world")  # fmt: skip
@@ -233,10 +237,31 @@ def test_serve_on_tcp_needs_the_insecure_flag(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_peer_uid_of_a_unix_socket() -> None:
-    a, b = socket.socketpair(socket.AF_UNIX)
-    with a, b:
-        assert peer_uid(a) == os.getuid()
+def test_serve_on_a_reachable_tcp_address_needs_a_token(tmp_path: Path) -> None:
+    sample = SAMPLES / "quick.cbor"
+    assert_clean_error(reclab("serve", str(sample), "--listen", "tcp:0.0.0.0:0"), "token")
+    bad = tmp_path / "token"
+    bad.write_text("short\n")
+    bad.chmod(0o600)
+    assert_clean_error(
+        reclab("serve", str(sample), "--listen", "tcp:127.0.0.1:0", "--token-file", str(bad)),
+        "token file",
+    )
+
+
+@needs_second_uid
+def test_serve_refuses_another_user_unless_it_has_the_token(tmp_path: Path) -> None:
+    sample = SAMPLES / "quick.cbor"
+    server = Server(str(sample), "--listen", "tcp:127.0.0.1:0",
+                    "--token-file", str(token_file(tmp_path)))  # fmt: skip
+    try:
+        error = refusal(as_nobody(server.address))
+        assert error.startswith(REFUSED_PREFIX) and f"uid {NOBODY}" in error
+        # admitted with the token: the recorded agent answers (no recorded `id -u`: exit 127)
+        frames = as_nobody(server.address, TOKEN)
+        assert [f.code for f in frames if f.type == FrameType.EXIT] == [127]
+    finally:
+        server.stop()
 
 
 def test_serve_bad_input_is_one_line(tmp_path: Path) -> None:

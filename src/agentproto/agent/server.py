@@ -1,46 +1,53 @@
 """Serving sessions: on stdin/stdout, or on a listening socket with admission checks.
 
-A listening agent admits only allowed peers (:mod:`agentproto.auth`): see
-:class:`PeerPolicy`.
+A listening agent admits only allowed peers: see :mod:`agentproto.listener`.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import errno
 import io
-import ipaddress
 import logging
 import os
 import select
 import signal
 import socket
-import stat
 import sys
 import threading
 import time
 from typing import Any
 
 from .. import auth
-from ..address import parse_address
+from ..listener import (
+    DEFAULT_IDLE_TIMEOUT,
+    HANDSHAKE_TIMEOUT,
+    PeerPolicy,
+    Refused,
+    admit,
+    describe_peer,
+    open_listener,
+    refuse,
+)
 from ..types import Frame, FrameType
 from .session import Session
 
-__all__ = ["HANDSHAKE_TIMEOUT", "PeerPolicy", "serve_listener", "serve_stdio"]
+__all__ = [
+    "DEFAULT_IDLE_TIMEOUT",
+    "HANDSHAKE_TIMEOUT",
+    "PeerPolicy",
+    "serve_listener",
+    "serve_stdio",
+]
 
-HANDSHAKE_TIMEOUT = 10.0  # seconds a peer not admitted by its uid has to present its token
-DEFAULT_IDLE_TIMEOUT = 60.0  # seconds any peer has to send its first byte
 DEFAULT_MAX_CONNECTIONS = 128  # at ~8 descriptors per running command: fits nofile 1024
 _ACCEPT_RETRY = 0.1  # seconds between accept() attempts while out of descriptors
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
-_BACKLOG = 128  # connections the kernel holds before accept(): bursts of runners
 # accept() failures that say "not now" (out of descriptors or memory; a peer that gave up)
 _ACCEPT_TRANSIENT = frozenset(
     {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED, errno.EPROTO}
 )
-_REFUSAL_DRAIN = 64 * 1024  # what a refused peer may have sent already: read so close() is no RST
 
 _agent_log = logging.getLogger("agentproto.agent")
 
@@ -66,115 +73,6 @@ def serve_stdio(args: argparse.Namespace) -> int:
         if session.command is not None and session.command.proc.returncode is None:
             session.command.terminate(args.grace, session.log)
     return 0
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class PeerPolicy:
-    """Who may use a listening agent (see :mod:`agentproto.auth`).
-
-    A peer is admitted when its uid is in ``allowed_uids``, or when it
-    presents ``token``; ``any_peer`` admits everyone (``--insecure-allow-any-peer``).
-    """
-
-    allowed_uids: frozenset[int]
-    token: bytes | None = None
-    any_peer: bool = False
-    handshake_timeout: float = HANDSHAKE_TIMEOUT
-    idle_timeout: float = DEFAULT_IDLE_TIMEOUT  # seconds an admitted peer may wait to send anything
-
-
-class _Refused(Exception):
-    """A peer that may not use the agent; the message says why (it is sent to the peer)."""
-
-
-def _describe_peer(conn: socket.socket, uid: int | None) -> str:
-    who = "unknown uid" if uid is None else f"uid {uid}"
-    if conn.family == socket.AF_UNIX:
-        return who
-    try:
-        host, port = conn.getpeername()[:2]
-    except OSError:
-        return who
-    return f"{host}:{port} ({who})"
-
-
-def _admit(conn: socket.socket, policy: PeerPolicy) -> str:
-    """Decide whether ``conn`` may run commands; how it was admitted, or raise _Refused.
-
-    The token line, if the peer sends one, is consumed here, so the session
-    starts at the first frame. The first byte tells: a frame is a CBOR map,
-    the token line starts with ``A``.
-    """
-    uid = auth.peer_uid(conn)
-    by_uid = uid is not None and uid in policy.allowed_uids
-    trusted = by_uid or policy.any_peer
-    # an admitted peer has the idle timeout to send something; the others must show
-    # their token promptly
-    wait = policy.idle_timeout if trusted else min(policy.idle_timeout, policy.handshake_timeout)
-    deadline = time.monotonic() + wait
-    conn.settimeout(wait)
-    try:
-        first = conn.recv(1, socket.MSG_PEEK)
-    except TimeoutError:
-        raise _Refused(f"nothing received in {wait:g}s") from None
-    if first != auth.TOKEN_MAGIC[:1]:
-        conn.settimeout(None)
-        if trusted:
-            return f"uid {uid}" if by_uid else "any peer (insecure)"
-        if not first:
-            raise _Refused("closed before any frame")
-        if uid is None:
-            raise _Refused(
-                "the peer's uid cannot be known (not a local connection): "
-                "present the agent's token (--token-file or $AGENTPROTO_TOKEN)"
-            )
-        raise _Refused(
-            f"uid {uid} may not use this agent: present the agent's token "
-            "(--token-file or $AGENTPROTO_TOKEN)"
-        )
-    try:
-        presented = auth.read_token_line(conn, deadline)
-    except (auth.TokenError, TimeoutError, ConnectionError) as exc:
-        raise _Refused(f"bad token line: {exc}") from None
-    finally:
-        conn.settimeout(None)
-    if policy.token is not None:
-        if auth.check_token(presented, policy.token):
-            return "token"
-        raise _Refused("wrong token")
-    if trusted:
-        return f"uid {uid}" if by_uid else "any peer (insecure)"
-    raise _Refused(f"this agent takes no token, and uid {uid} may not use it")
-
-
-def _refuse(conn: socket.socket, reason: str) -> None:
-    """Tell a refused peer why in one FrameError, then let the caller close.
-
-    The peer may have sent frames already: they are read (bounded) after our
-    side is shut down, so closing sends FIN, not a reset that could destroy
-    the error before the peer reads it.
-    """
-    with contextlib.suppress(OSError):
-        conn.settimeout(2.0)
-        conn.sendall(Frame(type=FrameType.ERROR, error=auth.REFUSED_PREFIX + reason).to_cbor())
-        conn.shutdown(socket.SHUT_WR)
-        deadline = time.monotonic() + 1.0
-        drained = 0
-        while drained < _REFUSAL_DRAIN and (left := deadline - time.monotonic()) > 0:
-            conn.settimeout(left)
-            chunk = conn.recv(16384)
-            if not chunk:
-                break
-            drained += len(chunk)
 
 
 class _PatientReader(io.RawIOBase):
@@ -230,55 +128,6 @@ def _refuse_now(conn: socket.socket, reason: str) -> None:
     conn.close()
 
 
-def _listen(spec: str, policy: PeerPolicy) -> tuple[socket.socket, str, str | None]:
-    """Open the listening socket: (socket, address for humans, unix path to remove)."""
-    try:
-        addr = parse_address(spec)
-    except ValueError as exc:
-        raise ValueError(f"--listen {exc}") from None
-    if addr.kind == "unix":
-        path = os.path.abspath(addr.path)
-        if os.path.lexists(path):
-            if not stat.S_ISSOCK(os.lstat(path).st_mode):
-                raise ValueError(f"--listen {spec}: {path} exists and is not a socket")
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                probe.connect(path)
-            except OSError:
-                os.unlink(path)  # stale socket of a dead agent
-            else:
-                raise ValueError(f"--listen {spec}: another agent is listening on {path}")
-            finally:
-                probe.close()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old = os.umask(0o177)  # created owner-only: whoever connects can run commands
-        try:
-            sock.bind(path)
-        except OSError as exc:
-            sock.close()
-            raise ValueError(f"--listen {spec}: cannot create {path}: {exc.strerror}") from None
-        finally:
-            os.umask(old)
-        os.chmod(path, 0o600)
-        sock.listen(_BACKLOG)
-        return sock, f"unix:{path}", path
-    host, port = addr.host, addr.port
-    if not _is_loopback(host) and policy.token is None and not policy.any_peer:
-        raise ValueError(
-            f"--listen {spec}: other machines can reach {host}, and their users cannot be "
-            "identified: give a token (--token-file or $AGENTPROTO_TOKEN), "
-            "or --insecure-allow-any-peer"
-        )
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(_BACKLOG)
-    bound = sock.getsockname()
-    shown = f"[{bound[0]}]" if family == socket.AF_INET6 else bound[0]
-    return sock, f"tcp:{shown}:{bound[1]}", None
-
-
 def _peer_policy(args: argparse.Namespace) -> PeerPolicy:
     """The listening agent's admission rule from its options; TokenError for a bad token.
 
@@ -306,10 +155,11 @@ def serve_listener(args: argparse.Namespace) -> int:
     held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
     try:
         policy = _peer_policy(args)
-        sock, shown, unix_path = _listen(args.listen, policy)
+        sock, shown, unix_path = open_listener(args.listen, policy)
     except (OSError, ValueError) as exc:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
-        print(f"agentproto-agent: error: {exc}", file=sys.stderr)
+        where = "" if isinstance(exc, auth.TokenError) else "--listen "
+        print(f"agentproto-agent: error: {where}{exc}", file=sys.stderr)
         return 2
     if policy.any_peer:
         _agent_log.warning(
@@ -427,11 +277,11 @@ class _Listener:
         with self.lock:
             self.waiting.add(conn)
         try:
-            how = _admit(conn, self.policy)
-        except _Refused as exc:
-            peer = _describe_peer(conn, auth.peer_uid(conn))
+            how = admit(conn, self.policy)
+        except Refused as exc:
+            peer = describe_peer(conn, auth.peer_uid(conn))
             _agent_log.warning("refused connection %s from %s: %s", name, peer, exc)
-            _refuse(conn, str(exc))
+            refuse(conn, str(exc))
             return False
         except OSError as exc:
             _agent_log.info("connection %s failed before its first frame: %s", name, exc)

@@ -157,6 +157,9 @@ def replay_command(
             show_default=False,
         ),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite the -o recording if it exists.")
+    ] = False,
     ignore: Ignore = None,
     logs: Logs = False,
     as_json: Json = False,
@@ -197,6 +200,8 @@ def replay_command(
         fail(f"--timeout {timeout}: must be more than 0")
     if output is not None and output.is_dir():
         fail(f"{output}: is a directory")
+    if output is not None and run and output.exists() and not force:
+        fail(f"{output}: already exists (give --force to overwrite it)")
     rec = _open(recording)
     with rec, _reading(recording):
         plan = build_plan(rec, seq)
@@ -253,9 +258,19 @@ def serve_command(
     listen: Annotated[
         str | None,
         typer.Option(
-            help="Serve connections on unix:PATH (mode 0600, same user or root only) or "
-            "tcp:HOST:PORT (needs --insecure-allow-any-peer) instead of stdin/stdout.",
+            help="Serve connections on unix:PATH (mode 0600) or tcp:HOST:PORT instead of "
+            "stdin/stdout. Only this user or root (or the holder of the token) is answered; "
+            "a TCP address other machines can reach needs a token.",
             metavar="ADDR",
+            show_default=False,
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --listen: also answer peers that present the token in this file "
+            "(as the agent's --token-file; default $AGENTPROTO_TOKEN).",
+            metavar="FILE",
             show_default=False,
         ),
     ] = None,
@@ -263,7 +278,7 @@ def serve_command(
         bool,
         typer.Option(
             "--insecure-allow-any-peer",
-            help="Allow --listen tcp:...: anyone who can connect gets the recorded answers.",
+            help="With --listen: answer anyone who can connect.",
         ),
     ] = False,
     timing: Timing = "recorded",
@@ -281,26 +296,21 @@ def serve_command(
 
     Example: reclab run --agent 'reclab serve build.cbor' -- make
     """
-    from agentproto.address import parse_address
+    from agentproto import auth
 
     from ..replay.serve import RecordedAgent, serve_listener, serve_stdio
 
     _check_timing(timing, speed)
-    address = None
+    token = None
     if listen is not None:
         try:
-            address = parse_address(listen)
-        except ValueError as exc:
-            fail(f"--listen {exc}")
-        if address.kind == "tcp" and not insecure_allow_any_peer:
-            fail(
-                f"--listen {listen}: a TCP listener cannot check who connects; use unix:PATH, "
-                "or add --insecure-allow-any-peer"
-            )
+            token = auth.read_token_file(token_file) if token_file else auth.token_from_env()
+        except auth.TokenError as exc:
+            fail(str(exc))
     rec = _open(recording)
     with rec, _reading(recording):
         agent = RecordedAgent(rec, timing=timing, speed=speed, match_env=match_env)
-        if address is None:
+        if listen is None:
             serve_stdio(agent)
             return
         stop = threading.Event()
@@ -309,8 +319,9 @@ def serve_command(
         try:
             serve_listener(
                 agent,
-                address,
+                listen,
                 allow_any_peer=insecure_allow_any_peer,
+                token=token,
                 stop=stop,
                 on_ready=lambda shown: print(
                     f"reclab serve: listening on {shown}", file=sys.stderr, flush=True

@@ -21,11 +21,8 @@ connection (stdin/stdout, or each connection of a listening socket):
   ``FrameError`` and no entries for a PATH query. A log line (to ``log`` and
   as ``FrameLog``) names the closest recorded candidate; the session goes on.
 
-Listening (:func:`serve_listener`) follows the agent's rule of who may
-connect: a Unix socket is created mode 0600 and a peer is admitted only
-when ``SO_PEERCRED`` says it runs as this user or root; TCP has no such
-check, so it is refused unless ``allow_any_peer`` says the caller accepts
-that anyone who can connect is answered.
+Listening (:func:`serve_listener`) admits peers by the agent's rule
+(:mod:`agentproto.listener`): this user or root, or the holder of the token.
 """
 
 from __future__ import annotations
@@ -37,8 +34,6 @@ import errno
 import os
 import shlex
 import socket
-import stat
-import struct
 import sys
 import threading
 import time
@@ -58,7 +53,9 @@ from agentproto import (
     PathInfo,
     PathQuery,
 )
-from agentproto.address import Address, parse_address
+from agentproto.address import Address
+from agentproto.auth import peer_uid
+from agentproto.listener import PeerPolicy, Refused, admit, describe_peer, open_listener, refuse
 from agentproto.mux import Mux
 
 from ..model import Recording
@@ -479,103 +476,47 @@ def serve_stdio(agent: RecordedAgent) -> int:
         return agent.serve(reader, writer)
 
 
-def peer_uid(sock: socket.socket) -> int | None:
-    """The uid of a Unix-socket peer (``SO_PEERCRED``); None where the system cannot say."""
-    option = getattr(socket, "SO_PEERCRED", None)
-    if option is None:
-        return None
-    try:
-        _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, option, 12))
-    except OSError:
-        return None
-    return int(uid)
-
-
-def _listen_unix(path: str) -> socket.socket:
-    path = os.path.abspath(path)
-    if os.path.lexists(path):
-        if not stat.S_ISSOCK(os.lstat(path).st_mode):
-            raise ValueError(f"{path} exists and is not a socket")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(path)
-        except OSError:
-            os.unlink(path)  # a stale socket nobody listens on
-        else:
-            raise ValueError(f"something is already listening on {path}")
-        finally:
-            probe.close()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)  # owner-only from the start: whoever connects is answered
-    try:
-        sock.bind(path)
-    except OSError as exc:
-        sock.close()
-        raise ValueError(f"cannot listen on {path}: {exc.strerror or exc}") from None
-    finally:
-        os.umask(old)
-    os.chmod(path, 0o600)
-    return sock
-
-
 def serve_listener(
     agent: RecordedAgent,
     address: str | Address,
     *,
     allow_any_peer: bool = False,
+    token: bytes | None = None,
     stop: threading.Event | None = None,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve every connection to ``address`` (``unix:PATH`` or ``tcp:HOST:PORT``) until ``stop``.
 
-    A Unix socket is created mode 0600 and admits peers running as this
-    user or root (``SO_PEERCRED``); others get a ``FrameError`` and are
-    closed. TCP cannot tell who connects, so it needs ``allow_any_peer``.
-    ``on_ready(address)`` is called once listening. Raises ValueError for an
-    address that cannot be used.
+    Peers are admitted as by a listening agent (:mod:`agentproto.listener`):
+    running as this user or root (Unix sockets and loopback TCP), or
+    presenting ``token``; everyone with ``allow_any_peer``. A TCP address
+    other machines can reach needs a token or ``allow_any_peer``. The others
+    get a ``FrameError`` saying why and are closed. ``on_ready(address)`` is
+    called once listening. Raises ValueError for an address that cannot be used.
     """
-    addr = parse_address(address)
-    if addr.kind == "tcp" and not allow_any_peer:
-        raise ValueError(
-            f"{addr}: a TCP listener cannot check who connects; serve on unix:PATH, "
-            "or accept any peer with --insecure-allow-any-peer"
-        )
-    if addr.kind == "unix":
-        sock = _listen_unix(addr.path)
-        unix_path: str | None = os.path.abspath(addr.path)
-    else:
-        family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((addr.host, addr.port))
-        except OSError as exc:
-            sock.close()
-            raise ValueError(f"cannot listen on {addr}: {exc.strerror or exc}") from None
-        unix_path = None
+    policy = PeerPolicy(
+        allowed_uids=frozenset({os.geteuid(), 0}), token=token, any_peer=allow_any_peer
+    )
+    sock, shown, unix_path = open_listener(str(address), policy)
     stop = stop or threading.Event()
-    sock.listen(16)
     sock.settimeout(0.2)  # to notice ``stop``
-    me = os.getuid()
     threads: list[threading.Thread] = []
     if on_ready is not None:
-        bound = sock.getsockname()
-        on_ready(f"unix:{unix_path}" if unix_path else f"tcp:{bound[0]}:{bound[1]}")
+        on_ready(shown)
 
     def handle(conn: socket.socket) -> None:
         try:
             conn.settimeout(None)
+            try:
+                admit(conn, policy)
+            except Refused as exc:
+                agent.log(f"refused a connection from {describe_peer(conn, peer_uid(conn))}: {exc}")
+                refuse(conn, str(exc))
+                return
             with (
                 conn.makefile("rb", buffering=0) as reader,
                 conn.makefile("wb", buffering=0) as writer,
             ):
-                if unix_path is not None and peer_uid(conn) not in (me, 0):
-                    agent.log(f"refused a connection from uid {peer_uid(conn)}")
-                    with contextlib.suppress(AgentProtoError):
-                        Mux(reader, writer).send(
-                            Frame(type=FrameType.ERROR, error="reclab serve: connection refused")
-                        )
-                    return
                 agent.serve(reader, writer)
         except Exception as exc:  # one broken connection must not end the listener
             agent.log(f"connection failed: {exc}")
