@@ -478,6 +478,33 @@ async def test_output_search_sees_what_is_shown(tmp_path: Path) -> None:
 
 
 @sync
+async def test_output_colours_carry_across_lines_of_their_stream(tmp_path: Path) -> None:
+    frames_in = [
+        (0, RECV, data(1, b"\x1b[31mred starts\nstill red\n")),
+        (1, RECV, data(2, b"stderr is plain\n")),
+        (2, RECV, data(1, b"red again\n\x1b[0mplain now\n")),
+    ]
+    with open_recording(write_recording(tmp_path / "c.cbor", frames_in)) as rec:
+        app = DetailApp(rec)
+        async with app.run_test(size=(100, 20)) as pilot:
+            detail = app.query_one(CommandDetail)
+            detail.show_command(1)
+            detail.show_tab("output")
+            await settle(app, pilot)
+            view = app.query_one(OutputView)
+
+            def colour(n: int) -> int | None:
+                spans = [s for s in view.line_text(n).spans if s.style.color]  # type: ignore[union-attr]
+                return spans[0].style.color.number if spans else None  # type: ignore[union-attr]
+
+            red = 1  # SGR 31
+            # Drawn out of order first (a jump): the state is found by looking back.
+            assert view.line_text(3).plain == "red again" and colour(3) == red
+            assert [colour(n) for n in range(5)] == [red, red, None, red, None]
+            assert view.line_text(4).plain == "plain now"
+
+
+@sync
 async def test_hostile_output_reaches_the_screen_harmlessly(tmp_path: Path) -> None:
     hostile = (
         b"\x1b]52;c;cm0gLXJmIH4=\x07clipboard\n"

@@ -88,9 +88,16 @@ class OutputDecoder:
     per stream keeps that state, as a terminal would. ``tab_size`` expands tabs.
     """
 
-    def __init__(self, tab_size: int = 8) -> None:
+    def __init__(self, tab_size: int = 8, style: Style | None = None) -> None:
         self._sgr = AnsiDecoder()
+        if style is not None:
+            self._sgr.style = style
         self.tab_size = tab_size
+
+    @property
+    def style(self) -> Style:
+        """The SGR state after the lines decoded so far (to start another decoder there)."""
+        return self._sgr.style
 
     def line(self, text: str) -> Text:
         """One line of output (no newline) as safe, styled ``Text``."""

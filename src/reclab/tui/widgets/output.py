@@ -57,6 +57,9 @@ _GUTTER = 4  # "out│"
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")  # bytes the output view shows escaped
 _BLOCK = 32  # chunks read together (neighbours are usually adjacent in the file)
 _CACHE_BYTES = 32 * 1024 * 1024  # chunk data kept for drawing and searching
+# Colours carry across lines: a line's SGR state is found by looking back this many
+# lines of its stream at most (beyond, it starts plain).
+_SGR_LOOKBACK = 2000
 
 
 def stream_label(stream: int) -> str:
@@ -88,6 +91,13 @@ def _text_lines(data: bytes, continues: bool, line_bytes: int) -> tuple[list[int
         starts = starts[1:]  # the first segment ends the carried line
     last = lengths[-1] + (max(carried, 0) if len(lengths) == 1 else 0)
     return starts, last, max(first, widest)
+
+
+def _line_str(data: bytes) -> str:
+    """A line's bytes without its newline, as text (undecodable bytes kept as escapes)."""
+    if data.endswith(b"\n"):
+        data = data[:-2] if data.endswith(b"\r\n") else data[:-1]
+    return data.decode("utf-8", "surrogateescape")
 
 
 class _ChunkCache:
@@ -141,6 +151,7 @@ class _LineIndex:
         self.line_off = array("L")
         self.line_pos = array("Q")
         self.binary: dict[int, bool] = {}
+        self.styled: set[int] = set()  # text streams with SGR escapes (colours carry over)
         self.lines = 0
         self.done = False
         # Where reading stopped, so a followed command is read on from there:
@@ -190,6 +201,7 @@ class OutputView(ScrollView, can_focus=True):
         self._chunks = _ChunkCache(_CACHE_BYTES)
         self._strips: LRUCache[int, Strip] = LRUCache(1024)
         self._texts: LRUCache[int, Text] = LRUCache(1024)
+        self._end_styles: LRUCache[int, Style] = LRUCache(65536)  # SGR state after line n
         self._more = False  # the command grew while the worker was reading
         self._drawn_width = 0  # the widest line drawn so far, in cells
         self._flags: Any = None  # per chunk: may show the search pattern (see _chunk_flags)
@@ -254,6 +266,7 @@ class OutputView(ScrollView, can_focus=True):
         self._chunks.clear()
         self._strips.clear()
         self._texts.clear()
+        self._end_styles.clear()
         if not keep_place:
             self.scroll_to(0, 0, animate=False, immediate=True)
         self._drawn_width = 0
@@ -314,6 +327,8 @@ class OutputView(ScrollView, can_focus=True):
             if stream not in ix.binary:
                 ix.binary[stream] = looks_binary(data[:_SAMPLE])
             binary = ix.binary.get(stream, False)
+            if not binary and b"\x1b[" in data:
+                ix.styled.add(stream)
             c = len(ix.chunk_record)
             ix.chunk_record.append(record)
             ix.chunk_stream.append(stream)
@@ -362,6 +377,7 @@ class OutputView(ScrollView, can_focus=True):
             return
         # The last line shown so far may have grown: draw it again.
         self._texts.discard(self._index.lines - 1)
+        self._end_styles.discard(self._index.lines - 1)
         self._index.lines = lines
         self._index.done = done
         self._set_virtual_size()
@@ -427,12 +443,40 @@ class OutputView(ScrollView, can_focus=True):
             data = self.line_bytes(n)
             if self._index.binary.get(stream, False):
                 text = hex_dump_line(data, self._index.line_pos[n])
+            elif stream in self._index.styled:
+                decoder = OutputDecoder(style=self._style_before(n, stream))
+                text = decoder.line(_line_str(data))
+                self._end_styles.set(n, decoder.style)
             else:
-                if data.endswith(b"\n"):
-                    data = data[:-2] if data.endswith(b"\r\n") else data[:-1]
-                text = OutputDecoder().line(data.decode("utf-8", "surrogateescape"))
+                text = OutputDecoder().line(_line_str(data))
             self._texts.set(n, text)
         return text
+
+    def _style_before(self, n: int, stream: int) -> Style | None:
+        """The SGR state at the start of line ``n``: what earlier lines of its stream set.
+
+        Looks back for a line whose end state is known (lines are mostly drawn
+        in order, so usually the one before), then replays the lines with
+        escapes between there and ``n``; at most :data:`_SGR_LOOKBACK` lines.
+        """
+        between: list[int] = []
+        start: Style | None = None
+        k = n - 1
+        while k >= 0 and len(between) < _SGR_LOOKBACK:
+            if self.line_stream(k) == stream:
+                known = self._end_styles.get(k)
+                if known is not None:
+                    start = known
+                    break
+                between.append(k)
+            k -= 1
+        decoder = OutputDecoder(style=start)
+        for k in reversed(between):
+            data = self.line_bytes(k)
+            if b"\x1b[" in data:
+                decoder.line(_line_str(data))
+            self._end_styles.set(k, decoder.style)
+        return decoder.style
 
     def render_line(self, y: int) -> Strip:
         """Draw the visible line ``y`` (gutter, then the line with search highlights)."""
