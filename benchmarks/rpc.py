@@ -45,10 +45,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from agentproto import FileOp, FileOpReq, FileOpResp, Frame, FrameType, Mux  # noqa: E402
+from agentproto import FileOp, FileOpReq, Frame, FrameType, Mux  # noqa: E402
 from agentproto.agent.fileops import FileOpServer  # noqa: E402
 from agentproto.codec import item_end  # noqa: E402
-from agentproto.types import decode_cbor_item  # noqa: E402
+from agentproto.protocol import decode_frame_item  # noqa: E402
 
 PY_AGENT = [sys.executable, "-m", "agentproto.agent", "--log-level", "warning"]
 
@@ -133,15 +133,16 @@ def breakdown(agent: list[str], target: str, calls: int) -> dict[str, float]:
     request = Frame(type=FrameType.FILE_OP, file_op=FileOpReq(7, FileOp.STAT, target)).to_cbor()
     server = FileOpServer()
     answer = Frame(type=FrameType.FILE_RESP, file_resp=server.handle(req)).to_cbor()
+
     # this package's agent's CPU per request, on the functions its read loop calls
     def agent_cpu() -> None:
-        frame = Frame.from_map(decode_cbor_item(request))
+        frame = decode_frame_item(request)
         assert frame.file_op is not None
         resp = server.handle(frame.file_op)
         Frame(type=FrameType.FILE_RESP, file_resp=resp).to_cbor()
 
     parts["agent decode+syscall+encode"] = _median_us(agent_cpu)
-    parts["runner decode"] = _median_us(lambda: Frame.from_map(decode_cbor_item(answer)))
+    parts["runner decode"] = _median_us(lambda: decode_frame_item(answer))
 
     # a bare round trip: no mux threads, one blocking read of the whole answer
     proc = subprocess.Popen(agent, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -169,7 +170,7 @@ def breakdown(agent: list[str], target: str, calls: int) -> dict[str, float]:
             reads.append(t3 - t2)
     proc.stdin.close()
     proc.wait(30)
-    bare = statistics.median(a + b + c for a, b, c in zip(writes, trips, reads)) / 1000
+    bare = statistics.median(a + b + c for a, b, c in zip(writes, trips, reads, strict=True)) / 1000
     parts["write"] = statistics.median(writes) / 1000
     parts["pipe + agent wake-up (bare trip - agent CPU)"] = (
         statistics.median(trips) / 1000 - parts["agent decode+syscall+encode"]
@@ -267,15 +268,19 @@ def main() -> None:
             for name in agents:
                 agent_us = min(a for a, _ in CPU[name, threads])
                 runner_us = min(r for _, r in CPU[name, threads])
-                print(f"      {name:6s} agent: CPU per call agent {agent_us:5.1f} us,"
-                      f" runner {runner_us:5.1f} us")
+                print(
+                    f"      {name:6s} agent: CPU per call agent {agent_us:5.1f} us,"
+                    f" runner {runner_us:5.1f} us"
+                )
         parts = breakdown(PY_AGENT, target, args.calls)
         print("one call, 1 caller, this agent (median us):")
         for name, value in parts.items():
             print(f"  {name:55s} {value:7.1f}")
         if go:
-            print(f"  Go agent's bare round trip                              "
-                  f"{go_breakdown(go, target, args.calls):7.1f}")
+            print(
+                f"  Go agent's bare round trip                              "
+                f"{go_breakdown(go, target, args.calls):7.1f}"
+            )
 
 
 if __name__ == "__main__":
