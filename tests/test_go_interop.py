@@ -278,3 +278,38 @@ def test_go_check_is_strict_about_unknown_fields(tmp_path: Path) -> None:
     path.write_bytes(bytes.fromhex("a2647479706504637a7a7a00"))
     result = run_crosscheck("check", path)
     assert result.returncode == 1
+
+
+def test_go_agent_and_this_agent_answer_stat_alike(tmp_path: Path) -> None:
+    """The benchmark's Go anchor (``crosscheck agent``) answers as this package's agent does."""
+    import subprocess
+    import sys
+
+    from agentproto import Mux
+
+    binary = crosscheck_binary()
+    if binary is None:
+        pytest.skip(GO_SKIP_REASON)
+    (tmp_path / "f").write_bytes(b"abc")
+    (tmp_path / "link").symlink_to("f")
+    requests = [
+        FileOpReq(op=FileOp.STAT, path=str(tmp_path / "f")),
+        FileOpReq(op=FileOp.STAT, path=str(tmp_path)),
+        FileOpReq(op=FileOp.LSTAT, path=str(tmp_path / "link")),
+        FileOpReq(op=FileOp.STAT, path=str(tmp_path / "missing")),
+    ]
+
+    def answers(agent: list[str]) -> list[FileOpResp]:
+        proc = subprocess.Popen(agent, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert proc.stdin is not None and proc.stdout is not None
+        with Mux(proc.stdout, proc.stdin, side="runner") as mux:
+            mux.start()
+            got = [mux.file_op(req, timeout=20) for req in requests]
+            info = mux.path_query(["/nonexistent-dir"], timeout=20)
+        assert proc.wait(20) == 0 and info.entries == []
+        return got
+
+    go = answers([str(binary), "agent"])
+    ours = answers([sys.executable, "-m", "agentproto.agent", "--log-level", "warning"])
+    assert go == ours
+    assert go[0].stat is not None and go[0].stat.size == 3 and go[3].errno == 2

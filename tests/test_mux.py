@@ -16,6 +16,7 @@ import pytest
 
 from agentproto import (
     ConnectionClosedError,
+    Decoder,
     Direction,
     FileOp,
     FileOpReq,
@@ -771,3 +772,110 @@ def test_close_on_a_socket_shows_the_peer_the_end() -> None:
     finally:
         ours.close()
         peer.close()
+
+
+# --- file-op RPC fast paths: same bytes, same answers -------------------------------------
+
+
+class CountingWriter:
+    """A writer with no file descriptor: the mux calls write() once per write it makes."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.writes.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_requests_read_together_are_answered_in_order_in_one_write() -> None:
+    requests = [
+        Frame(type=FrameType.FILE_OP, file_op=FileOpReq(req_id=i, op=FileOp.STAT, path=f"/f{i}"))
+        for i in range(1, 6)
+    ]
+    writer = CountingWriter()
+    agent = Mux(io.BytesIO(b"".join(f.to_cbor() for f in requests)), writer, side="agent")
+    agent.on_file_op(echo_file_op)
+    assert agent.read_loop() == -1
+    answers = list(Decoder(io.BytesIO(b"".join(writer.writes))))
+    assert [a.file_resp.req_id for a in answers] == [1, 2, 3, 4, 5]
+    expected = [echo_file_op(f.file_op) for f in requests]
+    for resp, req in zip(expected, requests, strict=True):
+        resp.req_id = req.file_op.req_id
+    assert [a.file_resp for a in answers] == expected
+    # the five answers left together (one write each before), byte-identical to one by one
+    assert len(writer.writes) == 1
+    assert writer.writes[0] == b"".join(
+        Frame(type=FrameType.FILE_RESP, file_resp=r).to_cbor() for r in expected
+    )
+
+
+def test_answers_held_back_go_out_before_a_frame_sent_meanwhile() -> None:
+    requests = b"".join(
+        Frame(type=FrameType.FILE_OP, file_op=FileOpReq(req_id=i, op=FileOp.GETWD)).to_cbor()
+        for i in (1, 2)
+    )
+    writer = CountingWriter()
+    agent = Mux(io.BytesIO(requests), writer, side="agent")
+
+    def answer_then_log(req: FileOpReq) -> FileOpResp:
+        if req.req_id == 2:  # the first answer is held back (request 2 is already read)
+            agent.send(Frame(type=FrameType.ERROR, error="meanwhile"))
+        return FileOpResp(path="/")
+
+    agent.on_file_op(answer_then_log)
+    agent.read_loop()
+    frames = list(Decoder(io.BytesIO(b"".join(writer.writes))))
+    kinds = [(f.type, f.file_resp.req_id if f.file_resp else None) for f in frames]
+    assert kinds == [
+        (FrameType.FILE_RESP, 1),
+        (FrameType.ERROR, None),
+        (FrameType.FILE_RESP, 2),
+    ]
+
+
+def test_a_tapped_agent_sends_each_answer_as_it_is_made() -> None:
+    requests = b"".join(
+        Frame(type=FrameType.FILE_OP, file_op=FileOpReq(req_id=i, op=FileOp.GETWD)).to_cbor()
+        for i in (1, 2, 3)
+    )
+    writer = CountingWriter()
+    agent = Mux(io.BytesIO(requests), writer, side="agent")
+    seen: list[tuple[Direction, bytes]] = []
+    agent.set_tap(lambda d, parts: seen.append((d, b"".join(parts))))
+    agent.on_file_op(lambda req: FileOpResp(path="/"))
+    agent.read_loop()
+    assert len(writer.writes) == 3
+    assert [d for d, _ in seen] == [Direction.RECV, Direction.SEND] * 3
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        FileOpReq(op=FileOp.STAT, path="/etc/passwd"),
+        FileOpReq(req_id=99, op=FileOp.WRITE_AT, handle=3, offset=1 << 40, data=b"\x00" * 300),
+        FileOpReq(op=FileOp.CHOWN, path="é", uid=0xFFFF_FFFF, gid=5, mode=0o755),
+        FileOpReq(op=FileOp.GETWD),
+    ],
+)
+def test_file_op_requests_are_encoded_as_frame_to_cbor_would(request_: FileOpReq) -> None:
+    from dataclasses import replace
+
+    from agentproto.mux import _encode_file_op
+
+    for req_id in (1, 23, 0xFFFF_FFFF):
+        expected = Frame(type=FrameType.FILE_OP, file_op=replace(request_, req_id=req_id)).to_cbor()
+        assert _encode_file_op(request_, req_id) == expected
+    assert request_.req_id in (0, 99)  # the caller's request is not modified
+
+
+def test_a_file_op_request_go_cannot_hold_names_its_field() -> None:
+    from agentproto import LocalProtocolError
+    from agentproto.mux import _encode_file_op
+
+    with pytest.raises(LocalProtocolError) as info:
+        _encode_file_op(FileOpReq(op=FileOp.READ_AT, offset=1 << 64), 1)
+    assert "fop" in str(info.value) and "of" in str(info.value)

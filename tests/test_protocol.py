@@ -94,7 +94,7 @@ def test_request_table_ids_wrap_and_skip_zero_and_busy_ids() -> None:
     b, waiter_b = table.new_file_op()
     assert (a, b) == (0xFFFF_FFFF, 1)
     assert table.answer_file_op(FileOpResp(req_id=1))
-    assert waiter_b.event.is_set() and not table.answer_file_op(FileOpResp(req_id=1))
+    assert waiter_b.is_set() and not table.answer_file_op(FileOpResp(req_id=1))
     with table.lock:
         path_waiter = table.new_path_query()
     table.finish("gone")

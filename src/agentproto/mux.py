@@ -58,10 +58,13 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+import cbor2
+
 from .codec import DEFAULT_MAX_FRAME_SIZE, Encoder, FrameReader
 from .errors import (
     AgentProtoError,
     ConnectionClosedError,
+    LocalProtocolError,
     RemoteProtocolError,
     RPCTimeoutError,
 )
@@ -70,6 +73,7 @@ from .protocol import (
     Side,
     accepted_types,
     check_direction,
+    decode_frame_item,
     encode_data_frame_head,
     parse_data_frame,
 )
@@ -82,7 +86,6 @@ from .types import (
     LogEntry,
     PathInfo,
     PathQuery,
-    decode_cbor_item,
 )
 
 __all__ = [
@@ -103,6 +106,9 @@ _INITIAL_READ_BUFFER = 64 * 1024  # a quiet connection's read buffer (see _Growi
 _FULL_READ_BUFFER = 4 * 1024 * 1024  # a busy one's: many frames per read(2)
 _PIPE_SIZE = 1024 * 1024  # Linux default pipe-max-size; fewer, larger reads and writes
 _CLOSE_WAIT = 0.5  # seconds close() waits for a send in progress (longer: the peer is stuck)
+# File-op answers held back to share one write(2) with the next ones (see _serve_file_op)
+_DEFER_FRAMES = 64
+_FILE_OP_TYPE = int(FrameType.FILE_OP)
 
 
 class StreamHandler(Protocol):
@@ -158,7 +164,14 @@ class _GrowingFrameReader(FrameReader):
     the reader's full size, so bulk transfers keep many frames per read(2).
     """
 
-    def __init__(self, reader: Any, *, max_frame_size: int):
+    def __init__(
+        self,
+        reader: Any,
+        *,
+        max_frame_size: int,
+        before_read: Callable[[], None] | None = None,
+    ):
+        self._before_read = before_read
         # not super().__init__: its 4 MiB buffer, even freed at once, raises glibc's
         # mmap threshold, and later buffers then stay in the heap after use
         into = getattr(reader, "readinto1", None) or getattr(reader, "readinto", None)
@@ -172,7 +185,21 @@ class _GrowingFrameReader(FrameReader):
         self.max_frame_size = max_frame_size
         self._full_size = _FULL_READ_BUFFER
 
+    @property
+    def buffered(self) -> bool:
+        """True when bytes past the last frame returned are already read."""
+        return self._hi > self._lo
+
+    def next_item(self) -> memoryview | None:
+        # Nothing buffered (a quiet connection, one RPC at a time): read before
+        # scanning, instead of scanning an empty buffer to learn that.
+        if self._lo == self._hi and not self._fill(1):
+            return None
+        return super().next_item()
+
     def _fill(self, needed: int) -> bool:
+        if self._before_read is not None:
+            self._before_read()  # held-back answers go out before this thread may block
         size = len(self._mem)
         if size < self._full_size and self._hi == size:
             lo, hi = self._lo, self._hi
@@ -206,7 +233,9 @@ class Mux:
     ):
         self._reader = reader
         self._writer = writer
-        self._frames = _GrowingFrameReader(reader, max_frame_size=max_frame_size)
+        self._frames = _GrowingFrameReader(
+            reader, max_frame_size=max_frame_size, before_read=self._flush_deferred
+        )
         self.log = logger if logger is not None else _log
         self._side: Side | None = side
         self._accepts = accepted_types(side)
@@ -215,6 +244,8 @@ class Mux:
         self._control_cond = threading.Condition(threading.Lock())
         self._control_asked = 0
         self._control_sent = 0
+        # encoded file-op answers not yet written (guarded by the send lock)
+        self._deferred: list[bytes] = []
         self._fd = self._writer_fd(writer)
         self._encoder = Encoder(writer) if self._fd is None else None
         self._splice_ok = self._fd is not None and _spliceable(self._fd)
@@ -323,7 +354,11 @@ class Mux:
     def _write(self, parts: list[Any]) -> None:
         """Write an encoded frame, whole; the caller holds the send lock."""
         if self._send_closed:
+            self._deferred.clear()  # answers nobody can receive
             raise ConnectionClosedError("the connection is closed for sending")
+        if self._deferred:  # answers held back go first, in one write with this frame
+            deferred, self._deferred = self._deferred, []
+            parts = [*deferred, *parts]
         try:
             self._write_unchecked(parts)
         finally:
@@ -351,7 +386,8 @@ class Mux:
         if stream >= 0:
             self._yield_to_control_frames()
             self._acquire_send_lock()
-        else:
+        elif not self._send_lock.acquire(blocking=False):
+            # the connection is busy: queue up so data frames let this one go first
             with self._control_cond:
                 self._control_asked += 1
             try:
@@ -488,7 +524,7 @@ class Mux:
         data = bytes(item)
         if self._tap is not None:
             self._tap(Direction.RECV, [data])
-        return Frame.from_map(decode_cbor_item(data))
+        return decode_frame_item(data)
 
     def read_loop(self, *, stop: threading.Event | None = None) -> int:
         """Read and dispatch frames until ``FrameExit``, the end of stream or an error.
@@ -516,9 +552,8 @@ class Mux:
                     self.frames_received += 1
                     self._deliver_data(fast[0], fast[1])
                     continue
-                data = bytes(item)
                 try:
-                    frame = Frame.from_map(decode_cbor_item(data))
+                    frame = decode_frame_item(item)
                 except RemoteProtocolError as exc:
                     if self._side == "runner" and not self.frames_received:
                         # not one valid frame yet: the peer does not speak the protocol
@@ -541,6 +576,7 @@ class Mux:
             self.log.debug("read loop ended: %s", exc)
         finally:
             self._reading = False
+            self._flush_deferred()
             self._finish(reason)
         return code
 
@@ -626,7 +662,44 @@ class Mux:
                 self.log.warning("file op %s failed: %r", req.op, exc)  # a server bug
                 resp = FileOpResp(errno=errno.EIO, err_msg=f"internal error: {exc}")
         resp.req_id = req.req_id
-        self._send_quietly(Frame(type=FrameType.FILE_RESP, file_resp=resp))
+        data = Frame(type=FrameType.FILE_RESP, file_resp=resp).to_cbor()
+        try:
+            if (
+                self._tap is None
+                and self._frames.buffered
+                and self._send_lock.acquire(blocking=False)
+            ):
+                # More input is already read (callers pipelining RPCs): hold this answer
+                # back to share one write(2) with the next ones. It goes out before this
+                # thread reads again (never after a blocking read) or with any frame
+                # sent meanwhile. With a tap, each frame is tapped as it is sent: not then.
+                try:
+                    self._deferred.append(data)
+                    if len(self._deferred) >= _DEFER_FRAMES:
+                        self._write([])
+                finally:
+                    self._send_lock.release()
+            else:
+                self._send_parts([data])
+        except ConnectionClosedError as exc:
+            self._drop("send", f"cannot answer: {exc}")
+
+    def _flush_deferred(self) -> None:
+        """Write the answers held back by :meth:`_serve_file_op` (before a read may block)."""
+        if not self._deferred:
+            return
+        try:
+            self._acquire_send_lock()
+        except ConnectionClosedError as exc:
+            self._drop("send", f"cannot answer: {exc}")
+            return
+        try:
+            if self._deferred:
+                self._write([])
+        except ConnectionClosedError as exc:
+            self._drop("send", f"cannot answer: {exc}")
+        finally:
+            self._send_lock.release()
 
     def _serve_path_query(self, query: PathQuery) -> None:
         fn = self._on_path_query
@@ -668,15 +741,13 @@ class Mux:
         requests = self._requests
         req_id, waiter = requests.new_file_op()
         try:
-            self.send(
-                Frame(type=FrameType.FILE_OP, file_op=dataclasses.replace(request, req_id=req_id))
-            )
+            self._send_parts([_encode_file_op(request, req_id)])
         except BaseException:
             requests.forget_file_op(req_id)
             raise
-        if not waiter.event.wait(timeout):
+        if not waiter.wait(timeout):
             requests.forget_file_op(req_id)
-            if not waiter.event.is_set():
+            if not waiter.is_set():
                 raise RPCTimeoutError(
                     f"file op {getattr(request.op, 'name', request.op)} (id {req_id}): "
                     f"no answer in {timeout}s"
@@ -701,9 +772,9 @@ class Mux:
             except BaseException:
                 requests.drop_path_query(waiter)
                 raise
-        if not waiter.event.wait(timeout):
+        if not waiter.wait(timeout):
             waiter.abandoned = True  # stays queued to swallow the late answer
-            if not waiter.event.is_set():
+            if not waiter.is_set():
                 raise RPCTimeoutError(f"PATH query: no answer in {timeout}s")
         if waiter.error is not None:
             raise waiter.error
@@ -763,6 +834,9 @@ class Mux:
         self._finish("the mux was closed")
         if self._send_lock.acquire(timeout=_CLOSE_WAIT):
             try:
+                if self._deferred:  # answers already made reach the peer before the end
+                    with contextlib.suppress(ConnectionClosedError):
+                        self._write([])
                 self._close_writer()
             finally:
                 self._send_lock.release()
@@ -799,6 +873,25 @@ class Mux:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _encode_file_op(request: FileOpReq, req_id: int) -> bytes:
+    """``Frame(type=FILE_OP, file_op=<request with req_id>).to_cbor()``, without the copies.
+
+    The request's map is made once and its id (always its first key) set in
+    place; anything unusual (a subclass, a field Go cannot hold) takes the
+    general path, which also raises the error naming the field.
+    """
+    if request.__class__ is FileOpReq:
+        try:
+            fields = request.to_map()
+        except LocalProtocolError:
+            pass
+        else:
+            fields["id"] = req_id
+            return cbor2.dumps({"t": _FILE_OP_TYPE, "fop": fields})
+    copy = dataclasses.replace(request, req_id=req_id)
+    return Frame(type=FrameType.FILE_OP, file_op=copy).to_cbor()
 
 
 def _is_socket(fd: int) -> bool:

@@ -22,6 +22,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import cbor2
+
 from .codec import DEFAULT_MAX_FRAME_SIZE, Incomplete, item_end
 from .errors import (
     ConnectionClosedError,
@@ -29,7 +31,7 @@ from .errors import (
     RemoteProtocolError,
     TruncatedError,
 )
-from .types import FileOpResp, Frame, FrameType, PathInfo, decode_cbor_item
+from .types import MAX_DEPTH, FileOpResp, Frame, FrameType, PathInfo
 
 __all__ = [
     "AGENT_RECEIVES",
@@ -42,6 +44,7 @@ __all__ = [
     "Waiter",
     "accepted_types",
     "check_direction",
+    "decode_frame_item",
     "decode_item",
     "encode_data_frame_head",
     "parse_data_frame",
@@ -190,15 +193,32 @@ class DataChunk:
     data: bytes
 
 
+def decode_frame_item(item: bytes | memoryview) -> Frame:
+    """Decode one whole encoded frame, as cut by :func:`~agentproto.codec.item_end`.
+
+    The item's end is already known, so cbor2 decodes it in one call (no
+    stream, no check for trailing bytes: the cut has none); errors are
+    :func:`~agentproto.types.decode_cbor_item`'s, a :class:`RemoteProtocolError`.
+    """
+    try:
+        value = cbor2.loads(item, max_depth=MAX_DEPTH)
+    except cbor2.CBORDecodeEOF as exc:
+        raise RemoteProtocolError(f"CBOR item cut short ({len(item)} bytes)") from exc
+    except (cbor2.CBORDecodeError, RecursionError, ValueError, OverflowError) as exc:
+        raise RemoteProtocolError(f"invalid CBOR: {exc}") from exc
+    return Frame.from_map(value)
+
+
 def decode_item(item: bytes | memoryview) -> DataChunk | Frame:
     """Decode one encoded frame: a :class:`DataChunk` in Go's layout, else a :class:`Frame`.
 
+    ``item`` is one whole CBOR item (as :class:`FrameParser` cuts them).
     Raises :class:`RemoteProtocolError` for an item that is no valid frame.
     """
     fast = parse_data_frame(item)
     if fast is not None:
         return DataChunk(fast[0], fast[1])
-    return Frame.from_map(decode_cbor_item(bytes(item)))
+    return decode_frame_item(item)
 
 
 # --- bytes in, frames out -----------------------------------------------------------------------
@@ -280,23 +300,53 @@ class FrameParser:
 
 
 class Waiter:
-    """One RPC caller waiting for its answer (or for the connection's end)."""
+    """One RPC caller waiting for its answer (or for the connection's end).
 
-    __slots__ = ("abandoned", "error", "event", "result")
+    A held lock that the answer releases: one C-level acquire to wait, one
+    release to wake, where an Event takes a Condition and a fresh lock per
+    wait (a file-op RPC's hand-over between threads is on its hot path).
+    Exactly one thread waits; :meth:`set` and :meth:`fail` count once.
+    """
+
+    __slots__ = ("_done", "_lock", "abandoned", "error", "result")
 
     def __init__(self) -> None:
-        self.event = threading.Event()
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._done = False
         self.result: Any = None
         self.error: BaseException | None = None
         self.abandoned = False
 
+    def is_set(self) -> bool:
+        """True once answered or failed."""
+        return self._done
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the answer (or the failure); False if ``timeout`` seconds passed first."""
+        if self._done:
+            return True
+        if self._lock.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
+            self._lock.release()  # a later wait() returns at once, as an Event's would
+            return True
+        return self._done
+
+    def _wake(self) -> None:
+        if not self._done:
+            self._done = True
+            self._lock.release()
+
     def set(self, result: Any) -> None:
-        self.result = result
-        self.event.set()
+        """Hand over the answer and wake the waiting thread."""
+        if not self._done:
+            self.result = result
+            self._wake()
 
     def fail(self, error: BaseException) -> None:
-        self.error = error
-        self.event.set()
+        """Wake the waiting thread with ``error`` instead of an answer."""
+        if not self._done:
+            self.error = error
+            self._wake()
 
 
 class RequestTable:

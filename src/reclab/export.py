@@ -30,6 +30,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from .columns import Column, commands_columns, session_columns, write_csv
 from .errors import ExportError
 from .model import Recording
 
@@ -37,6 +38,11 @@ __all__ = ["FORMATS", "ExportError", "export_table"]
 
 FORMATS = ("csv", "jsonl", "parquet")
 ProgressCallback = Callable[[int, int], None]
+# tables of one row per session or command, built from the index as plain columns
+_PLAIN_TABLES: dict[str, Callable[[Recording], list[Column]]] = {
+    "commands": commands_columns,
+    "session": session_columns,
+}
 
 
 def _filter(df: Any, where: str | None) -> Any:
@@ -85,6 +91,13 @@ def export_table(
         raise ExportError(f"unknown format {fmt!r}: choose from {', '.join(FORMATS)}")
     if batch_rows is not None and batch_rows < 1:
         raise ExportError("the batch size must be at least one row")
+    if fmt == "csv" and where is None and table in _PLAIN_TABLES:
+        # a handful of rows: written without pandas, whose import would be most of the time
+        with ExitStack() as stack:
+            text = _open(out, "w", stack)
+            rows = write_csv(_PLAIN_TABLES[table](rec), text)
+            text.flush()
+        return rows
     # pandas and pyarrow (~100 MB) load here, not when the CLI imports this
     # module: after indexing, whose helper process has then exited.
     _load_arrow()

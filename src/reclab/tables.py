@@ -18,7 +18,6 @@ concatenate those batches.
 from __future__ import annotations
 
 import errno as errno_module
-import shlex
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -33,8 +32,9 @@ from agentproto.types import FRAME_KEYS as F
 from agentproto.types import LOG_KEYS as LG
 from agentproto.types import RECORDED_FRAME_KEYS as RF
 
+from .columns import Column, commands_columns, session_columns
 from .model import Recording
-from .text import LEVELS, level_name, level_rank, signal_name
+from .text import LEVELS, level_name, level_rank
 
 __all__ = [
     "DIRECTIONS",
@@ -134,10 +134,6 @@ def _level_category(values: list[str]) -> Any:
     return pd.Categorical(values, categories=cats, ordered=True)
 
 
-def _signal_name(sig: int) -> str:
-    return signal_name(sig, with_number=False)
-
-
 def _command_starts(rec: Recording) -> dict[int, int]:
     """Per command, the time that "since start" counts from (start record, else first frame)."""
     starts = {}
@@ -160,27 +156,22 @@ def _kind_indexes(rec: Recording, wanted: Iterable[int]) -> Iterator[int]:
 # --- session and commands ------------------------------------------------------------
 
 
+def _frame_of(columns: list[Column]) -> pd.DataFrame:
+    """A DataFrame of plain columns (:mod:`reclab.columns`), in this module's dtypes."""
+    convert: dict[str, Callable[[list[Any]], Any]] = {
+        "int": lambda v: pd.Series(v, dtype="int64"),
+        "Int64": _ints,
+        "float": lambda v: pd.Series(v, dtype="float64"),
+        "bool": lambda v: pd.Series(v, dtype=bool),
+        "str": _strs,
+        "time": _times,
+    }
+    return pd.DataFrame({name: convert[kind](values) for name, kind, values in columns})
+
+
 def session_table(rec: Recording) -> pd.DataFrame:
     """One row describing the session: header fields, footer fields, truncation."""
-    h = rec.header
-    f = rec.footer
-    return pd.DataFrame(
-        {
-            "version": _strs([h.version if h else None]),
-            "start_time": _times([h.start_time if h else None]),
-            "local_user": _strs([h.local_user if h else None]),
-            "local_pid": _ints([h.local_pid if h else None]),
-            "backend_type": _strs([h.backend_type if h else None]),
-            "backend_addr": _strs([h.backend_addr if h else None]),
-            "agent_path": _strs([h.agent_path if h else None]),
-            "end_time": _times([f.end_time if f else None]),
-            "command_count": _ints([f.command_count if f else None]),
-            "commands_recorded": _ints([len(rec.commands)]),
-            "records": _ints([rec.record_count]),
-            "truncated": pd.Series([rec.truncation is not None], dtype=bool),
-            "truncation": _strs([rec.truncation.kind if rec.truncation else None]),
-        }
-    )
+    return _frame_of(session_columns(rec))
 
 
 def commands_table(rec: Recording) -> pd.DataFrame:
@@ -192,41 +183,7 @@ def commands_table(rec: Recording) -> pd.DataFrame:
     comma-separated), errors (count), first_error, logs, file_ops, complete,
     first_frame_time, last_frame_time.
     """
-    cmds = list(rec.commands.values())
-
-    def received(c: Any, stream: int) -> int:
-        return int(c.bytes_received.get(stream, 0))
-
-    return pd.DataFrame(
-        {
-            "seq": pd.Series([c.seq for c in cmds], dtype="int64"),
-            "path": _strs([c.exec.path for c in cmds]),
-            "argv": _strs([shlex.join(c.exec.argv or []) for c in cmds]),
-            "cwd": _strs([c.exec.cwd for c in cmds]),
-            "env_count": _ints([len(c.exec.env or []) for c in cmds]),
-            "start_time": _times([c.start_time for c in cmds]),
-            "end_time": _times([c.end_time for c in cmds]),
-            "duration": pd.Series([c.duration for c in cmds], dtype="float64"),
-            "exit_code": _ints([c.exit_code for c in cmds]),
-            "exit_frame_code": _ints([c.exit_frame_code for c in cmds]),
-            "frames": pd.Series([c.frame_count for c in cmds], dtype="int64"),
-            "stdin_bytes": pd.Series([c.bytes_sent.get(0, 0) for c in cmds], dtype="int64"),
-            "stdout_bytes": pd.Series([received(c, 1) for c in cmds], dtype="int64"),
-            "stderr_bytes": pd.Series([received(c, 2) for c in cmds], dtype="int64"),
-            "extra_fd_bytes": pd.Series(
-                [sum(n for s, n in c.bytes_received.items() if s >= 3) for c in cmds],
-                dtype="int64",
-            ),
-            "signals": _strs([",".join(_signal_name(s) for s in c.signals) for c in cmds]),
-            "errors": pd.Series([len(c.errors) for c in cmds], dtype="int64"),
-            "first_error": _strs([c.errors[0] if c.errors else None for c in cmds]),
-            "logs": pd.Series([c.log_count for c in cmds], dtype="int64"),
-            "file_ops": pd.Series([c.file_op_count for c in cmds], dtype="int64"),
-            "complete": pd.Series([c.complete for c in cmds], dtype=bool),
-            "first_frame_time": _times([c.first_frame_time for c in cmds]),
-            "last_frame_time": _times([c.last_frame_time for c in cmds]),
-        }
-    )
+    return _frame_of(commands_columns(rec))
 
 
 # --- frames ------------------------------------------------------------------------------

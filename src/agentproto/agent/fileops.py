@@ -506,14 +506,22 @@ class FileOpServer:
         return FileOpResp(n=written)
 
     def _stat(self, req: FileOpReq) -> FileOpResp:
-        with self._at(req.path, follow=True) as loc:
-            st = os.stat(loc.name, dir_fd=loc.dir_fd, follow_symlinks=loc.follow)
-        return FileOpResp(stat=file_stat(go_base(req.path), st))
+        path = req.path
+        if self._root is None and path:  # the common case, without _at's context manager
+            st = os.stat(path)
+        else:
+            with self._at(path, follow=True) as loc:
+                st = os.stat(loc.name, dir_fd=loc.dir_fd, follow_symlinks=loc.follow)
+        return FileOpResp(stat=file_stat(go_base(path), st))
 
     def _lstat(self, req: FileOpReq) -> FileOpResp:
-        with self._at(req.path, follow=False) as loc:
-            st = os.stat(loc.name, dir_fd=loc.dir_fd, follow_symlinks=False)
-        return FileOpResp(stat=file_stat(go_base(req.path), st))
+        path = req.path
+        if self._root is None and path:
+            st = os.lstat(path)
+        else:
+            with self._at(path, follow=False) as loc:
+                st = os.stat(loc.name, dir_fd=loc.dir_fd, follow_symlinks=False)
+        return FileOpResp(stat=file_stat(go_base(path), st))
 
     def _read_dir(self, req: FileOpReq) -> FileOpResp:
         with self._at(req.path, follow=True) as loc:

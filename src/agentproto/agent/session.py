@@ -81,6 +81,9 @@ class Session:
     # --- services ------------------------------------------------------------------------
 
     def _file_op(self, req: FileOpReq) -> FileOpResp:
+        server = self._fileops
+        if server is not None:
+            return server.handle(req)
         with self._fileops_lock:
             if self._fileops is None:
                 from .fileops import FileOpServer  # only sessions doing file ops need it

@@ -21,6 +21,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help and usage errors: typer's rich formatting imports rich, markdown-it
+    # and pygments, three times the start-up of everything else `reclab --help` needs.
+    rich_markup_mode=None,
 )
 
 

@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from agentproto import Direction
-
 from ..text import format_size
 from .app import app, fail, open_or_fail, reading
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
+
+    from agentproto import Direction
 
     from ..model import Command
 
@@ -228,6 +228,8 @@ def timeline(
 
 def parse_stream(value: str) -> tuple[tuple[int, ...], Direction]:
     """``--stream`` as (stream numbers, direction): stdin is sent, the others received."""
+    from agentproto import Direction  # not at import: its types cost --help a third
+
     named = {
         "stdout": ((1,), Direction.RECV),
         "stderr": ((2,), Direction.RECV),

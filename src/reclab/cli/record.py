@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from agentproto import AgentConfig, LogEntry
-
 from .app import app, fail, warn
 
 if TYPE_CHECKING:
+    from agentproto import LogEntry
     from agentproto.address import Address
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -205,6 +204,8 @@ def run(
     With --script: 0 if every command succeeded, else the code of the first that failed; a
     SIGINT, SIGTERM, SIGHUP or SIGQUIT stops the script after the current command.
     """
+    from agentproto import AgentConfig
+
     from ..live.errors import AgentLostError, AgentStartError
     from ..live.run import EXIT_AGENT_FAILED, RunPlan, RunReporter, exec_messages, record_run
 

@@ -13,6 +13,8 @@
 //	crosscheck checkframes FILE the same for a stream of frames
 //	crosscheck bench FILE       ReadRecording-style decode into structs; prints JSON
 //	                            {"records": N, "seconds": S}
+//	crosscheck agent            serve file-op RPCs (Stat, Lstat) and PATH queries on
+//	                            stdin/stdout, as a Go agent's Mux does (benchmark anchor)
 //
 // Build (Debian layout): GO111MODULE=off GOPATH=/usr/share/gocode go build
 package main
@@ -28,6 +30,8 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"sync"
+	"syscall"
 	"time"
 
 	cbor "github.com/fxamacker/cbor"
@@ -725,6 +729,82 @@ func bench(path string) {
 	fmt.Println(string(out))
 }
 
+// ---- agent mode: the Go agent's file-op service, for benchmarks/rpc.py ----------
+
+// agentStat is what a Go FileOpServer answers for Stat/Lstat: os.FileInfo plus
+// the platform stat_t.
+func agentStat(fi os.FileInfo) *FileStat {
+	st := &FileStat{Name: fi.Name(), Size: fi.Size(), Mode: uint32(fi.Mode()),
+		MTimeNanos: fi.ModTime().UnixNano(), IsDir: fi.IsDir()}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.ATimeNanos = sys.Atim.Nano()
+		st.CTimeNanos = sys.Ctim.Nano()
+		st.UID, st.GID = sys.Uid, sys.Gid
+		st.Nlink, st.Rdev = uint32(sys.Nlink), uint32(sys.Rdev)
+		st.Blocks, st.Blksize, st.Ino = uint64(sys.Blocks), uint32(sys.Blksize), sys.Ino
+	}
+	return st
+}
+
+func agentFileOp(req *FileOpReq) *FileOpResp {
+	var fi os.FileInfo
+	var err error
+	switch req.Op {
+	case FileOpStat:
+		fi, err = os.Stat(req.Path)
+	case FileOpLstat:
+		fi, err = os.Lstat(req.Path)
+	default:
+		return &FileOpResp{Errno: uint32(syscall.ENOSYS), ErrMsg: fmt.Sprintf("unknown file op %d", req.Op)}
+	}
+	if err != nil {
+		resp := &FileOpResp{Errno: uint32(syscall.EIO), ErrMsg: err.Error()}
+		var errno syscall.Errno
+		if errors.As(err, &errno) {
+			resp.Errno = uint32(errno)
+		}
+		return resp
+	}
+	return &FileOpResp{Stat: agentStat(fi)}
+}
+
+// agent is a Go Mux's read loop on the agent side: decode one frame at a time,
+// serve file ops on the reading goroutine (answers in request order), send
+// each answer with one Marshal and one Write under the send lock.
+func agent() {
+	dec := cbor.NewDecoder(os.Stdin)
+	var sendMu sync.Mutex
+	send := func(f *Frame) {
+		b, err := cbor.Marshal(f)
+		must(err)
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		if _, err := os.Stdout.Write(b); err != nil {
+			os.Exit(0) // the runner is gone
+		}
+	}
+	for {
+		var f Frame
+		if err := dec.Decode(&f); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return
+			}
+			fail("agent: " + err.Error())
+		}
+		switch f.Type {
+		case FrameFileOp:
+			if f.FileOp == nil {
+				f.FileOp = &FileOpReq{}
+			}
+			resp := agentFileOp(f.FileOp)
+			resp.ReqID = f.FileOp.ReqID
+			send(&Frame{Type: FrameFileResp, FileResp: resp})
+		case FramePathQuery:
+			send(&Frame{Type: FramePathInfo, Info: &PathInfo{Entries: []PathInfoEntry{}}})
+		}
+	}
+}
+
 func must(err error) {
 	if err != nil {
 		fail(err.Error())
@@ -738,7 +818,7 @@ func fail(msg string) {
 
 func main() {
 	if len(os.Args) < 2 {
-		fail("usage: crosscheck gen DIR | vectors | check FILE | checkframes FILE | bench FILE")
+		fail("usage: crosscheck gen DIR | vectors | check FILE | checkframes FILE | bench FILE | agent")
 	}
 	arg := func() string {
 		if len(os.Args) < 3 {
@@ -760,6 +840,8 @@ func main() {
 		fmt.Println(check(arg(), func() interface{} { return &Frame{} }), "frames")
 	case "bench":
 		bench(arg())
+	case "agent":
+		agent()
 	default:
 		fail("unknown subcommand " + os.Args[1])
 	}

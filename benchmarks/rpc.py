@@ -1,0 +1,287 @@
+"""File-op RPCs through the mux: this package's agent against the Go agent, in one run.
+
+    python benchmarks/rpc.py [--calls N] [--repeat N] [--profile agent|runner]
+
+The runner side is the same for both (:class:`agentproto.Mux` in this
+process, as ``reclab.runner`` uses it); only the agent differs:
+
+- this package's agent (``python -m agentproto.agent``);
+- the Go agent: ``tests/go/crosscheck agent``, a Go ``Mux`` read loop serving
+  Stat with fxamacker/cbor (built on the fly; skipped without Go).
+
+Rates are Stat RPCs per second with 1 and 16 caller threads, best of
+``--repeat`` runs taken in turns, printed as a ratio to the Go agent's.
+Then one call's latency is broken down (1 caller, medians):
+
+- runner encode: ``Frame.to_cbor()`` of the request;
+- write: the ``write(2)`` of the request into the pipe;
+- agent decode + syscall + encode: the agent's own CPU per request, measured
+  in this process on the same functions (decode the frame, ``FileOpServer``'s
+  Stat, encode the answer);
+- pipe + agent wake-up: the rest of a bare round trip (write, then a blocking
+  read of the answer, no mux threads): scheduling and the agent's read/write;
+- read, decode: the runner's read of the answer, decoding it;
+- wake-up: what the mux adds to the bare round trip (its reading thread
+  receives the answer and wakes the calling thread).
+
+``--profile agent`` runs the agent under cProfile and prints its top
+functions; ``--profile runner`` profiles this process during a 1-caller run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from agentproto import FileOp, FileOpReq, Frame, FrameType, Mux  # noqa: E402
+from agentproto.agent.fileops import FileOpServer  # noqa: E402
+from agentproto.codec import item_end  # noqa: E402
+from agentproto.protocol import decode_frame_item  # noqa: E402
+
+PY_AGENT = [sys.executable, "-m", "agentproto.agent", "--log-level", "warning"]
+
+
+def go_agent() -> list[str] | None:
+    """The Go agent's command line, or None when Go or fxamacker/cbor is missing."""
+    try:
+        from gotools import crosscheck_binary
+    except ImportError:
+        return None
+    binary = crosscheck_binary()
+    return None if binary is None else [str(binary), "agent"]
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by process ``pid`` (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# (agent, threads) -> [(agent CPU us per call, runner CPU us per call)], filled by rate()
+CPU: dict[tuple[str, int], list[tuple[float, float]]] = {}
+
+
+def rate(agent: list[str], target: str, calls: int, threads: int, name: str = "") -> float:
+    """Stat RPCs per second through a Mux to ``agent`` with ``threads`` callers.
+
+    Also adds the agent's and this process's CPU microseconds per call to
+    ``CPU[name, threads]``: CPU per call moves less than wall time when other
+    work loads the machine.
+    """
+    proc = subprocess.Popen(agent, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    mux = Mux(proc.stdout, proc.stdin, side="runner")
+    mux.start()
+    for _ in range(50):  # warm up: lazy imports, page faults
+        mux.file_op(FileOpReq(op=FileOp.STAT, path=target))
+    per_thread = calls // threads
+    req = FileOpReq(op=FileOp.STAT, path=target)
+
+    def work() -> None:
+        for _ in range(per_thread):
+            resp = mux.file_op(req)
+            assert resp.errno == 0 and resp.stat is not None and resp.stat.size == 1
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    agent_before = _cpu_seconds(proc.pid)
+    runner_before = time.process_time()
+    start = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - start
+    runner_cpu = time.process_time() - runner_before
+    agent_cpu = _cpu_seconds(proc.pid) - agent_before
+    mux.close()
+    proc.wait(30)
+    done = per_thread * threads
+    CPU.setdefault((name, threads), []).append((1e6 * agent_cpu / done, 1e6 * runner_cpu / done))
+    return done / elapsed
+
+
+def _median_us(fn, n: int = 2000) -> float:  # type: ignore[no-untyped-def]
+    times = []
+    clock = time.perf_counter_ns
+    for _ in range(n):
+        t0 = clock()
+        fn()
+        times.append(clock() - t0)
+    return statistics.median(times) / 1000
+
+
+def breakdown(agent: list[str], target: str, calls: int) -> dict[str, float]:
+    """Median microseconds of each part of one Stat RPC (see the module docs)."""
+    req = FileOpReq(op=FileOp.STAT, path=target)
+    parts: dict[str, float] = {}
+    # runner-side encode (a fresh id each call, as Mux.file_op does)
+    parts["runner encode"] = _median_us(
+        lambda: Frame(type=FrameType.FILE_OP, file_op=FileOpReq(7, FileOp.STAT, target)).to_cbor()
+    )
+    request = Frame(type=FrameType.FILE_OP, file_op=FileOpReq(7, FileOp.STAT, target)).to_cbor()
+    server = FileOpServer()
+    answer = Frame(type=FrameType.FILE_RESP, file_resp=server.handle(req)).to_cbor()
+
+    # this package's agent's CPU per request, on the functions its read loop calls
+    def agent_cpu() -> None:
+        frame = decode_frame_item(request)
+        assert frame.file_op is not None
+        resp = server.handle(frame.file_op)
+        Frame(type=FrameType.FILE_RESP, file_resp=resp).to_cbor()
+
+    parts["agent decode+syscall+encode"] = _median_us(agent_cpu)
+    parts["runner decode"] = _median_us(lambda: decode_frame_item(answer))
+
+    # a bare round trip: no mux threads, one blocking read of the whole answer
+    proc = subprocess.Popen(agent, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    wfd, rfd = proc.stdin.fileno(), proc.stdout.fileno()
+    clock = time.perf_counter_ns
+    writes, trips, reads = [], [], []
+    for i in range(calls):
+        t0 = clock()
+        os.write(wfd, request)
+        t1 = clock()
+        data = os.read(rfd, 65536)  # blocks until the answer (or its start) is there
+        t2 = clock()
+        while True:
+            try:
+                if item_end(data, 0) == len(data):
+                    break
+            except Exception:
+                pass
+            data += os.read(rfd, 65536)
+        t3 = clock()
+        if i >= 50:
+            writes.append(t1 - t0)
+            trips.append(t2 - t1)
+            reads.append(t3 - t2)
+    proc.stdin.close()
+    proc.wait(30)
+    bare = statistics.median(a + b + c for a, b, c in zip(writes, trips, reads, strict=True)) / 1000
+    parts["write"] = statistics.median(writes) / 1000
+    parts["pipe + agent wake-up (bare trip - agent CPU)"] = (
+        statistics.median(trips) / 1000 - parts["agent decode+syscall+encode"]
+    )
+    parts["read rest"] = statistics.median(reads) / 1000
+
+    # the same calls through the mux, 1 caller: the difference is the mux's hand-over
+    proc = subprocess.Popen(agent, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    mux = Mux(proc.stdout, proc.stdin, side="runner")
+    mux.start()
+    lat = []
+    for i in range(calls):
+        t0 = clock()
+        mux.file_op(req)
+        if i >= 50:
+            lat.append(clock() - t0)
+    mux.close()
+    proc.wait(30)
+    total = statistics.median(lat) / 1000
+    parts["mux hand-over (mux call - bare trip - encode - decode)"] = (
+        total - bare - parts["runner encode"] - parts["runner decode"]
+    )
+    parts["total (mux call)"] = total
+    parts["bare round trip"] = bare
+    return parts
+
+
+def go_breakdown(agent: list[str], target: str, calls: int) -> float:
+    """Median microseconds of a bare round trip (write, blocking read) to ``agent``."""
+    request = Frame(type=FrameType.FILE_OP, file_op=FileOpReq(7, FileOp.STAT, target)).to_cbor()
+    proc = subprocess.Popen(agent, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    wfd, rfd = proc.stdin.fileno(), proc.stdout.fileno()
+    trips = []
+    for i in range(calls):
+        t0 = time.perf_counter_ns()
+        os.write(wfd, request)
+        data = os.read(rfd, 65536)
+        while item_end(data, 0) != len(data):
+            data += os.read(rfd, 65536)
+        if i >= 50:
+            trips.append(time.perf_counter_ns() - t0)
+    proc.stdin.close()
+    proc.wait(30)
+    return statistics.median(trips) / 1000
+
+
+def profile_agent(target: str, calls: int, threads: int, out: Path) -> None:
+    """Run this package's agent under cProfile for one rate run; print its top functions."""
+    agent = [sys.executable, "-m", "cProfile", "-o", str(out), *PY_AGENT[1:]]
+    print(f"{rate(agent, target, calls, threads):.0f} calls/s under the profiler")
+    pstats.Stats(str(out)).sort_stats("tottime").print_stats(25)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=8000, help="calls per rate run")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure (best kept)")
+    parser.add_argument("--profile", choices=["agent", "runner"], help="profile one side")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmpdir:
+        target = os.path.join(tmpdir, "stat-me")
+        Path(target).write_bytes(b"x")
+        if args.profile == "agent":
+            for threads in (1, 16):
+                profile_agent(target, args.calls, threads, Path(tmpdir) / "agent.prof")
+            return
+        if args.profile == "runner":
+            prof = cProfile.Profile()
+            prof.enable()
+            print(f"{rate(PY_AGENT, target, args.calls, 1):.0f} calls/s, runner profiled")
+            prof.disable()
+            pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+            return
+        go = go_agent()
+        agents = {"python": PY_AGENT} | ({"go": go} if go else {})
+        rates: dict[tuple[str, int], list[float]] = {}
+        for _ in range(args.repeat):  # in turns: load from elsewhere hits both alike
+            for threads in (1, 16):
+                for name, cmd in agents.items():
+                    rates.setdefault((name, threads), []).append(
+                        rate(cmd, target, args.calls, threads, name)
+                    )
+        print(f"file-op RPCs (Stat) through the Mux, {args.calls} calls, best of {args.repeat}:")
+        for threads in (1, 16):
+            py = max(rates["python", threads])
+            line = f"  {threads:2d} caller(s): this agent {py:8.0f} calls/s ({1e6 / py:5.1f} us)"
+            if go:
+                g = max(rates["go", threads])
+                line += f", Go agent {g:8.0f} calls/s ({1e6 / g:5.1f} us): {py / g:.2f}x Go"
+            else:
+                line += " (Go agent: Go or fxamacker/cbor not installed)"
+            print(line)
+            for name in agents:
+                agent_us = min(a for a, _ in CPU[name, threads])
+                runner_us = min(r for _, r in CPU[name, threads])
+                print(
+                    f"      {name:6s} agent: CPU per call agent {agent_us:5.1f} us,"
+                    f" runner {runner_us:5.1f} us"
+                )
+        parts = breakdown(PY_AGENT, target, args.calls)
+        print("one call, 1 caller, this agent (median us):")
+        for name, value in parts.items():
+            print(f"  {name:55s} {value:7.1f}")
+        if go:
+            print(
+                f"  Go agent's bare round trip                              "
+                f"{go_breakdown(go, target, args.calls):7.1f}"
+            )
+
+
+if __name__ == "__main__":
+    main()

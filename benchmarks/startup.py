@@ -1,0 +1,75 @@
+"""Start-up of short reclab commands, against ``reclab info`` in the same run.
+
+    python benchmarks/startup.py [--runs N] [--recording FILE]
+
+Each command runs ``--runs`` times in a fresh interpreter (``python -m
+reclab``), in turns; the median wall time and the median CPU time (user +
+system of the child) are printed, with the ratio to ``reclab info`` on the
+same small recording and the time of a bare ``python -c pass``.
+
+Targets (issue 13): ``commands`` and ``export --csv`` within 1.5x of
+``info``; ``--help`` under 0.15 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "sample-recordings" / "failing-build.cbor"
+
+
+def run(argv: list[str]) -> tuple[float, float]:
+    """Wall and CPU seconds of one run of ``argv``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    result = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(argv)} failed: {result.stderr.decode()[-500:]}")
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return wall, cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=15, help="runs per command")
+    parser.add_argument("--recording", type=Path, default=SAMPLE, help="a small recording")
+    args = parser.parse_args()
+    rec = str(args.recording)
+    reclab = [sys.executable, "-m", "reclab"]
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "reclab --help": [*reclab, "--help"],
+        "reclab info": [*reclab, "info", rec],
+        "reclab commands": [*reclab, "commands", rec],
+        "reclab export --csv": [*reclab, "export", "--csv", rec],
+    }
+    os.environ.setdefault("COLUMNS", "100")
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
+    for _ in range(args.runs):  # in turns: load from elsewhere hits every command alike
+        for name, argv in commands.items():
+            times[name].append(run(argv))
+    size = args.recording.stat().st_size
+    print(f"start-up, {args.runs} runs each, recording {args.recording.name} ({size} bytes):")
+    wall_info = statistics.median(w for w, _ in times["reclab info"])
+    cpu_info = statistics.median(c for _, c in times["reclab info"])
+    for name, runs in times.items():
+        wall = statistics.median(w for w, _ in runs)
+        cpu = statistics.median(c for _, c in runs)
+        print(
+            f"  {name:22s} wall {wall * 1000:6.0f} ms ({wall / wall_info:4.2f}x info)"
+            f"  CPU {cpu * 1000:6.0f} ms ({cpu / cpu_info:4.2f}x info)"
+        )
+
+
+if __name__ == "__main__":
+    main()
