@@ -19,7 +19,7 @@ import typer
 
 from agentproto import AgentConfig, LogEntry
 
-from .app import app, fail, warn
+from .app import app, examples, fail, warn
 
 if TYPE_CHECKING:
     from agentproto.address import Address
@@ -77,6 +77,11 @@ def _print_agent_stderr(line: str) -> None:
 @app.command(
     "run",
     context_settings={"allow_interspersed_args": False},
+    epilog=examples(
+        "reclab run -o build.cbor -- make -j4",
+        "reclab run --agent 'ssh build-host agentproto-agent' -- ls -l /srv",
+        "reclab run --script steps.txt --parallel -o ci.cbor",
+    ),
 )
 def run(
     command: Annotated[
@@ -196,14 +201,21 @@ def run(
 ) -> None:
     """Run a command through an agent and record the session.
 
-    stdin, stdout and stderr pass through byte for byte; SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1
-    and SIGUSR2 go to the command.
+    stdin, stdout and stderr pass through byte for byte; SIGINT, SIGTERM, SIGHUP,
+    SIGQUIT, SIGUSR1 and SIGUSR2 go to the command. The third SIGINT, SIGTERM,
+    SIGHUP or SIGQUIT gives up on the command. reclab exits with the command's
+    exit code.
 
-    The third SIGINT, SIGTERM, SIGHUP or SIGQUIT gives up on the command.
-    reclab exits with the command's exit code.
+    Output is written as it arrives, in the order it is recorded: where stdout
+    and stderr go to the same terminal, file or pipe (2>&1) it reads as in
+    the recording. Where they go to different places (| less, 2>err.txt) each
+    reader shows its part when it likes, and no writer can keep the order
+    there: reclab cat REC --seq N --stream both gives the recorded one. With
+    --parallel, the outputs of different commands interleave as they come.
 
-    With --script: 0 if every command succeeded, else the code of the first that failed; a
-    SIGINT, SIGTERM, SIGHUP or SIGQUIT stops the script after the current command.
+    With --script: 0 if every command succeeded, else the code of the first
+    that failed; a SIGINT, SIGTERM, SIGHUP or SIGQUIT stops the script after
+    the current command.
     """
     from ..live.errors import AgentLostError, AgentStartError
     from ..live.run import EXIT_AGENT_FAILED, RunPlan, RunReporter, exec_messages, record_run
