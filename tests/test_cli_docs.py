@@ -149,3 +149,23 @@ def test_completion_offers_commands_options_and_stream_names() -> None:
     assert {"check", "commands"} <= set(_complete("reclab c"))
     assert "--stream" in _complete("reclab cat rec.cbor --st")
     assert _complete("reclab cat rec.cbor --stream std") == ["stdout", "stderr", "stdin"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["cat", "rec.cbor"],
+            "reclab: error: Missing option '--seq' / '-n' (see reclab cat --help)",
+        ),
+        (["info", "--jsn"], "reclab: error: No such option: --jsn (Possible options: --json)"),
+        (["nosuch"], "reclab: error: No such command 'nosuch' (see reclab --help)"),
+        (["info"], "reclab: error: Missing argument 'REC' (see reclab info --help)"),
+    ],
+)
+def test_a_usage_error_is_one_line(args: list[str], message: str) -> None:
+    result = subprocess.run([*RECLAB, *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith(message)

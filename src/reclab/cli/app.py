@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -54,6 +54,36 @@ class _Command(TyperCommand):
 class _Group(TyperGroup):
     def get_params(self, ctx: click.Context) -> list[click.Parameter]:
         return _tidy(super().get_params(ctx))
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        """Run the CLI; a usage error (unknown option, missing --seq) is one line, as the others."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **kwargs)
+        from typer import _click as click_
+
+        try:
+            status = super().main(
+                args, prog_name, complete_var, False, windows_expand_args, **kwargs
+            )
+        except click_.exceptions.NoArgsIsHelpError as exc:
+            sys.exit(exc.exit_code)  # `reclab` alone: typer has shown the help
+        except click_.ClickException as exc:
+            ctx = getattr(exc, "ctx", None)
+            see = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            print(f"reclab: error: {exc.format_message().rstrip('.')}{see}", file=sys.stderr)
+            sys.exit(exc.exit_code)
+        except typer.Abort:  # an EOF at a prompt
+            print("reclab: interrupted", file=sys.stderr)
+            sys.exit(130)
+        sys.exit(status if isinstance(status, int) else 0)
 
 
 class _Typer(typer.Typer):

@@ -276,16 +276,16 @@ def _where(
     from ..live.backend import agent_command
 
     if token_file is not None and connect is None:
-        fail("--token-file goes with --connect")
+        fail(f"--token-file {token_file}: a token is for an agent reached with --connect ADDR")
     if agent_log_level is not None and agent_log_level not in LOG_LEVELS:
-        fail(f"--agent-log-level: expected one of {', '.join(LOG_LEVELS)}")
+        fail(f"--agent-log-level {agent_log_level}: expected one of {', '.join(LOG_LEVELS)}")
     if (agent is not None or connect is not None) and agent_log_level is not None:
         warn("--agent-log-level applies to the default agent only: ignored")
     if connect is None:
         try:
             return agent_command(agent, log_level=None if agent else agent_log_level), None, None
         except ValueError as exc:
-            fail(f"--agent: {exc}")
+            fail(f"--agent {agent!r}: {str(exc)[:1].lower()}{str(exc)[1:]}")
     if agent is not None:
         fail("--agent and --connect: give one, not both")
     try:
@@ -338,17 +338,17 @@ def _commands(command: list[str] | None, script: Path | None, parallel: bool) ->
     try:
         text = script.read_text(encoding="utf-8")
     except IsADirectoryError:
-        fail(f"{script}: is a directory")
+        fail(f"--script {script}: is a directory")
     except OSError as exc:
-        fail(f"{script}: {exc.strerror or exc}")
+        fail(f"--script {script}: {exc.strerror or exc}")
     except UnicodeDecodeError:
-        fail(f"{script}: not a UTF-8 text file")
+        fail(f"--script {script}: not a UTF-8 text file")
     try:
         argvs = parse_script(text, source=str(script))
     except ValueError as exc:
         fail(str(exc))
     if not argvs:
-        fail(f"{script}: no commands in the script")
+        fail(f"--script {script}: no commands in it (only blank and # lines)")
     return argvs
 
 

@@ -71,10 +71,10 @@ def redact(
         fail(f"{recording}: is a directory, not a recording")
     if not recording.exists():
         fail(f"{recording}: no such file")
-    if output.exists() and not force:
-        fail(f"{output} exists; use --force to overwrite it")
     if output.resolve() == recording.resolve():
-        fail("the output must not be the recording itself")
+        fail(f"-o {output}: that is the recording itself; write the copy to another file")
+    if output.exists() and not force:
+        fail(f"{output}: already exists (give --force to overwrite it)")
     try:
         policy = RedactionPolicy.build(
             env_names=env or (),
