@@ -427,8 +427,20 @@ def test_commands_where_and_sort(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--where", "exit_code !="], "bad --where expression"),
-        (["--where", "no_such_column > 1"], "bad --where expression"),
+        (
+            ["--where", "exit_code !="],
+            "bad --where expression 'exit_code !=': invalid syntax: it must be a pandas "
+            "condition, e.g. 'exit_code != 0'",
+        ),
+        (
+            ["--where", "no_such_column > 1"],
+            "bad --where expression 'no_such_column > 1': no column 'no_such_column'; "
+            "columns are seq, path, argv, cwd,",
+        ),
+        (
+            ["--where", "exit_code > 'a'"],
+            "bad --where expression \"exit_code > 'a'\": it compares values of different types",
+        ),
         (["--sort", "nope"], "unknown --sort column 'nope'"),
     ],
 )
