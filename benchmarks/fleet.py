@@ -38,6 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from targets import Targets
+
 HERE = Path(__file__).resolve().parent
 MB = 1_000_000
 BYTES_PER_FRAME = 300  # about what benchmarks/export.py's generator writes per record
@@ -189,7 +191,7 @@ def query_benchmark(dataset: Path, repeat: int) -> tuple[float, float, int]:
     return duck_s, pandas_s, duck_rows
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=100, help="recordings to synthesise")
     parser.add_argument("--file-mb", type=float, default=1.0, help="size of each, MB")
@@ -247,12 +249,20 @@ def main() -> None:
             f"pandas {pandas_s:.3f} s: DuckDB {pandas_s / duck_s:.1f}x pandas"
         )
         print(f"load average after: {os.getloadavg()[0]:.2f}")
+        targets = Targets()
+        targets.check(
+            "ingest -j2 against export (idle-cores estimate)",
+            base_idle / results["ingest-j2"]["idle"],
+            at_least=1.6,
+            unit="x",
+        )
     finally:
         if args.keep:
             print(f"kept in {base}")
         else:
             shutil.rmtree(base, ignore_errors=True)
+    return targets.verdict()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

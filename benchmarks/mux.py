@@ -40,6 +40,8 @@ import threading
 import time
 from pathlib import Path
 
+from targets import Targets
+
 from agentproto import ExecMsg, FileOp, FileOpReq, Frame, FrameType, Mux, Recorder
 
 AGENT = [sys.executable, "-m", "agentproto.agent", "--log-level", "warning"]
@@ -216,13 +218,14 @@ def file_write_floor(size: int, directory: Path) -> float:
     return time.process_time() - start
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=1024, help="MiB per throughput run")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (best kept)")
     parser.add_argument("--calls", type=int, default=8000, help="file-op calls per rate run")
     parser.add_argument("--pace", type=float, default=0.5, help="GB/s of the paced child")
     args = parser.parse_args()
+    targets = Targets()
     size = args.size * 1024 * 1024
     gb = size / 1e9
     with tempfile.TemporaryDirectory() as tmpdir:
@@ -257,14 +260,18 @@ def main() -> None:
     print(f"  raw pipe (python reading head's stdout)  {gb / t_raw:6.2f} GB/s")
     print(
         f"  agent + mux                              {gb / t_agent:6.2f} GB/s"
-        f"  (target >= 0.5 GB/s; {t_raw / t_agent:.2f} x the raw pipe's rate)"
+        f"  ({t_raw / t_agent:.2f} x the raw pipe's rate)"
     )
+    targets.check("stdout through agent + mux", gb / t_agent, at_least=0.5, unit=" GB/s")
     for label, times in (("recording to tmpfs ", in_memory), ("recording to tempdir", recorded)):
         if times:
             t = min(times)
-            print(
-                f"  agent + mux, {label}        {gb / t:6.2f} GB/s"
-                f"  (recording costs {100 * (t / t_agent - 1):+.1f}% time; target < 10%)"
+            print(f"  agent + mux, {label}        {gb / t:6.2f} GB/s")
+            targets.check(
+                f"time recording to {label.strip()} adds",
+                100 * (t / t_agent - 1),
+                at_most=10,
+                unit="%",
             )
     for recording in (False, True):
         runs = CPU[recording]
@@ -287,9 +294,9 @@ def main() -> None:
     print(f"  agent + mux                              {gb / min(stdin):6.2f} GB/s")
     t_off, t_on = min(paced[False]), min(paced[True])
     print(f"stdout paced at {args.pace:g} GB/s by the child, best of {args.repeat}:")
-    print(
-        f"  no recording {gb / t_off:.2f} GB/s, recording to tempdir {gb / t_on:.2f} GB/s"
-        f"  (recording costs {100 * (t_on / t_off - 1):+.1f}% time; target < 10%)"
+    print(f"  no recording {gb / t_off:.2f} GB/s, recording to tempdir {gb / t_on:.2f} GB/s")
+    targets.check(
+        "time recording adds at a paced rate", 100 * (t_on / t_off - 1), at_most=10, unit="%"
     )
     off_cpu = min(r for r, _ in PACED_CPU[False]) / gb
     on_cpu = min(r for r, _ in PACED_CPU[True]) / gb
@@ -297,7 +304,8 @@ def main() -> None:
     print(f"file-op RPCs (Stat) against the agent, {args.calls} calls:")
     print(f"  1 caller thread    {rpc1:8.0f} calls/s")
     print(f"  16 caller threads  {rpc16:8.0f} calls/s  ({rpc16 / rpc1:.2f}x one thread)")
+    return targets.verdict()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

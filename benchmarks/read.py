@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import cbor2
+from targets import Targets
 
 from agentproto import (
     Direction,
@@ -301,10 +302,14 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("cbor2 buffered file", "cbor2 from memory", "Go ReadRecording (fxamacker)"):
             if name in results:
                 print(f"  iter_records / {name}: {results[name][1] / ours:.2f}")
+        targets = Targets()
+        go_name = "Go ReadRecording (fxamacker)"
+        if go_name in results:  # the design's target: at least as fast as Go's reader
+            targets.check(f"iter_records against {go_name}", results[go_name][1] / ours, at_least=1)
     finally:
         if cleanup:
             path.unlink(missing_ok=True)
-    return 0
+    return targets.verdict()
 
 
 if __name__ == "__main__":

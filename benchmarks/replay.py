@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from targets import Targets
+
 from agentproto import Direction, ExecMsg, Frame, FrameType, Recorder
 
 CHUNK = 256 * 1024
@@ -95,7 +97,7 @@ def child(what: str, a: Path, b: Path) -> tuple[float, int]:
     return float(seconds), int(rss)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--commands", type=int, default=1000, help="short commands to replay")
     parser.add_argument("--output-mb", type=int, default=256, help="stdout MB to compare")
@@ -103,6 +105,7 @@ def main() -> None:
     parser.add_argument("--skip-replay", action="store_true", help="only the compare step")
     parser.add_argument("--skip-compare", action="store_true", help="only the replay")
     args = parser.parse_args()
+    targets = Targets()
     if args.output_mb > 1024:
         parser.error("--output-mb: at most 1024 (two recordings of that size are written)")
     if args.tmp is not None:
@@ -115,8 +118,7 @@ def main() -> None:
             print(f"replay of {args.commands} short commands (--timing fast):")
             print(f"  through the agent directly  {direct:7.1f} commands/s")
             print(f"  replayed, recorded, compared {replayed:6.1f} commands/s  ({ratio:.2f}x)")
-            if ratio < REPLAY_TARGET:
-                print(f"  TARGET MISSED: {ratio:.2f}x < {REPLAY_TARGET}x")
+            targets.check("replay rate / direct rate", ratio, at_least=REPLAY_TARGET, unit="x")
         if not args.skip_compare:
             a, b = tmp / "a.cbor", tmp / "b.cbor"
             write_output_recording(a, args.output_mb)
@@ -130,7 +132,8 @@ def main() -> None:
             print(f"  comparing them        {cmp_s:6.2f} s  {mb / cmp_s:7.0f} MB/s  "
                   f"max RSS {cmp_rss / 1024:5.0f} MiB")  # fmt: skip
             print(f"  the compare step takes {cmp_s / read_s:.2f}x the time of reading")
+    return targets.verdict()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from targets import Targets
+
 HERE = Path(__file__).resolve().parent
 SIZES = {"2KB": 5, "100MB": 300_000, "1GB": 3_000_000}  # frames, with export.py's mix
 
@@ -139,7 +141,7 @@ def measure(path: Path, repeat: int) -> dict[str, float]:
     }
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--big", action="store_true", help="also the ~1 GB recording")
     parser.add_argument("--keep", type=Path, help="reuse or keep the synthesised files here")
@@ -183,9 +185,19 @@ def main() -> None:
         print(" screen; /raw: ratio to raw cbor2 decoding of the same file, lower is faster;")
         print(" keys: presses of Down while indexing, from sending to handled; tick: gaps")
         print(" of a 20 ms UI timer while indexing, median and worst: how long the UI stalled)")
-        print("targets: first screen of the large file <= 0.35x raw and <= 1.5x the 2 KB")
-        print("file's; every key answered within 100 ms")
+        targets = Targets()
+        large = names[-1]
+        r = results[large]
+        targets.check(
+            f"first screen of {large} / raw", r["first"] / r["raw"], at_most=0.35, unit="x"
+        )
+        targets.check(f"first screen of {large} / 2KB's", r["first"] / small, at_most=1.5, unit="x")
+        for name, r in results.items():
+            targets.check(
+                f"worst key answer, {name}", r["keys_worst"] * 1e3, at_most=100, unit=" ms"
+            )
+    return targets.verdict()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -10,7 +10,12 @@ cbor2 (:func:`oracle`), not from reclab's own model.
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
+import select
+import subprocess
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -422,8 +427,20 @@ def test_commands_where_and_sort(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--where", "exit_code !="], "bad --where expression"),
-        (["--where", "no_such_column > 1"], "bad --where expression"),
+        (
+            ["--where", "exit_code !="],
+            "bad --where expression 'exit_code !=': invalid syntax: it must be a pandas "
+            "condition, e.g. 'exit_code != 0'",
+        ),
+        (
+            ["--where", "no_such_column > 1"],
+            "bad --where expression 'no_such_column > 1': no column 'no_such_column'; "
+            "columns are seq, path, argv, cwd,",
+        ),
+        (
+            ["--where", "exit_code > 'a'"],
+            "bad --where expression \"exit_code > 'a'\": it compares values of different types",
+        ),
         (["--sort", "nope"], "unknown --sort column 'nope'"),
     ],
 )
@@ -671,3 +688,95 @@ def test_go_cut_and_footerless_recordings(tmp_path: Path) -> None:
         assert report["codes"]["missing-footer"] == 1
         assert ("truncated" in report["codes"]) == (facts["size"] > facts["cut_offset"])
         check_against_oracle(path)
+
+
+# --- a recording on stdin (-) ----------------------------------------------------------------
+
+
+def from_stdin(data: bytes, *args: str) -> Any:
+    return runner.invoke(app, list(args), input=data, env={"COLUMNS": "100"})
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["info", "--json"],
+        ["info"],
+        ["commands", "--json"],
+        ["commands", "--where", "exit_code != 0"],
+        ["timeline"],
+        ["timeline", "--seq", "1"],
+        ["cat", "--seq", "1", "--stream", "both"],
+        ["check", "--json"],
+    ],
+    ids=" ".join,
+)
+def test_dash_reads_the_recording_from_stdin(
+    session: Path, args: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(session.parent)  # a short name: no wrapped rows in info's table
+    command, *options = args
+    on_file = run(command, session.name, *options)
+    on_stdin = from_stdin(session.read_bytes(), command, "-", *options)
+    assert on_stdin.exit_code == on_file.exit_code, on_stdin.output
+    assert on_stdin.stderr == on_file.stderr == ""
+    if args == ["info"]:  # the table's "file" row names the recording, padded to the column
+        assert re.search(r"^file\s+- \(", on_stdin.stdout, re.M), on_stdin.stdout
+
+        def rows(text: str) -> list[str]:
+            return [row.rstrip() for row in text.splitlines() if not row.startswith("file ")]
+
+        assert rows(on_stdin.stdout) == rows(on_file.stdout)
+    else:
+        assert on_stdin.stdout == on_file.stdout.replace(f'"{session.name}"', '"-"')
+
+
+def test_dash_names_stdin_in_messages(cut: Path) -> None:
+    empty = from_stdin(b"", "info", "-")
+    assert empty.exit_code == 2
+    assert one_line(empty.stderr) == (
+        "reclab: error: <stdin> is not an agentproto recording: the file is empty"
+    )
+    warned = from_stdin(cut.read_bytes(), "commands", "-")
+    assert warned.exit_code == 0
+    assert one_line(warned.stderr).startswith("reclab: warning: <stdin>: the recording is cut")
+
+
+# --- progress on a terminal, never on a pipe ----------------------------------------------------
+
+# reclab, with the bar allowed at once (a test file is checked too quickly for the usual delay)
+EAGER_BAR = [
+    sys.executable,
+    "-c",
+    "import reclab.cli.inspect as i; i.PROGRESS_DELAY = 0; from reclab.cli import main; main()",
+]
+
+
+def _stderr_on_a_terminal(argv: list[str]) -> tuple[int, str]:
+    main, child = pty.openpty()
+    try:
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=child, timeout=60)
+    finally:
+        os.close(child)
+    out = b""
+    while select.select([main], [], [], 0.5)[0]:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the terminal's other side is closed and drained
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(main)
+    return proc.returncode, out.decode(errors="replace")
+
+
+def test_check_shows_progress_on_a_terminal_only(session: Path) -> None:
+    code, err = _stderr_on_a_terminal([*EAGER_BAR, "check", str(session)])
+    assert code == 0
+    assert "checking" in err and "\x1b[" in err  # a rich bar, drawn and cleared
+    piped = subprocess.run(
+        [*EAGER_BAR, "check", str(session)], capture_output=True, text=True, timeout=60
+    )
+    assert piped.returncode == 0
+    assert piped.stderr == ""

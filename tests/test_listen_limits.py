@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import resource
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 from test_agent import TIMEOUT, Listener, exec_on
 
 from agentproto import Frame, FrameType
@@ -141,3 +143,22 @@ def test_quiet_connections_cost_little_memory(tmp_path: Path) -> None:
         for sock in socks:
             sock.close()
         listener.stop()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max-connections", "0"], "--max-connections 0: must be at least 1"),
+        (["--idle-timeout", "-1.5"], "--idle-timeout -1.5: must be a positive number of seconds"),
+    ],
+)
+def test_a_bad_limit_names_its_value(args: list[str], message: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "agentproto.agent", *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == f"agentproto-agent: error: {message}"

@@ -221,7 +221,13 @@ def test_cli(secret_recording: Path, tmp_path: Path) -> None:
     assert doc["output"] == str(out) and doc["env_values"] == 4 and doc["stopped"] is None
 
     again = runner.invoke(app, ["redact", str(secret_recording), "-o", str(out)])
-    assert again.exit_code == 2 and "exists; use --force" in again.stderr
+    assert again.exit_code == 2
+    assert again.stderr == f"reclab: error: {out}: already exists (give --force to overwrite it)\n"
+    itself = runner.invoke(app, ["redact", str(out), "-o", str(out), "--force"])
+    assert itself.exit_code == 2
+    assert itself.stderr == (
+        f"reclab: error: -o {out}: that is the recording itself; write the copy to another file\n"
+    )
     forced = runner.invoke(app, ["redact", str(secret_recording), "-o", str(out), "--force"])
     assert forced.exit_code == 0 and "masked 4 environment values" in forced.stderr
 

@@ -159,8 +159,8 @@ def test_program_not_found(tmp_path: Path) -> None:
         ("no-such-agent-binary", 255, "cannot start agent 'no-such-agent-binary'"),
         ("false", 255, "the agent closed the connection (agent exit status 1)"),
         ("sh -c 'echo broken agent >&2; exit 3'", 255, "broken agent"),
-        ("", 2, "--agent: the agent command is empty"),
-        ("'unbalanced", 2, "--agent: No closing quotation"),
+        ("", 2, "--agent '': the agent command is empty"),
+        ("'unbalanced", 2, '--agent "\'unbalanced": no closing quotation'),
     ],
 )
 def test_bad_agent_is_a_one_line_error(tmp_path: Path, agent: str, code: int, message: str) -> None:
@@ -182,12 +182,14 @@ def test_agent_speaking_garbage(tmp_path: Path) -> None:
     [
         ([], "nothing to run"),
         (["--parallel", "--", "true"], "--parallel needs --script"),
-        (["--script", "/no/such/script"], "/no/such/script: No such file or directory"),
+        (["--script", "/no/such/script"], "--script /no/such/script: No such file or directory"),
         (["--script", "/", "--", "true"], "not both"),
         (["--fd", "2", "--", "true"], "--fd 2: extra descriptors are numbered 3 to 1023"),
         (["--fd", "977", "--", "true"], "--fd 977: descriptor 977 is not open here"),
         (["--env", "NOEQUALS", "--", "true"], "expected NAME=VALUE"),
-        (["--agent-log-level", "loud", "--", "true"], "--agent-log-level: expected one of"),
+        (["--agent-log-level", "loud", "--", "true"], "--agent-log-level loud: expected one of"),
+        (["--token-file", "t", "--", "true"], "--token-file t: a token is for an agent reached"),
+        (["--bogus", "--", "true"], "No such option: --bogus"),
     ],
 )
 def test_usage_errors(tmp_path: Path, args: list[str], message: str) -> None:

@@ -11,7 +11,7 @@ import pytest
 from test_agent import Listener
 from test_run import RECLAB, TIMEOUT, _wait_for_start, assert_one_line_error, reclab
 
-from agentproto import ExecMsg, RecordType, TruncatedError, read_recording
+from agentproto import Direction, ExecMsg, FrameType, RecordType, TruncatedError, read_recording
 from reclab.runner import DEFAULT_AGENT, AgentLostError, run_command
 
 
@@ -151,3 +151,27 @@ def test_a_full_disk_stops_the_recording_not_the_command(tmp_path: Path) -> None
     records = cut.value.records  # type: ignore[attr-defined]
     assert records[0].header is not None
     assert any(r.type == RecordType.FRAME for r in records)
+
+
+def test_output_to_one_pipe_keeps_the_recorded_order(tmp_path: Path) -> None:
+    """stdout and stderr into the same pipe (2>&1): the bytes read as the recording has them."""
+    out = tmp_path / "s.cbor"
+    script = "for i in $(seq 1 200); do echo out$i; echo err$i >&2; done"
+    result = subprocess.run(
+        [*RECLAB, "run", "-o", str(out), "--", "sh", "-c", script],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 0
+    recorded = b"".join(
+        r.frame.frame.data or b""
+        for r in read_recording(out)
+        if r.frame is not None
+        and r.frame.direction == Direction.RECV
+        and r.frame.frame.type == FrameType.DATA
+        and r.frame.frame.stream in (1, 2)
+    )
+    assert recorded.count(b"\n") == 400
+    assert result.stdout == recorded

@@ -775,7 +775,8 @@ def check_recording(
     (see :func:`next_record_start`), reporting the skipped bytes as
     ``garbage``; record indexes then count the records actually read. A cut
     last record ends the pass. ``progress`` is called now and then with the
-    byte offset reached. Raises ``OSError`` when the file cannot be read.
+    byte offset reached, and with the size at the end. Raises ``OSError`` when the file
+    cannot be read.
     """
     checker = Checker(max_per_code=max_per_code)
     feed_item = checker.feed_item
@@ -789,7 +790,7 @@ def check_recording(
             for offset, item in reader.raw_items():
                 feed_item(index, offset, item)
                 index += 1
-                if progress is not None and index % 65536 == 0:
+                if progress is not None and index % 4096 == 0:  # a bar moves smoothly
                     progress(offset)
             break
         except TruncatedError as exc:
@@ -809,6 +810,8 @@ def check_recording(
                 offset=bad,
             )
             start = resume
+    if progress is not None:
+        progress(size)
     return checker.finish(end)
 
 

@@ -9,6 +9,7 @@ are ``reclab commands --where/--sort/--json``.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -297,6 +298,14 @@ def select_commands(rec: Recording, where: str | None = None, sort: str | None =
             df = df.query(where)
         except Exception as exc:  # pandas raises many types for a bad expression
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            columns = ", ".join(map(str, df.columns))
+            unknown = re.fullmatch(r"name '(.+)' is not defined", first)
+            if unknown:  # pandas' words for a column that does not exist
+                first = f"no column {unknown[1]!r}; columns are {columns}"
+            elif isinstance(exc, SyntaxError):
+                first = f"{exc.msg}: it must be a pandas condition, e.g. 'exit_code != 0'"
+            elif isinstance(exc, TypeError):  # numpy's words for comparing a number with text
+                first = "it compares values of different types (a number with text?)"
             raise ValueError(f"bad --where expression {where!r}: {first}") from None
     if sort:
         column = sort.lstrip("-")

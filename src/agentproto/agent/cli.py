@@ -89,9 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.max_connections < 1:
-        parser.error("--max-connections: at least 1")
+        parser.error(f"--max-connections {args.max_connections}: must be at least 1")
     if not args.idle_timeout > 0:
-        parser.error("--idle-timeout: a positive number of seconds")
+        parser.error(f"--idle-timeout {args.idle_timeout:g}: must be a positive number of seconds")
     args.log_level = getattr(logging, args.log_level.upper())
     if args.root is not None:
         if not os.path.isdir(args.root):

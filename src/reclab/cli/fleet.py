@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .app import app, fail
+from .app import app, examples, fail
 
 _TABLE_ROWS = 1000  # rows shown in the terminal table; the rest are counted
 
@@ -82,19 +82,32 @@ class _FilesProgress:
             self._progress.stop()
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "reclab ingest /recordings/ 'ci/**/*.cbor' --into fleet/",
+        "reclab ingest /recordings/ --into /shared/fleet/ --dask tcp://scheduler:8786",
+    )
+)
 def ingest(
     sources: Annotated[
         list[str],
-        typer.Argument(help="Recordings: .cbor files, directories (searched) or globs."),
+        typer.Argument(
+            help="Recordings: .cbor files, directories (searched) or globs.", metavar="SOURCE..."
+        ),
     ],
     into: Annotated[
-        Path, typer.Option("--into", help="The dataset directory (created if missing).")
+        Path,
+        typer.Option("--into", help="The dataset directory (created if missing).", metavar="DIR"),
     ],
     workers: Annotated[
         int | None,
         typer.Option(
-            "--workers", "-j", help="Local worker processes (default: one per core).", min=1
+            "--workers",
+            "-j",
+            help="Local worker processes (default: one per core).",
+            min=1,
+            metavar="N",
+            show_default=False,
         ),
     ] = None,
     dask: Annotated[
@@ -102,6 +115,8 @@ def ingest(
         typer.Option(
             "--dask",
             help="Run on a Dask cluster: its scheduler address, e.g. tcp://scheduler:8786.",
+            metavar="ADDRESS",
+            show_default=False,
         ),
     ] = None,
     verbose: Annotated[
@@ -115,9 +130,9 @@ def ingest(
         ),
     ] = None,
 ) -> None:
-    """Ingest recordings into a hive-partitioned Parquet dataset (one directory per table,
-    partitioned by day), incrementally and in parallel.
+    """Ingest recordings into a Parquet dataset, incrementally and in parallel.
 
+    The dataset is hive-partitioned: one directory per table, partitioned by day.
     A recording already ingested is skipped; one still growing or cut is
     ingested up to its last complete record and picked up again when it has
     grown. An unreadable recording is reported and skipped; the exit status is
@@ -153,26 +168,42 @@ def ingest(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        'reclab query fleet/ "SELECT exit_code, count(*) FROM commands GROUP BY 1"',
+        'reclab query fleet/ "SELECT * FROM fileops WHERE errno <> 0" --csv > failed-ops.csv',
+        'reclab query sample-recordings/ "SELECT argv, exit_code FROM commands" --json',
+    )
+)
 def query(
     dataset: Annotated[
         str,
         typer.Argument(
-            help="A dataset made by reclab ingest, or recordings (a directory of .cbor, a glob)."
+            help="A dataset made by reclab ingest, or recordings (a directory of .cbor, a glob).",
+            metavar="DATASET",
         ),
     ],
     sql: Annotated[
-        str, typer.Argument(help="SQL over the views session, commands, frames, fileops, logs.")
+        str,
+        typer.Argument(
+            help="SQL over the views session, commands, frames, fileops, logs.", metavar="SQL"
+        ),
     ],
     csv: Annotated[bool, typer.Option("--csv", help="Write CSV.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Write a JSON array of rows.")] = False,
     parquet: Annotated[bool, typer.Option("--parquet", help="Write Parquet (needs -o).")] = False,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Output file (default: stdout).")
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output file (default: stdout).",
+            metavar="FILE",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
-    """Run SQL over a dataset with DuckDB; show the result as a table, or write CSV, JSON or
-    Parquet.
+    """Run SQL over a dataset with DuckDB: a table on the terminal, or CSV, JSON or Parquet.
 
     The views are named after the tables; every one has the columns recording
     (content hash) and recording_path to join on, and day (the session's UTC

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..text import format_size
-from .app import app, fail, open_or_fail, reading
+from .app import app, examples, fail, is_stdin, open_or_fail, reading, recording_file
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -27,10 +27,16 @@ if TYPE_CHECKING:
 
     from agentproto import Direction
 
-    from ..model import Command
+    from ..model import Command, Recording
 
 RecordingArg = Annotated[
-    Path, typer.Argument(help="A .cbor session recording.", show_default=False)
+    Path,
+    typer.Argument(
+        help="A .cbor session recording, or - to read one from stdin (copied to a temporary "
+        "file first: the recording is read out of order).",
+        metavar="REC",
+        show_default=False,
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 SecretsOpt = Annotated[
@@ -64,7 +70,13 @@ def _argv_text(cmd: Command, secrets: bool) -> str:
 # --- info ---------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "reclab info sample-recordings/failing-build.cbor",
+        "reclab info session.cbor --json | jq .duration",
+        "ssh ci-host cat /var/rec/build.cbor | reclab info -",
+    )
+)
 def info(recording: RecordingArg, as_json: JsonOpt = False) -> None:
     """Summarise a recording: session header, times, commands and exit codes, bytes per
     stream, frames by type, agent errors, signals and truncation.
@@ -74,11 +86,16 @@ def info(recording: RecordingArg, as_json: JsonOpt = False) -> None:
     start_time/end_time (Unix ns), start/end (ISO 8601), duration (s), commands,
     bytes, frames, records_by_type, logs, file_ops, signals, errors, truncation.
     """
+    from dataclasses import replace
+
     from ..summary import summarize
 
-    rec = open_or_fail(recording)
-    with rec:
-        summary = summarize(rec)
+    with recording_file(recording) as path:
+        rec = open_or_fail(path)
+        with rec:
+            summary = summarize(rec)
+    if is_stdin(recording):
+        summary = replace(summary, path="-")
     if as_json:
         _json_out(summary.to_json())
         return
@@ -90,7 +107,12 @@ def info(recording: RecordingArg, as_json: JsonOpt = False) -> None:
 # --- commands -----------------------------------------------------------------------
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "reclab commands session.cbor --where 'exit_code != 0' --sort=-duration",
+        "reclab commands session.cbor --json | jq '.[].argv'",
+    )
+)
 def commands(
     recording: RecordingArg,
     where: Annotated[
@@ -99,6 +121,8 @@ def commands(
             "--where",
             "-w",
             help="pandas query over the commands table, e.g. 'exit_code != 0 and duration > 2'.",
+            metavar="QUERY",
+            show_default=False,
         ),
     ] = None,
     sort: Annotated[
@@ -107,6 +131,8 @@ def commands(
             "--sort",
             "-s",
             help="Sort by a column of the commands table; --sort=-duration for descending.",
+            metavar="COLUMN",
+            show_default=False,
         ),
     ] = None,
     as_json: JsonOpt = False,
@@ -123,13 +149,14 @@ def commands(
     """
     from ..summary import command_json, select_commands
 
-    rec = open_or_fail(recording)
-    with rec:
-        try:
-            seqs = select_commands(rec, where, sort)
-        except ValueError as exc:
-            fail(str(exc))
-        cmds = [rec.commands[s] for s in seqs]
+    with recording_file(recording) as path:
+        rec = open_or_fail(path)
+        with rec:
+            try:
+                seqs = select_commands(rec, where, sort)
+            except ValueError as exc:
+                fail(str(exc))
+            cmds = [rec.commands[s] for s in seqs]
     if as_json:
         _json_out([command_json(c, secrets=show_secrets) for c in cmds])
         return
@@ -178,16 +205,34 @@ def _command_lines(cmds: list[Command], width: int, *, secrets: bool) -> Iterato
 # --- timeline -----------------------------------------------------------------------
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "reclab timeline sample-recordings/concurrent.cbor",
+        "reclab timeline session.cbor --seq 3 --width 120",
+    )
+)
 def timeline(
     recording: RecordingArg,
     seq: Annotated[
         int | None,
-        typer.Option("--seq", "-n", help="Show this command's frames instead of the session."),
+        typer.Option(
+            "--seq",
+            "-n",
+            help="Show this command's frames instead of the session.",
+            metavar="N",
+            show_default=False,
+        ),
     ] = None,
     width: Annotated[
         int | None,
-        typer.Option("--width", "-W", min=40, help="Output width in columns (default: terminal)."),
+        typer.Option(
+            "--width",
+            "-W",
+            min=40,
+            help="Output width in columns, 40 or more (default: the terminal's).",
+            metavar="COLUMNS",
+            show_default=False,
+        ),
     ] = None,
     show_secrets: SecretsOpt = False,
 ) -> None:
@@ -201,13 +246,19 @@ def timeline(
     escaped preview, in which secret-looking values are masked unless
     --show-secrets.
     """
+    console = _console(width)
+    with recording_file(recording) as path:
+        _timeline(console, open_or_fail(path), path, seq, show_secrets)
+
+
+def _timeline(
+    console: Console, rec: Recording, path: Path, seq: int | None, show_secrets: bool
+) -> None:
     from rich.text import Text
 
     from ..timeline import command_spans, frame_rows, render_frames, render_gantt
 
-    console = _console(width)
-    rec = open_or_fail(recording)
-    with rec, reading(recording):
+    with rec, reading(path):
         if seq is None:
             origin = rec.header.start_time if rec.header is not None else None
             until = rec.footer.end_time if rec.footer is not None else None
@@ -244,15 +295,35 @@ def parse_stream(value: str) -> tuple[tuple[int, ...], Direction]:
     raise ValueError(f"--stream must be stdout, stderr, both, stdin or a number, not {value!r}")
 
 
-@app.command()
+STREAM_NAMES = ("stdout", "stderr", "both", "stdin")
+
+
+def _complete_stream(incomplete: str) -> list[str]:
+    return [name for name in STREAM_NAMES if name.startswith(incomplete)]
+
+
+@app.command(
+    epilog=examples(
+        "reclab cat sample-recordings/failing-build.cbor --seq 1 --stream both > build.log",
+        "reclab cat session.cbor -n 3 | less -R",
+    )
+)
 def cat(
     recording: RecordingArg,
-    seq: Annotated[int, typer.Option("--seq", "-n", help="The command (sequence number).")],
+    seq: Annotated[
+        int,
+        typer.Option(
+            "--seq", "-n", help="The command (sequence number).", metavar="N", show_default=False
+        ),
+    ],
     stream: Annotated[
         str,
         typer.Option(
             "--stream",
-            help="stdout, stderr, both (interleaved in recorded order), stdin, or a number.",
+            help="stdout, stderr, both (interleaved in recorded order), stdin, or a descriptor "
+            "number.",
+            metavar="STREAM",
+            autocompletion=_complete_stream,
         ),
     ] = "stdout",
     raw: Annotated[
@@ -272,12 +343,23 @@ def cat(
         streams, direction = parse_stream(stream)
     except ValueError as exc:
         fail(str(exc))
-    rec = open_or_fail(recording)
-    out = sys.stdout.buffer
+    with recording_file(recording) as path:
+        _cat(open_or_fail(path), path, seq, streams, direction, raw)
+
+
+def _cat(
+    rec: Recording,
+    path: Path,
+    seq: int,
+    streams: tuple[int, ...],
+    direction: Direction,
+    raw: bool,
+) -> None:
     from ..terminal import TerminalFilter
 
+    out = sys.stdout.buffer
     screen = None if raw or not sys.stdout.isatty() else TerminalFilter()
-    with rec, reading(recording):
+    with rec, reading(path):
         cmd = rec.command(seq)  # unknown seq: one-line error before any output
         extra = [s for s in streams if s > 2]
         had = set(cmd.bytes_received) | set(cmd.exec.extra_fds or [])
@@ -302,12 +384,25 @@ def cat(
 # --- check --------------------------------------------------------------------------
 
 
-@app.command()
+# How long check works before it shows a progress bar (on a terminal only).
+PROGRESS_DELAY = 0.5
+
+
+@app.command(
+    epilog=examples(
+        "reclab check sample-recordings/cut-off.cbor",
+        "reclab check session.cbor --quiet || echo 'not conformant'",
+        "reclab check session.cbor --json | jq '.findings[].code'",
+    )
+)
 def check(
     recording: RecordingArg,
     as_json: JsonOpt = False,
     max_per_code: Annotated[
-        int, typer.Option("--max", min=1, help="Findings listed per code (all are counted).")
+        int,
+        typer.Option(
+            "--max", min=1, help="Findings listed per code (all are counted).", metavar="N"
+        ),
     ] = 100,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Only errors, and the summary line.")
@@ -323,14 +418,21 @@ def check(
     Each finding has record index, byte offset, seq, severity and a stable code.
     Exit status: 0 when there is no error-level finding (warnings and infos
     allowed), 1 when there is at least one, 2 when the file cannot be read.
+    On a terminal, a progress bar on stderr shows how far a long check is.
     """
     from ..check import Severity, check_recording
     from ..model import open_recording
+    from .export import LazyProgress
 
-    # Refuse what is not a recording at all with the same one line as the other commands.
-    with reading(recording):
-        open_recording(recording, index=False).close()
-        report = check_recording(recording, max_per_code=max_per_code)
+    with recording_file(recording) as path, reading(path):
+        # Refuse what is not a recording at all with the same one line as the other commands.
+        open_recording(path, index=False).close()
+        size = path.stat().st_size
+        with LazyProgress(None, delay=PROGRESS_DELAY) as bar:
+            bar.stage("checking")
+            report = check_recording(
+                path, max_per_code=max_per_code, progress=lambda done: bar.update(done, size)
+            )
     if as_json:
         _json_out({"path": str(recording), **report.to_json()})
     else:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .app import app, fail, warn
+from .app import app, examples, fail, warn
 
 if TYPE_CHECKING:
     from agentproto import LogEntry
@@ -76,6 +76,11 @@ def _print_agent_stderr(line: str) -> None:
 @app.command(
     "run",
     context_settings={"allow_interspersed_args": False},
+    epilog=examples(
+        "reclab run -o build.cbor -- make -j4",
+        "reclab run --agent 'ssh build-host agentproto-agent' -- ls -l /srv",
+        "reclab run --script steps.txt --parallel -o ci.cbor",
+    ),
 )
 def run(
     command: Annotated[
@@ -195,14 +200,21 @@ def run(
 ) -> None:
     """Run a command through an agent and record the session.
 
-    stdin, stdout and stderr pass through byte for byte; SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1
-    and SIGUSR2 go to the command.
+    stdin, stdout and stderr pass through byte for byte; SIGINT, SIGTERM, SIGHUP,
+    SIGQUIT, SIGUSR1 and SIGUSR2 go to the command. The third SIGINT, SIGTERM,
+    SIGHUP or SIGQUIT gives up on the command. reclab exits with the command's
+    exit code.
 
-    The third SIGINT, SIGTERM, SIGHUP or SIGQUIT gives up on the command.
-    reclab exits with the command's exit code.
+    Output is written as it arrives, in the order it is recorded: where stdout
+    and stderr go to the same terminal, file or pipe (2>&1) it reads as in
+    the recording. Where they go to different places (| less, 2>err.txt) each
+    reader shows its part when it likes, and no writer can keep the order
+    there: reclab cat REC --seq N --stream both gives the recorded one. With
+    --parallel, the outputs of different commands interleave as they come.
 
-    With --script: 0 if every command succeeded, else the code of the first that failed; a
-    SIGINT, SIGTERM, SIGHUP or SIGQUIT stops the script after the current command.
+    With --script: 0 if every command succeeded, else the code of the first
+    that failed; a SIGINT, SIGTERM, SIGHUP or SIGQUIT stops the script after
+    the current command.
     """
     from agentproto import AgentConfig
 
@@ -265,16 +277,16 @@ def _where(
     from ..live.backend import agent_command
 
     if token_file is not None and connect is None:
-        fail("--token-file goes with --connect")
+        fail(f"--token-file {token_file}: a token is for an agent reached with --connect ADDR")
     if agent_log_level is not None and agent_log_level not in LOG_LEVELS:
-        fail(f"--agent-log-level: expected one of {', '.join(LOG_LEVELS)}")
+        fail(f"--agent-log-level {agent_log_level}: expected one of {', '.join(LOG_LEVELS)}")
     if (agent is not None or connect is not None) and agent_log_level is not None:
         warn("--agent-log-level applies to the default agent only: ignored")
     if connect is None:
         try:
             return agent_command(agent, log_level=None if agent else agent_log_level), None, None
         except ValueError as exc:
-            fail(f"--agent: {exc}")
+            fail(f"--agent {agent!r}: {str(exc)[:1].lower()}{str(exc)[1:]}")
     if agent is not None:
         fail("--agent and --connect: give one, not both")
     try:
@@ -327,17 +339,17 @@ def _commands(command: list[str] | None, script: Path | None, parallel: bool) ->
     try:
         text = script.read_text(encoding="utf-8")
     except IsADirectoryError:
-        fail(f"{script}: is a directory")
+        fail(f"--script {script}: is a directory")
     except OSError as exc:
-        fail(f"{script}: {exc.strerror or exc}")
+        fail(f"--script {script}: {exc.strerror or exc}")
     except UnicodeDecodeError:
-        fail(f"{script}: not a UTF-8 text file")
+        fail(f"--script {script}: not a UTF-8 text file")
     try:
         argvs = parse_script(text, source=str(script))
     except ValueError as exc:
         fail(str(exc))
     if not argvs:
-        fail(f"{script}: no commands in the script")
+        fail(f"--script {script}: no commands in it (only blank and # lines)")
     return argvs
 
 

@@ -9,19 +9,19 @@ from typing import Annotated
 
 import typer
 
-from .app import app, fail, warn
+from .app import app, examples, fail, warn
 
 
 @app.command(
-    epilog=(
-        "Examples:\n\n"
-        "  reclab redact session.cbor -o shared.cbor\n\n"
-        "  reclab redact session.cbor -o shared.cbor --env 'DB_*' --data 'id-[0-9a-f]{32}' --argv"
+    epilog=examples(
+        "reclab redact session.cbor -o shared.cbor",
+        "reclab redact session.cbor -o shared.cbor --env 'DB_*' --data 'id-[0-9a-f]{32}' --argv",
     )
 )
 def redact(
     recording: Annotated[
-        Path, typer.Argument(help="A .cbor session recording.", show_default=False)
+        Path,
+        typer.Argument(help="A .cbor session recording.", metavar="REC", show_default=False),
     ],
     output: Annotated[
         Path,
@@ -71,10 +71,10 @@ def redact(
         fail(f"{recording}: is a directory, not a recording")
     if not recording.exists():
         fail(f"{recording}: no such file")
-    if output.exists() and not force:
-        fail(f"{output} exists; use --force to overwrite it")
     if output.resolve() == recording.resolve():
-        fail("the output must not be the recording itself")
+        fail(f"-o {output}: that is the recording itself; write the copy to another file")
+    if output.exists() and not force:
+        fail(f"{output}: already exists (give --force to overwrite it)")
     try:
         policy = RedactionPolicy.build(
             env_names=env or (),

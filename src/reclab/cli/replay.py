@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .app import app, fail, warn
+from .app import app, examples, fail, warn
 
 if TYPE_CHECKING:
     from ..model import Recording
@@ -110,7 +110,13 @@ def _print_report(report: Comparison, as_json: bool) -> None:
     raise typer.Exit(report.status)
 
 
-@app.command("replay")
+@app.command(
+    "replay",
+    epilog=examples(
+        "reclab replay build.cbor",
+        "reclab replay build.cbor --run --timing fast --ignore '\\d+\\.\\d+s'",
+    ),
+)
 def replay_command(
     recording: Annotated[Path, typer.Argument(help="The recording to replay.", metavar="REC")],
     run: Annotated[
@@ -179,8 +185,6 @@ def replay_command(
 
     With --run, send it (one connection per command), record the replay and compare it with
     the recording: exit 0 when everything matched, 1 when something diverged, 2 on error.
-
-    Example: reclab replay build.cbor --run --timing fast --ignore '\\d+\\.\\d+s'
     """
     from agentproto.address import parse_address
 
@@ -252,7 +256,13 @@ def _replay(
     _print_report(compare_replay(rec, plan, result, options), as_json)
 
 
-@app.command("serve")
+@app.command(
+    "serve",
+    epilog=examples(
+        "reclab run --agent 'reclab serve build.cbor' -- make",
+        "reclab serve build.cbor --listen unix:/tmp/agent.sock",
+    ),
+)
 def serve_command(
     recording: Annotated[Path, typer.Argument(help="The recording to answer from.", metavar="REC")],
     listen: Annotated[
@@ -293,8 +303,6 @@ def serve_command(
     Each exec, file op and PATH query gets the recorded answers of the matching recorded
     request; an unmatched one gets an error answer and a log line naming the closest recorded
     one. Speaks on stdin/stdout (as an agent under SSH), or with --listen on a socket.
-
-    Example: reclab run --agent 'reclab serve build.cbor' -- make
     """
     from agentproto import auth
 
@@ -333,7 +341,13 @@ def serve_command(
             raise typer.Exit(0) from None
 
 
-@app.command("diff")
+@app.command(
+    "diff",
+    epilog=examples(
+        "reclab diff before.cbor after.cbor",
+        "reclab diff before.cbor after.cbor --match argv --ignore 'tmp\\.\\w+' --json",
+    ),
+)
 def diff_command(
     first: Annotated[Path, typer.Argument(help="The first (reference) recording.", metavar="A")],
     second: Annotated[Path, typer.Argument(help="The recording to compare with it.", metavar="B")],
@@ -348,8 +362,6 @@ def diff_command(
     """Compare the commands of two recordings: exit codes, output, file ops, PATH answers.
 
     Exit 0 when every paired command matched and none is unpaired, 1 otherwise, 2 on error.
-
-    Example: reclab diff before.cbor after.cbor --match argv --ignore 'tmp\\.\\w+'
     """
     from ..replay.compare import compare_recordings
 

@@ -15,13 +15,20 @@ import typer
 
 from agentproto import RemoteProtocolError
 
-from .app import app, fail
+from .app import app, examples, fail
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "reclab view sample-recordings/failing-build.cbor",
+        "reclab view --follow rec.cbor   (while reclab run records it in another terminal)",
+        "reclab view before.cbor --diff after.cbor",
+    )
+)
 def view(
     recording: Annotated[
-        Path, typer.Argument(help="A .cbor session recording.", show_default=False)
+        Path,
+        typer.Argument(help="A .cbor session recording.", metavar="REC", show_default=False),
     ],
     follow: Annotated[
         bool,
@@ -46,9 +53,6 @@ def view(
     indexed in the background. Press ? for every key, q to quit.
 
     r replays the selected command (after showing its plan and asking).
-
-    Example: reclab view sample-recordings/failing-build.cbor
-    (or, while `reclab run` records in another terminal: reclab view --follow rec.cbor)
     """
     from ..model import RecordingError
 

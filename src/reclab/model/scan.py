@@ -769,13 +769,14 @@ class Index:
 
     def _reject_start(self, fd: int, trunc: Truncation) -> None:
         """A problem at byte 0: a cut header is a recording just begun, garbage is not one."""
+        why = f"{trunc.message} at byte 0"
         if trunc.kind == "cut":
             first = os.pread(fd, 1, 0)
             if first and 0xA0 <= first[0] <= 0xBF:
                 return
-        raise RecordingError(
-            f"{self.path} is not an agentproto recording: {trunc.message} at byte 0"
-        )
+            # not cut: its bytes only happen to read as the start of a CBOR item that is not a map
+            why = "it does not begin with a record (a CBOR map)"
+        raise RecordingError(f"{self.path} is not an agentproto recording: {why}")
 
     def _new_command(self, seq: int) -> Command:
         cmd = Command(seq)
