@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -69,7 +70,9 @@ def test_any_split_reassembles_the_text(text: str, cuts: list[int]) -> None:
     data = text.encode()
     points = sorted({min(c * 7, len(data)) for c in cuts} | {0, len(data)})
     chunks = [(T0 + i, 1, data[a:b]) for i, (a, b) in enumerate(itertools.pairwise(points))]
-    assert "".join(x for _t, _c, x in asciicast_events(chunks, T0)) == text
+    # as a terminal's onlcr would show it: each "\n" not after "\r" becomes "\r\n"
+    want = re.sub(r"(?<!\r)\n", "\r\n", text)
+    assert "".join(x for _t, _c, x in asciicast_events(chunks, T0)) == want
 
 
 def test_header_from_exec() -> None:
@@ -139,8 +142,8 @@ def test_write_asciicast_file(tmp_path: Path) -> None:
         # the check mark's bytes are split over two frames: it appears whole in the second
         assert events == [
             [0.0005, "o", "\x1b[2J"],
-            [0.00125, "o", "✓\n"],
-            [0.002, "o", "bye\n"],
+            [0.00125, "o", "✓\r\n"],
+            [0.002, "o", "bye\r\n"],
         ]
         with_input = io.StringIO()
         assert write_asciicast(rec, 1, with_input, input=True, width=100) == 4
@@ -161,14 +164,15 @@ def test_export_asciicast_cli(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     lines = out.read_text(encoding="utf-8").splitlines()
     assert json.loads(lines[0])["version"] == 2
-    assert [json.loads(x)[2] for x in lines[1:]] == ["\x1b[2J", "✓\n", "bye\n"]
+    assert [json.loads(x)[2] for x in lines[1:]] == ["\x1b[2J", "✓\r\n", "bye\r\n"]
     to_stdout = runner.invoke(app, ["export", str(rec), "-n", "1", "--asciicast"])
     assert to_stdout.exit_code == 0
     assert to_stdout.stdout_bytes.decode("utf-8").splitlines() == lines
     for args, message in (
         (["--asciicast"], "--seq N"),
         (["--asciicast", "--seq", "7"], "no command 7"),
-        (["--asciicast", "--seq", "1", "--csv"], "cannot be combined"),
+        (["--asciicast", "--seq", "1", "--csv"], "choose one format"),
+        (["--asciicast", "--seq", "1", "-w", "seq == 1"], "does not apply to asciicast"),
     ):
         bad = runner.invoke(app, ["export", str(rec), *args, "-o", str(tmp_path / "x.cast")])
         assert bad.exit_code == 2, bad.output

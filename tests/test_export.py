@@ -54,6 +54,9 @@ def normalise(df: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
                 col.astype(object).where(col.notna(), None), categories=dtype.categories
             )
             out[name] = out[name].astype(dtype)
+        elif isinstance(dtype, pd.ArrowDtype):  # argv, signals: lists (JSON text in CSV)
+            values = [json.loads(v) if isinstance(v, str) else v for v in col.tolist()]
+            out[name] = pd.array([None if v is None or v is pd.NA else v for v in values], dtype)
         elif str(dtype) == "str":
             out[name] = col.astype(object).where(col.notna(), None).astype("str")
         else:
@@ -116,6 +119,9 @@ def test_parquet_reads_back_in_row_groups(
     for name in want.columns:
         if isinstance(want[name].dtype, pd.CategoricalDtype):
             got[name] = got[name].astype(want[name].dtype)
+        elif isinstance(want[name].dtype, pd.ArrowDtype):  # lists read back as arrays
+            values = [None if v is None else list(v) for v in got[name]]
+            got[name] = pd.array(values, dtype=want[name].dtype)
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
     groups = pq.ParquetFile(dest).num_row_groups
     assert groups == max(1, -(-len(want) // 2))  # one row group per batch
@@ -214,9 +220,15 @@ def test_cli_jsonl_to_file(sample: Path, tmp_path: Path) -> None:
         (["--csv", "{missing}"], "no such file"),
         (["--csv", "{dir}"], "is a directory"),
         (["--csv", "{text}"], "is not an agentproto recording"),
-        (["{rec}"], "choose exactly one of"),
-        (["--csv", "--jsonl", "{rec}"], "choose exactly one of"),
-        (["--parquet", "{rec}"], "needs an output file"),
+        (["{rec}"], "choose a format"),
+        (["-o", "out.txt", "{rec}"], "choose a format"),
+        (["--csv", "--jsonl", "{rec}"], "choose one format, not csv and jsonl"),
+        (["--csv", "--format", "parquet", "{rec}"], "choose one format"),
+        (["--format", "xml", "{rec}"], "unknown format 'xml'"),
+        (["--parquet", "{rec}"], "give a file, -o FILE.parquet"),
+        (["--parquet", "-o", "-", "{rec}"], "give a file, -o FILE.parquet"),
+        (["--csv", "-t", "session", "--seq", "1", "{rec}"], "--seq does not apply"),
+        (["--csv", "--seq", "9", "{rec}"], "no command 9"),
         (["--csv", "-t", "nope", "{rec}"], "unknown table"),
         (["--csv", "-w", "seq ===", "{rec}"], "bad --where expression"),
         (["--csv", "-o", "{dir}", "{rec}"], "is a directory"),

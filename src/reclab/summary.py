@@ -255,10 +255,12 @@ def command_json(cmd: Command, *, secrets: bool = False) -> dict[str, Any]:
     """
     extra = sum(n for st, n in cmd.bytes_received.items() if st > 2)
     extra += sum(n for st, n in cmd.bytes_sent.items() if st != 0)
+    argv = cmd.exec.argv
     return {
         "seq": cmd.seq,
         "path": cmd.path,
-        "argv": cmd.argv if secrets else mask_argv(cmd.argv),
+        # null stays null (Go writes a nil slice so), apart from an empty list
+        "argv": argv if secrets or argv is None else mask_argv(argv),
         "cwd": cmd.cwd,
         "start_time": cmd.start_time,
         "end_time": cmd.end_time,

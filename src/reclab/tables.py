@@ -34,7 +34,7 @@ from agentproto.types import LOG_KEYS as LG
 from agentproto.types import RECORDED_FRAME_KEYS as RF
 
 from .model import Recording
-from .text import LEVELS, level_name, level_rank, signal_name
+from .text import LEVELS, level_name, level_rank
 
 __all__ = [
     "DIRECTIONS",
@@ -42,6 +42,7 @@ __all__ = [
     "FRAME_TYPES",
     "TABLES",
     "TABLE_FUNCTIONS",
+    "arrow_batches",
     "commands_table",
     "fileops_table",
     "frames_arrow_batches",
@@ -113,6 +114,21 @@ def _strs(values: Any) -> pd.Series:
     return pd.Series(values, dtype="str")
 
 
+def _list_dtype(item: str) -> Any:
+    import pyarrow as pa
+
+    return pd.ArrowDtype(pa.list_(pa.large_string() if item == "str" else pa.int64()))
+
+
+_TEXT_LIST = "str"
+_INT_LIST = "int"
+
+
+def _lists(values: list[Any], item: str) -> pd.Series:
+    """Lists (None for missing) as an Arrow list column: lists in JSON and Parquet, not text."""
+    return pd.Series(pd.array(values, dtype=_list_dtype(item)))
+
+
 def _category(codes: Iterable[int], categories: list[str]) -> Any:
     """A categorical from integer codes (-1 for missing): far faster than from values."""
     return pd.Categorical.from_codes(
@@ -132,10 +148,6 @@ def _level_category(values: list[str]) -> Any:
     # Order categories by severity so sorting and comparisons mean something.
     cats = sorted(set(values) | set(LEVELS), key=level_rank)
     return pd.Categorical(values, categories=cats, ordered=True)
-
-
-def _signal_name(sig: int) -> str:
-    return signal_name(sig, with_number=False)
 
 
 def _command_starts(rec: Recording) -> dict[int, int]:
@@ -186,10 +198,12 @@ def session_table(rec: Recording) -> pd.DataFrame:
 def commands_table(rec: Recording) -> pd.DataFrame:
     """One row per command, in sequence order, from the index alone (no frame decoding).
 
-    Columns: seq, path, argv (a shell-quoted command line), cwd, env_count,
-    start_time, end_time, duration (s), exit_code, exit_frame_code, frames,
-    stdin_bytes, stdout_bytes, stderr_bytes, extra_fd_bytes, signals (names,
-    comma-separated), errors (count), first_error, logs, file_ops, complete,
+    Columns: seq, path, argv (a list; null when the recording says null, as
+    Go writes a nil slice), command_line (argv shell-quoted, for queries such
+    as ``command_line.str.contains('make')``), cwd, env_count, start_time,
+    end_time, duration (s), exit_code, exit_frame_code, frames, stdin_bytes,
+    stdout_bytes, stderr_bytes, extra_fd_bytes, signals (a list of signal
+    numbers), errors (count), first_error, logs, file_ops, complete,
     first_frame_time, last_frame_time.
     """
     cmds = list(rec.commands.values())
@@ -201,7 +215,10 @@ def commands_table(rec: Recording) -> pd.DataFrame:
         {
             "seq": pd.Series([c.seq for c in cmds], dtype="int64"),
             "path": _strs([c.exec.path for c in cmds]),
-            "argv": _strs([shlex.join(c.exec.argv or []) for c in cmds]),
+            "argv": _lists([c.exec.argv for c in cmds], _TEXT_LIST),
+            "command_line": _strs(
+                [None if c.exec.argv is None else shlex.join(c.exec.argv) for c in cmds]
+            ),
             "cwd": _strs([c.exec.cwd for c in cmds]),
             "env_count": _ints([len(c.exec.env or []) for c in cmds]),
             "start_time": _times([c.start_time for c in cmds]),
@@ -217,7 +234,7 @@ def commands_table(rec: Recording) -> pd.DataFrame:
                 [sum(n for s, n in c.bytes_received.items() if s >= 3) for c in cmds],
                 dtype="int64",
             ),
-            "signals": _strs([",".join(_signal_name(s) for s in c.signals) for c in cmds]),
+            "signals": _lists([list(c.signals) for c in cmds], _INT_LIST),
             "errors": pd.Series([len(c.errors) for c in cmds], dtype="int64"),
             "first_error": _strs([c.errors[0] if c.errors else None for c in cmds]),
             "logs": pd.Series([c.log_count for c in cmds], dtype="int64"),
@@ -616,7 +633,7 @@ FILEOP_COLUMNS = [
     "offset",
     "size",
     "request_bytes",
-    "request_time",
+    "timestamp",
     "response_time",
     "latency",
     "errno",
@@ -625,7 +642,7 @@ FILEOP_COLUMNS = [
     "n",
     "eof",
     "response_bytes",
-    "request_index",
+    "index",
     "response_index",
 ]
 
@@ -668,7 +685,7 @@ def _fileops_frame(rows: list[list[Any]]) -> pd.DataFrame:
             "offset": _ints(list(offset)),
             "size": _ints(list(size)),
             "request_bytes": _ints(list(req_bytes)),
-            "request_time": _times(req_time),
+            "timestamp": _times(req_time),
             "response_time": _times(resp_time),
             "latency": pd.Series(latency, dtype="float64"),
             "errno": _ints(list(errno)),
@@ -682,7 +699,7 @@ def _fileops_frame(rows: list[list[Any]]) -> pd.DataFrame:
             "n": _ints(list(n)),
             "eof": pd.array(list(eof), dtype="boolean"),
             "response_bytes": _ints(list(resp_bytes)),
-            "request_index": _ints(list(req_index)),
+            "index": _ints(list(req_index)),
             "response_index": _ints(list(resp_index)),
         }
     )
@@ -798,8 +815,8 @@ def fileops_table(rec: Recording) -> pd.DataFrame:
 
     Responses may arrive in any order. Columns: seq, id, op, path, new_path,
     handle (request's, else the one returned), offset, size, request_bytes,
-    request_time, response_time, latency (s), errno, errno_name, message,
-    n, eof, response_bytes, request_index, response_index. An unanswered
+    timestamp (the request's), response_time, latency (s), errno, errno_name, message,
+    n, eof, response_bytes, index (the request's record), response_index. An unanswered
     request has NaT/NA response columns; a response with no request has NA
     request columns.
     """
@@ -826,7 +843,7 @@ def iter_logs_batches(
             {
                 "index": pd.Series(index, dtype="int64"),
                 "seq": pd.Series(seq, dtype="int64"),
-                "time": _times(ts),
+                "timestamp": _times(ts),
                 "level": _level_category([level_name(v) for v in lvl]),
                 "level_value": pd.Series(lvl, dtype="int64"),
                 "message": _strs(list(msg)),
@@ -863,7 +880,7 @@ def iter_logs_batches(
 
 
 def logs_table(rec: Recording) -> pd.DataFrame:
-    """One row per agent log record: index, seq, time, level (DEBUG/INFO/WARN/ERROR or
+    """One row per agent log record: index, seq, timestamp, level (DEBUG/INFO/WARN/ERROR or
     "INFO+2"-style), level_value, message, attrs (``key=value`` strings joined by spaces)."""
     return _concat(iter_logs_batches(rec))
 
@@ -941,6 +958,35 @@ TABLE_FUNCTIONS: dict[str, Callable[[Recording], pd.DataFrame]] = {
     "logs": logs_table,
     "session": session_table,
 }
+
+
+def arrow_batches(batches: Iterable[pd.DataFrame]) -> Iterator[Any]:
+    """DataFrame batches as ``pyarrow.Table`` batches, all of the first one's schema.
+
+    The pandas metadata of list columns (argv, signals) names their dtype
+    as ``object``: pandas cannot read back the name of an Arrow list dtype,
+    so ``pandas.read_parquet`` would fail on the file.
+    """
+    import json
+
+    import pyarrow as pa
+
+    schema = metadata = None
+    for df in batches:
+        # The first batch's schema is inferred in its conversion (once, not twice).
+        table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+        del df  # let go of the batch before the next is built
+        if schema is None:
+            schema = table.schema
+            metadata = dict(schema.metadata or {})
+            if b"pandas" in metadata:
+                described = json.loads(metadata[b"pandas"])
+                for column in described.get("columns", []):
+                    if str(column.get("numpy_type", "")).startswith(("list<", "large_list<")):
+                        column["numpy_type"] = "object"
+                metadata[b"pandas"] = json.dumps(described).encode()
+        yield table.replace_schema_metadata(metadata)
+        del table
 
 
 def iter_table(
