@@ -268,7 +268,7 @@ def _csv_text(df: Any) -> Any:
     out = df.copy()
     for name in lists:
         out[name] = [
-            None if v is None else json.dumps(list(v), ensure_ascii=False)
+            None if v is None or v is pd.NA else json.dumps(list(v), ensure_ascii=False)
             for v in df[name].tolist()
         ]
     return out

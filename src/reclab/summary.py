@@ -289,14 +289,12 @@ def select_commands(rec: Recording, where: str | None = None, sort: str | None =
     ``ValueError`` with a one-line message for a bad expression or column.
     """
     from .tables import commands_table
+    from .where import Where
 
     df = commands_table(rec)
     if where:
-        try:
-            df = df.query(where)
-        except Exception as exc:  # pandas raises many types for a bad expression
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(f"bad --where expression {where!r}: {first}") from None
+        # the commands table has no categorical column: no warnings to pass on
+        df = Where(where, "commands").filter(df)
     if sort:
         column = sort.lstrip("-")
         if column not in df.columns:
