@@ -10,7 +10,8 @@ read with Python's own parser so that:
   capitals, the tables in lower case); a text that is no category at all
   gives a warning, since the comparison can match nothing;
 - a date/time text without a zone compared with a time column is taken as
-  UTC, as every time in the tables is.
+  UTC, as every time in the tables is;
+- ``argv.str`` (argv is a list) means the text of ``command_line``.
 
 Expressions in pandas' own syntax that Python cannot parse (backquoted
 names) go to pandas as they are.
@@ -30,6 +31,8 @@ class WhereError(ExportError):
     """A ``--where`` expression that cannot be used; the message is one line for the CLI."""
 
 
+# A list column and the text column that spells it out, for ``.str`` methods.
+_TEXT_OF = {"argv": "command_line"}
 _COMPARISONS = (ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn)
 
 
@@ -66,6 +69,16 @@ class Where:
         for node in ast.walk(tree):
             if isinstance(node, ast.Compare):
                 self._fix_compare(node, df)
+            # argv is a list; its text methods (argv.str.contains, as before argv was
+            # a list) apply to the command line it makes
+            elif (
+                isinstance(node, ast.Attribute)
+                and node.attr == "str"
+                and isinstance(node.value, ast.Name)
+                and node.value.id in _TEXT_OF
+                and _TEXT_OF[node.value.id] in df.columns
+            ):
+                node.value.id = _TEXT_OF[node.value.id]
         return ast.unparse(tree)
 
     def _fix_compare(self, node: ast.Compare, df: Any) -> None:
