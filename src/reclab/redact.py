@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from agentproto import ExecMsg, Frame, FrameType, Record, RecordType, iter_records
 from agentproto.errors import RemoteProtocolError, TruncatedError
@@ -488,7 +488,7 @@ def redact_recording(
 
     if isinstance(dest, (str, os.PathLike)):
         with atomic_output(dest, "wb", private=True) as out:
-            copy(out)
+            copy(cast("BinaryIO", out))
     else:
         copy(dest)
     redactor.summary.stopped = stopped

@@ -94,10 +94,10 @@ class Where:
                 dtype = df[column.id].dtype
                 if isinstance(dtype, pd.CategoricalDtype):
                     for const in _texts(value):
-                        const.value = self._category(column.id, dtype, const.value)
+                        const.value = self._category(column.id, dtype, str(const.value))
                 elif isinstance(dtype, pd.DatetimeTZDtype):
                     for const in _texts(value):
-                        const.value = self._utc(column.id, const.value)
+                        const.value = self._utc(column.id, str(const.value))
 
     def _category(self, column: str, dtype: Any, text: str) -> str:
         categories = [str(c) for c in dtype.categories]
@@ -122,7 +122,7 @@ class Where:
                 f"bad --where expression {self.expression!r}: {column} is a time and"
                 f" {text!r} is not one (write e.g. '2026-01-01T12:00Z')"
             ) from None
-        if when is pd.NaT:
+        if pd.isna(when):  # "NaT": pandas' own missing time
             return text
         when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
         return str(when.isoformat())

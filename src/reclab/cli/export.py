@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Annotated, Any, cast
+from typing import IO, Annotated, Any, TextIO, cast
 
 import typer
 
@@ -272,7 +272,7 @@ def _export_asciicast(recording: Path, seq: int | None, output: Path | None, whe
                     out.detach()
             else:
                 with atomic_output(output, "w", encoding="utf-8", newline="\n") as fp:
-                    write_asciicast(rec, seq, fp)
+                    write_asciicast(rec, seq, cast("TextIO", fp))
         except (UnknownCommandError, RecordingError) as exc:
             fail(str(exc))
         except RemoteProtocolError as exc:
