@@ -7,7 +7,12 @@ not yet fully indexed: what is indexed is what you get). Conventions:
   durations and latencies are float seconds;
 - small closed sets (frame type, direction, file-op name, log level) are
   pandas categoricals;
-- integers that can be missing are nullable ``Int64``; text is ``str``.
+- integers that can be missing are nullable ``Int64``; text is ``str``;
+  lists (argv, signals) are Arrow lists, null where the recording has null;
+- the same thing has the same name in every table: ``seq`` the command,
+  ``timestamp`` the time of the row's record (frame, file-op request, log),
+  ``index`` its record index; other times end in ``_time``, other record
+  indexes in ``_index``.
 
 The large tables (frames, file ops, logs) also come as iterators of
 DataFrame batches (``iter_*_batches``) so an export of a huge recording
