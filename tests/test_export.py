@@ -447,3 +447,14 @@ def test_an_interrupted_export_leaves_no_file(
         export_table(rec, "frames", fmt, out, where="size >= 0", batch_rows=2)
     assert list(out.parent.iterdir()) == [out]
     assert out.read_text() == "the previous export\n"
+
+
+def test_commands_json_and_the_commands_export_agree(sample: Path) -> None:
+    exported = [json.loads(x) for x in cli(str(sample), "--jsonl").stdout.splitlines()]
+    listed = json.loads(runner.invoke(app, ["commands", str(sample), "--json"]).stdout)
+    shared = set(exported[0]) & set(listed[0])
+    assert {"argv", "signals", "seq", "path", "exit_code", "start_time"} <= shared
+    assert "errors" not in shared  # a list in --json, error_count in the table
+    for row, obj in zip(exported, listed, strict=True):
+        for key in shared - {"start_time", "end_time"}:  # ISO text vs Unix ns, as documented
+            assert row[key] == obj[key], key

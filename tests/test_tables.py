@@ -60,7 +60,7 @@ def test_commands_table(sample: Path) -> None:
     assert (two["stdin_bytes"], two["stdout_bytes"], two["extra_fd_bytes"]) == (7, 7, 8)
     assert one["command_line"] == "sh -c 'echo hi'"
     assert two["signals"] == [15, 9] and one["signals"] == []
-    assert (one["errors"], one["first_error"], one["logs"], one["file_ops"]) == (
+    assert (one["error_count"], one["first_error"], one["logs"], one["file_ops"]) == (
         1,
         "pty failed",
         1,

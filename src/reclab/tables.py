@@ -208,7 +208,7 @@ def commands_table(rec: Recording) -> pd.DataFrame:
     as ``command_line.str.contains('make')``), cwd, env_count, start_time,
     end_time, duration (s), exit_code, exit_frame_code, frames, stdin_bytes,
     stdout_bytes, stderr_bytes, extra_fd_bytes, signals (a list of signal
-    numbers), errors (count), first_error, logs, file_ops, complete,
+    numbers), error_count, first_error, logs, file_ops, complete,
     first_frame_time, last_frame_time.
     """
     cmds = list(rec.commands.values())
@@ -240,7 +240,8 @@ def commands_table(rec: Recording) -> pd.DataFrame:
                 dtype="int64",
             ),
             "signals": _lists([list(c.signals) for c in cmds], _INT_LIST),
-            "errors": pd.Series([len(c.errors) for c in cmds], dtype="int64"),
+            # a count: "errors" is the list of messages in reclab commands --json
+            "error_count": pd.Series([len(c.errors) for c in cmds], dtype="int64"),
             "first_error": _strs([c.errors[0] if c.errors else None for c in cmds]),
             "logs": pd.Series([c.log_count for c in cmds], dtype="int64"),
             "file_ops": pd.Series([c.file_op_count for c in cmds], dtype="int64"),
