@@ -490,3 +490,12 @@ def test_an_interrupted_query_output_leaves_no_file(tmp_path: Path, fmt: str) ->
     with pytest.raises(KeyboardInterrupt):
         write_result(Interrupted(), fmt, out)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_dataset_with_older_columns_is_not_mixed_with_new_ones(tmp_path: Path) -> None:
+    root = tmp_path / "old"
+    root.mkdir()
+    (root / "_reclab_manifest.json").write_text(json.dumps({"format": 1, "recordings": []}))
+    quick = Path(__file__).resolve().parent.parent / "sample-recordings" / "quick.cbor"
+    with pytest.raises(FleetError, match="older reclab, with other columns; ingest"):
+        ingest([quick], root)
