@@ -458,3 +458,19 @@ def test_commands_json_and_the_commands_export_agree(sample: Path) -> None:
     for row, obj in zip(exported, listed, strict=True):
         for key in shared - {"start_time", "end_time"}:  # ISO text vs Unix ns, as documented
             assert row[key] == obj[key], key
+
+
+def test_export_help_has_examples_and_readable_metavars() -> None:
+    result = runner.invoke(app, ["export", "--help"], env={"COLUMNS": "160", "NO_COLOR": "1"})
+    assert result.exit_code == 0
+    text = result.stdout
+    assert "Examples:" in text and "reclab export REC -t fileops --jsonl" in text
+    rows = {
+        line.split()[1]: line
+        for line in text.splitlines()
+        if line.startswith("│ --") and line.split()[1] != "--help"
+    }
+    assert {"--format", "--csv", "--seq", "--where", "--progress"} <= set(rows)
+    for name, line in rows.items():  # <bool>, <text>, <integer>: typer's defaults
+        assert "<" not in line, name
+    assert "EXPR" in rows["--where"] and "FILE" in rows["--output"]
