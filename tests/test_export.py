@@ -475,3 +475,19 @@ def test_export_help_has_examples_and_readable_metavars() -> None:
     for name, line in rows.items():  # <bool>, <text>, <integer>: typer's defaults
         assert "<" not in line, name
     assert "EXPR" in rows["--where"] and "FILE" in rows["--output"]
+
+
+@pytest.mark.parametrize(
+    ("expr", "message"),
+    [
+        ("timestamp > 5", "timestamp is a time; compare it with a date/time in quotes"),
+        ("type == DATA", "no column 'DATA' (text goes in quotes: 'DATA'); its columns are index"),
+        ("type = 'data'", "compare with ==, not ="),
+        ("tim > 3", "no column 'tim'; its columns are index, offset, seq, timestamp,"),
+    ],
+)
+def test_where_mistakes_are_said_in_the_users_terms(sample: Path, expr: str, message: str) -> None:
+    result = cli(str(sample), "-t", "frames", "--csv", "-w", expr)
+    assert result.exit_code == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]

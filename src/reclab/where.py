@@ -58,13 +58,18 @@ class Where:
         try:
             tree = ast.parse(self.expression.strip(), mode="eval")
         except SyntaxError:
+            if _is_assignment(self.expression.strip()):
+                raise WhereError(
+                    f"bad --where expression {self.expression!r}: compare with ==, not ="
+                ) from None
             return self.expression  # pandas syntax (backquotes): pandas judges it
         called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
         for node in ast.walk(tree):
             if isinstance(node, ast.Name) and id(node) not in called and node.id not in df.columns:
+                hint = f" (text goes in quotes: '{node.id}')" if self._is_value(df, node.id) else ""
                 raise WhereError(
                     f"bad --where expression {self.expression!r}: the {self.table} table has no"
-                    f" column {node.id!r}; its columns are {self._columns(df)}"
+                    f" column {node.id!r}{hint}; its columns are {self._columns(df)}"
                 )
         for node in ast.walk(tree):
             if isinstance(node, ast.Compare):
@@ -96,8 +101,24 @@ class Where:
                     for const in _texts(value):
                         const.value = self._category(column.id, dtype, str(const.value))
                 elif isinstance(dtype, pd.DatetimeTZDtype):
+                    if isinstance(value, ast.Constant) and isinstance(value.value, (int, float)):
+                        raise WhereError(
+                            f"bad --where expression {self.expression!r}: {column.id} is a time;"
+                            " compare it with a date/time in quotes, e.g. '2026-01-01T12:00Z'"
+                        )
                     for const in _texts(value):
                         const.value = self._utc(column.id, str(const.value))
+
+    @staticmethod
+    def _is_value(df: Any, name: str) -> bool:
+        """Whether ``name`` is a value of a categorical column (any case): a text unquoted."""
+        import pandas as pd
+
+        return any(
+            name.casefold() in {str(c).casefold() for c in df[col].dtype.categories}
+            for col in df.columns
+            if isinstance(df[col].dtype, pd.CategoricalDtype)
+        )
 
     def _category(self, column: str, dtype: Any, text: str) -> str:
         categories = [str(c) for c in dtype.categories]
@@ -159,3 +180,12 @@ def _texts(node: ast.expr) -> list[ast.Constant]:
     """The text constants of a comparison's other side: one, or those of a list/tuple/set."""
     items = node.elts if isinstance(node, (ast.List, ast.Tuple, ast.Set)) else [node]
     return [n for n in items if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+
+
+def _is_assignment(expression: str) -> bool:
+    """Whether ``expression`` is ``name = value`` (a comparison mistyped)."""
+    try:
+        tree = ast.parse(expression, mode="exec")
+    except SyntaxError:
+        return False
+    return len(tree.body) == 1 and isinstance(tree.body[0], ast.Assign)
