@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from agentproto import (
 )
 from reclab.asciicast import asciicast_events, asciicast_header, write_asciicast
 from reclab.model import UnknownCommandError, open_recording
+from tests.builders import Script
 
 T0 = 1_700_000_000_123_456_789
 
@@ -69,7 +71,9 @@ def test_any_split_reassembles_the_text(text: str, cuts: list[int]) -> None:
     data = text.encode()
     points = sorted({min(c * 7, len(data)) for c in cuts} | {0, len(data)})
     chunks = [(T0 + i, 1, data[a:b]) for i, (a, b) in enumerate(itertools.pairwise(points))]
-    assert "".join(x for _t, _c, x in asciicast_events(chunks, T0)) == text
+    # as a terminal's onlcr would show it: each "\n" not after "\r" becomes "\r\n"
+    want = re.sub(r"(?<!\r)\n", "\r\n", text)
+    assert "".join(x for _t, _c, x in asciicast_events(chunks, T0)) == want
 
 
 def test_header_from_exec() -> None:
@@ -139,8 +143,8 @@ def test_write_asciicast_file(tmp_path: Path) -> None:
         # the check mark's bytes are split over two frames: it appears whole in the second
         assert events == [
             [0.0005, "o", "\x1b[2J"],
-            [0.00125, "o", "✓\n"],
-            [0.002, "o", "bye\n"],
+            [0.00125, "o", "✓\r\n"],
+            [0.002, "o", "bye\r\n"],
         ]
         with_input = io.StringIO()
         assert write_asciicast(rec, 1, with_input, input=True, width=100) == 4
@@ -161,16 +165,84 @@ def test_export_asciicast_cli(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     lines = out.read_text(encoding="utf-8").splitlines()
     assert json.loads(lines[0])["version"] == 2
-    assert [json.loads(x)[2] for x in lines[1:]] == ["\x1b[2J", "✓\n", "bye\n"]
+    assert [json.loads(x)[2] for x in lines[1:]] == ["\x1b[2J", "✓\r\n", "bye\r\n"]
     to_stdout = runner.invoke(app, ["export", str(rec), "-n", "1", "--asciicast"])
     assert to_stdout.exit_code == 0
     assert to_stdout.stdout_bytes.decode("utf-8").splitlines() == lines
     for args, message in (
         (["--asciicast"], "--seq N"),
         (["--asciicast", "--seq", "7"], "no command 7"),
-        (["--asciicast", "--seq", "1", "--csv"], "cannot be combined"),
+        (["--asciicast", "--seq", "1", "--csv"], "choose one format"),
+        (["--asciicast", "--seq", "1", "-w", "seq == 1"], "does not apply to asciicast"),
     ):
         bad = runner.invoke(app, ["export", str(rec), *args, "-o", str(tmp_path / "x.cast")])
         assert bad.exit_code == 2, bad.output
         assert message in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x.cast").exists()
+
+
+def _raw_terminal_columns(text: str) -> list[int]:
+    """The column each line starts at on a raw terminal (no onlcr), as `asciinema play` has it.
+
+    "\\r" returns to column 0, "\\n" moves down and keeps the column, anything else
+    advances (escape sequences here move nothing and are skipped).
+    """
+    starts, col, at_line_start = [], 0, True
+    for ch in re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text):
+        if ch == "\r":
+            col = 0
+        elif ch == "\n":
+            at_line_start = True
+        else:
+            if at_line_start:
+                starts.append(col)
+                at_line_start = False
+            col += 1
+    return starts
+
+
+def _check_asciicast_v2(text: str) -> list[list[object]]:
+    """What asciinema's player requires of an asciicast v2 file; returns the events."""
+    lines = text.split("\n")
+    assert lines[-1] == "" and all(lines[:-1])  # newline-terminated JSON lines
+    header = json.loads(lines[0])
+    assert header["version"] == 2
+    assert isinstance(header["width"], int) and isinstance(header["height"], int)
+    events = [json.loads(line) for line in lines[1:-1]]
+    times = []
+    for event in events:
+        assert isinstance(event, list) and len(event) == 3
+        assert isinstance(event[0], (int, float)) and event[1] in ("o", "i", "m", "r")
+        assert isinstance(event[2], str)
+        times.append(event[0])
+    assert times == sorted(times)
+    return events
+
+
+def test_output_plays_without_a_staircase(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from reclab.cli import app
+
+    src = tmp_path / "build.cbor"
+    s = Script()
+    s.header()
+    s.start(1, T0, path="/bin/sh", argv=["sh", "-c", "make"], cwd="/")
+    s.data(1, T0 + 10, 1, b"cc -c a.c\ncc -c b")
+    s.data(1, T0 + 20, 1, b".c\r")  # a \r\n split across frames stays one line end
+    s.data(1, T0 + 30, 1, b"\nprogress 50%\rprogress 100%\r\n")
+    s.data(1, T0 + 40, 2, b"make: *** Error 1\n\n")
+    s.end(1, T0 + 50, 2)
+    s.write(src)
+    for args in (["--format", "asciicast"], ["--asciicast"], []):
+        out = tmp_path / "build.cast"
+        result = CliRunner().invoke(app, ["export", str(src), "--seq", "1", *args, "-o", str(out)])
+        assert result.exit_code == 0, result.stderr
+        events = _check_asciicast_v2(out.read_text(encoding="utf-8"))
+        played = "".join(str(e[2]) for e in events)
+        assert "\r\r" not in played
+        assert played == (
+            "cc -c a.c\r\ncc -c b.c\r\nprogress 50%\rprogress 100%\r\nmake: *** Error 1\r\n\r\n"
+        )
+        assert _raw_terminal_columns(played) == [0, 0, 0, 0]
+        out.unlink()

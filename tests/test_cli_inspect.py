@@ -434,8 +434,8 @@ def test_commands_where_and_sort(
         ),
         (
             ["--where", "no_such_column > 1"],
-            "bad --where expression 'no_such_column > 1': no column 'no_such_column'; "
-            "columns are seq, path, argv, cwd,",
+            "bad --where expression 'no_such_column > 1': the commands table has no column "
+            "'no_such_column'; its columns are seq, path, argv, command_line, cwd,",
         ),
         (
             ["--where", "exit_code > 'a'"],

@@ -23,8 +23,11 @@ SAMPLE = Path(__file__).resolve().parent.parent / "sample-recordings" / "failing
 
 
 def pandas_csv(df: pd.DataFrame) -> str:
+    """What export's pandas path writes (lists as JSON arrays, as CSV has no lists)."""
+    from reclab.export import _csv_text
+
     out = io.StringIO()
-    df.to_csv(out, index=False, lineterminator="\n")
+    _csv_text(df).to_csv(out, index=False, lineterminator="\n")
     return out.getvalue()
 
 

@@ -393,6 +393,11 @@ def test_cli_query_outputs(fleet: dict[str, Any], tmp_path: Path) -> None:
     as_parquet = runner.invoke(app, ["query", root, sql, "--parquet", "-o", str(out)])
     assert as_parquet.exit_code == 0
     assert pq.read_table(out).to_pylist() == query(root, sql).to_pylist()
+    by_extension = tmp_path / "r.CSV"
+    assert runner.invoke(app, ["query", root, sql, "-o", str(by_extension)]).exit_code == 0
+    assert by_extension.read_text().splitlines() == rows
+    to_stdout = runner.invoke(app, ["query", root, sql, "--csv", "-o", "-"])
+    assert to_stdout.stdout.splitlines() == rows and not Path("-").exists()
 
 
 def test_cli_query_json_escapes_terminal_controls(tmp_path: Path) -> None:
@@ -422,7 +427,8 @@ def test_cli_query_straight_on_recordings() -> None:
         (["SELECT * FROM nope"], "nope"),
         (["SELECT 1", "--parquet"], "--parquet needs an output file"),
         (["SELECT 1", "--csv", "--json"], "at most one of"),
-        (["SELECT 1", "-o", "x.csv"], "-o needs a format"),
+        (["SELECT 1", "-o", "x.txt"], "-o needs a format"),
+        (["SELECT 1", "--parquet", "-o", "-"], "--parquet needs an output file"),
     ],
 )
 def test_cli_query_errors_are_one_line(
@@ -463,3 +469,33 @@ def test_fleet_loads_no_duckdb_or_dask_until_used() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "parquet"])
+def test_an_interrupted_query_output_leaves_no_file(tmp_path: Path, fmt: str) -> None:
+    import pyarrow as pa
+
+    from reclab.fleet.query import write_result
+
+    batch = pa.record_batch({"n": [1, 2]})
+
+    class Interrupted:
+        schema = batch.schema
+
+        def __iter__(self) -> Any:
+            yield batch
+            raise KeyboardInterrupt  # Ctrl-C halfway
+
+    out = tmp_path / f"result.{fmt}"
+    with pytest.raises(KeyboardInterrupt):
+        write_result(Interrupted(), fmt, out)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_dataset_with_older_columns_is_not_mixed_with_new_ones(tmp_path: Path) -> None:
+    root = tmp_path / "old"
+    root.mkdir()
+    (root / "_reclab_manifest.json").write_text(json.dumps({"format": 1, "recordings": []}))
+    quick = Path(__file__).resolve().parent.parent / "sample-recordings" / "quick.cbor"
+    with pytest.raises(FleetError, match="older reclab, with other columns; ingest"):
+        ingest([quick], root)

@@ -48,7 +48,9 @@ def test_commands_table(sample: Path) -> None:
         df = tables.commands_table(rec)
     assert list(df["seq"]) == [1, 2]
     one, two = df.iloc[0], df.iloc[1]
-    assert one["path"] == "/bin/sh" and one["argv"] == "sh -c 'echo hi'" and one["cwd"] == "/w"
+    assert (
+        one["path"] == "/bin/sh" and one["argv"] == ["sh", "-c", "echo hi"] and one["cwd"] == "/w"
+    )
     assert one["env_count"] == 2 and two["env_count"] == 0
     assert one["start_time"] == ts(T0 + 10) and one["end_time"] == ts(T0 + 140)
     assert one["duration"] == pytest.approx(130e-9)
@@ -56,8 +58,9 @@ def test_commands_table(sample: Path) -> None:
     assert (one["frames"], two["frames"]) == (12, 6)
     assert (one["stdin_bytes"], one["stdout_bytes"], one["stderr_bytes"]) == (7, 13, 8)
     assert (two["stdin_bytes"], two["stdout_bytes"], two["extra_fd_bytes"]) == (7, 7, 8)
-    assert two["signals"] == "SIGTERM,SIGKILL" and one["signals"] == ""
-    assert (one["errors"], one["first_error"], one["logs"], one["file_ops"]) == (
+    assert one["command_line"] == "sh -c 'echo hi'"
+    assert two["signals"] == [15, 9] and one["signals"] == []
+    assert (one["error_count"], one["first_error"], one["logs"], one["file_ops"]) == (
         1,
         "pty failed",
         1,
@@ -148,7 +151,7 @@ def test_fileops_pairing(tmp_path: Path, batch_rows: int) -> None:
     assert pd.isna(rename.response_time) and pd.isna(rename.errno) and pd.isna(rename.latency)
     assert pd.isna(rename.eof)
     stray = by_key[(1, 99)]
-    assert pd.isna(stray.op) and pd.isna(stray.request_time) and stray.errno_name == "EBADF"
+    assert pd.isna(stray.op) and pd.isna(stray.timestamp) and stray.errno_name == "EBADF"
     assert df["errno"].dtype == "Int64" and df["response_time"].dtype == UTC_NS
     assert isinstance(df["op"].dtype, pd.CategoricalDtype)
     if batch_rows == 65536:
@@ -171,7 +174,7 @@ def test_fileops_held_rows_are_bounded(tmp_path: Path) -> None:
     assert max(len(b) for b in batches) <= 4
     # Request 1 was released before its late answer: the answer is a row of its own.
     assert len(df[(df["seq"] == 1) & (df["id"] == 1)]) == 2
-    assert df["request_index"].dropna().is_unique and df["response_index"].dropna().is_unique
+    assert df["index"].dropna().is_unique and df["response_index"].dropna().is_unique
 
 
 def test_fileops_table_handle_from_response(tmp_path: Path) -> None:
@@ -221,7 +224,7 @@ def test_logs_table(tmp_path: Path) -> None:
     assert list(df["level"]) == ["INFO", "ERROR", "INFO+2"]
     assert list(df["message"]) == ["started", "boom", "odd"]
     assert list(df["attrs"]) == ["pid=1", "", "a=1 b=x y"]
-    assert list(df["time"]) == [ts(T0), ts(T0 + 1), ts(T0 + 2)]
+    assert list(df["timestamp"]) == [ts(T0), ts(T0 + 1), ts(T0 + 2)]
     assert list(df["index"]) == [1, 2, 3]
     assert isinstance(df["level"].dtype, pd.CategoricalDtype) and df["level"].cat.ordered
     assert df["level"].min() == "INFO"  # ordered by severity, not by name

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 import shlex
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 STDIN, STDOUT, STDERR = 0, 1, 2
+_BARE_LF = re.compile(r"(?<!\r)\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,11 +110,27 @@ def asciicast_events(
 
     Streams 1 and 2 (stdout, stderr) become ``"o"`` events, stream 0
     (stdin) ``"i"``; each stream is decoded as UTF-8 on its own, carrying an
-    incomplete character to its next chunk. Times are relative to
+    incomplete character to its next chunk. In output, a ``"\\n"`` not
+    after a ``"\\r"`` becomes ``"\\r\\n"``, as a terminal's ``onlcr`` does. Times are relative to
     ``start_ns`` and never go backwards (players require that), clamped at 0.
     """
     decoders: dict[int, codecs.IncrementalDecoder] = {}
     last = 0.0
+    after_cr = False  # the last output text ended with "\r"
+
+    def event(stream: int, text: str) -> tuple[float, str, str]:
+        nonlocal after_cr
+        if stream == STDIN:
+            return last, "i", text
+        # The player's terminal is raw; the command wrote to a pipe, not a tty
+        # whose onlcr would have turned each "\n" into "\r\n": do it here.
+        if text[0] == "\n" and after_cr:
+            text = "\n" + _BARE_LF.sub("\r\n", text[1:])
+        else:
+            text = _BARE_LF.sub("\r\n", text)
+        after_cr = text[-1] == "\r"
+        return last, "o", text
+
     for timestamp, stream, data in chunks:
         decoder = decoders.get(stream)
         if decoder is None:
@@ -120,12 +138,12 @@ def asciicast_events(
         text = decoder.decode(data)
         last = max(last, round((timestamp - start_ns) / 1e9, 6))
         if text:
-            yield last, "i" if stream == STDIN else "o", text
+            yield event(stream, text)
     for stream, decoder in decoders.items():
         # A character still incomplete at the end is shown as U+FFFD.
         text = decoder.decode(b"", final=True)
         if text:
-            yield last, "i" if stream == STDIN else "o", text
+            yield event(stream, text)
 
 
 def write_asciicast(

@@ -5,18 +5,18 @@
 ``to_csv`` would, because importing pandas takes longer than reading a small
 recording. Each column is ``(name, kind, values)`` with ``None`` for a
 missing value; the kinds are ``int``, ``Int64`` (nullable), ``float``,
-``bool``, ``str`` and ``time`` (Unix nanoseconds, shown as UTC datetimes).
+``bool``, ``str``, ``time`` (Unix nanoseconds, shown as UTC datetimes),
+``str_list`` and ``int_list`` (lists, written to CSV as JSON arrays).
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import shlex
 import time
 from collections.abc import Iterable
 from typing import IO, TYPE_CHECKING, Any
-
-from .text import signal_name
 
 if TYPE_CHECKING:
     from .model import Recording
@@ -54,7 +54,12 @@ def commands_columns(rec: Recording) -> list[Column]:
     return [
         ("seq", "int", [c.seq for c in cmds]),
         ("path", "str", [c.exec.path for c in cmds]),
-        ("argv", "str", [shlex.join(c.exec.argv or []) for c in cmds]),
+        ("argv", "str_list", [c.exec.argv for c in cmds]),  # null stays null (Go's nil slice)
+        (
+            "command_line",
+            "str",
+            [None if c.exec.argv is None else shlex.join(c.exec.argv) for c in cmds],
+        ),
         ("cwd", "str", [c.exec.cwd for c in cmds]),
         ("env_count", "Int64", [len(c.exec.env or []) for c in cmds]),
         ("start_time", "time", [c.start_time for c in cmds]),
@@ -71,12 +76,9 @@ def commands_columns(rec: Recording) -> list[Column]:
             "int",
             [sum(n for s, n in c.bytes_received.items() if s >= 3) for c in cmds],
         ),
-        (
-            "signals",
-            "str",
-            [",".join(signal_name(s, with_number=False) for s in c.signals) for c in cmds],
-        ),
-        ("errors", "int", [len(c.errors) for c in cmds]),
+        ("signals", "int_list", [list(c.signals) for c in cmds]),
+        # a count: "errors" is the list of messages in reclab commands --json
+        ("error_count", "int", [len(c.errors) for c in cmds]),
         ("first_error", "str", [c.errors[0] if c.errors else None for c in cmds]),
         ("logs", "int", [c.log_count for c in cmds]),
         ("file_ops", "int", [c.file_op_count for c in cmds]),
@@ -129,6 +131,8 @@ def _format(kind: str, values: list[Any]) -> list[str]:
         return ["True" if v else "False" for v in values]
     if kind == "str":
         return ["" if v is None else str(v) for v in values]
+    if kind in ("str_list", "int_list"):
+        return ["" if v is None else json.dumps(list(v), ensure_ascii=False) for v in values]
     return ["" if v is None else str(int(v)) for v in values]  # int, Int64
 
 

@@ -13,14 +13,14 @@ half of it pandas and pyarrow themselves (``benchmarks/export.py``).
 
 A ``where`` expression is applied batch by batch, so it must be a row
 filter (``seq == 3 and type == 'data'``); aggregates such as
-``size > size.mean()`` would be computed per batch. Times are UTC: compare
-them with aware strings, e.g. ``timestamp > '2026-01-01T00:00Z'``.
+``size > size.mean()`` would be computed per batch. Times are UTC (a
+date/time without a zone is read as UTC): ``timestamp > '2026-01-01T00:00Z'``.
+Files are written under a temporary name and renamed when complete.
 """
 
 from __future__ import annotations
 
 import io
-import itertools
 import os
 import queue
 import sys
@@ -32,7 +32,9 @@ from typing import IO, Any
 
 from .columns import Column, commands_columns, session_columns, write_csv
 from .errors import ExportError
+from .files import atomic_output
 from .model import Recording
+from .where import Where
 
 __all__ = ["FORMATS", "ExportError", "export_table"]
 
@@ -45,25 +47,36 @@ _PLAIN_TABLES: dict[str, Callable[[Recording], list[Column]]] = {
 }
 
 
-def _filter(df: Any, where: str | None) -> Any:
-    """Rows of ``df`` for which the query expression ``where`` is true."""
-    if where is None:
-        return df
-    import pandas as pd
+def _rows(
+    rec: Recording,
+    table: str,
+    where: Where | None,
+    seq: int | None,
+    batch_rows: int,
+    progress: ProgressCallback | None,
+) -> Iterator[Any]:
+    """Table ``table`` in DataFrame batches, only command ``seq``'s rows and those ``where`` keeps.
 
-    try:
-        mask = df.eval(where)
-    except Exception as exc:  # pandas raises many types for a bad expression
-        detail = str(exc).strip().splitlines()
-        message = detail[0] if detail else type(exc).__name__
-        raise ExportError(f"bad --where expression {where!r}: {message}") from None
-    if not isinstance(mask, pd.Series) or not (
-        pd.api.types.is_bool_dtype(mask.dtype) or (len(mask) == 0 and mask.dtype == object)
-    ):
-        raise ExportError(f"bad --where expression {where!r}: it is not a true/false condition")
-    if mask.dtype != bool:
-        mask = mask.fillna(False).astype(bool)
-    return df[mask]
+    The first batch is built (and ``where`` checked) when the first item is asked for.
+    """
+    from .tables import iter_frames_batches, iter_table
+
+    if table == "frames" and seq is not None:
+        batches = iter_frames_batches(rec, seq, batch_rows=batch_rows, progress=progress)
+    else:
+        batches = iter_table(rec, table, batch_rows=batch_rows, progress=progress)
+    for df in batches:
+        if seq is not None and table != "frames":
+            df = df[df["seq"] == seq].reset_index(drop=True)
+        yield where.filter(df) if where is not None else df
+
+
+def _check_seq(rec: Recording, table: str, seq: int | None) -> None:
+    if seq is None:
+        return
+    if table == "session":
+        raise ExportError("--seq does not apply to the session table (it has no seq column)")
+    rec.command(seq)  # an unknown seq fails (listing the known ones) before any output
 
 
 def export_table(
@@ -73,16 +86,21 @@ def export_table(
     out: str | os.PathLike[str] | IO[Any],
     *,
     where: str | None = None,
+    seq: int | None = None,
     batch_rows: int | None = None,
     progress: ProgressCallback | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> int:
     """Write table ``table`` of ``rec`` to ``out`` in format ``fmt``; return the rows written.
 
     ``table`` is one of :data:`reclab.tables.TABLES`, ``fmt`` one of
     :data:`FORMATS`. ``out`` is a path, or an open stream: text for CSV
     and JSON lines, binary for Parquet. ``where`` is a pandas query
-    expression applied to each batch; a bad one raises :class:`ExportError`
-    before anything is written. ``batch_rows`` (default
+    expression applied to each batch (see :class:`reclab.where.Where`); a bad
+    one raises :class:`~reclab.where.WhereError` before anything is written,
+    and ``warn`` gets a line for each comparison in it that can match
+    nothing. ``seq`` keeps command ``seq``'s rows. A path is written under
+    a temporary name and renamed when complete. ``batch_rows`` (default
     :data:`reclab.tables.DEFAULT_BATCH_ROWS`) bounds the memory; each batch
     is a Parquet row group. ``progress(bytes_done, total)`` follows the
     recording's bytes.
@@ -91,7 +109,7 @@ def export_table(
         raise ExportError(f"unknown format {fmt!r}: choose from {', '.join(FORMATS)}")
     if batch_rows is not None and batch_rows < 1:
         raise ExportError("the batch size must be at least one row")
-    if fmt == "csv" and where is None and table in _PLAIN_TABLES:
+    if fmt == "csv" and where is None and seq is None and table in _PLAIN_TABLES:
         # a handful of rows: written without pandas, whose import would be most of the time
         with ExitStack() as stack:
             text = _open(out, "w", stack)
@@ -101,34 +119,42 @@ def export_table(
     # pandas and pyarrow (~100 MB) load here, not when the CLI imports this
     # module: after indexing, whose helper process has then exited.
     _load_arrow()
-    from .tables import DEFAULT_BATCH_ROWS, TABLES, iter_table
+    from .tables import DEFAULT_BATCH_ROWS, TABLES
 
     if table not in TABLES:
         raise ExportError(f"unknown table {table!r}: choose from {', '.join(TABLES)}")
+    _check_seq(rec, table, seq)
     if batch_rows is None:
         batch_rows = DEFAULT_BATCH_ROWS
+    check = Where(where, table) if where is not None else None
     with ExitStack() as stack:
         if fmt == "parquet":
             stack.enter_context(_system_arrow_pool())
-            return _export_parquet(rec, table, out, stack, where, batch_rows, progress)
-        batches = iter_table(rec, table, batch_rows=batch_rows, progress=progress)
-        first = _filter(next(batches), where)  # a bad expression fails before any output
+            batches = _arrow_batches(rec, table, check, seq, batch_rows, progress)
+        else:
+            batches = _rows(rec, table, check, seq, batch_rows, progress)
+        first = next(batches)  # a bad expression fails before any output
+        for line in check.warnings if check is not None else ():
+            if warn is not None:
+                warn(line)
+        if fmt == "parquet":
+            return _export_parquet(first, batches, _open(out, "wb", stack), stack)
         rows = 0
         text = _open(out, "w", stack)
         df, first = first, None  # hold no batch longer than needed
         header = True
-        while True:
+        while df is not None:
             if fmt == "csv":
-                df.to_csv(text, header=header, index=False, lineterminator="\n")
+                _csv_text(df).to_csv(text, header=header, index=False, lineterminator="\n")
             elif len(df):
                 data = _iso_times(df).to_json(orient="records", lines=True, date_unit="ns")
+                # pandas escapes "/" (legal JSON that no one else writes); in its output a
+                # backslash right before "/" is always that escape, never an escaped backslash
+                data = data.replace("\\/", "/")
                 text.write(data if data.endswith("\n") else data + "\n")
             header = False
             rows += len(df)
             df = next(batches, None)
-            if df is None:
-                break
-            df = _filter(df, where)
         text.flush()
     return rows
 
@@ -175,7 +201,8 @@ def _system_arrow_pool() -> Iterator[None]:
 def _arrow_batches(
     rec: Recording,
     table: str,
-    where: str | None,
+    where: Where | None,
+    seq: int | None,
     batch_rows: int,
     progress: ProgressCallback | None,
 ) -> Iterator[Any]:
@@ -183,50 +210,21 @@ def _arrow_batches(
 
     The frames table, unfiltered, is built as Arrow arrays directly (no
     DataFrame per batch: faster and smaller); others go through pandas.
-    The first batch is built (and ``where`` checked) before this returns.
     """
-    import pyarrow as pa
-
-    from .tables import frames_arrow_batches, iter_table
+    from .tables import arrow_batches, frames_arrow_batches
 
     if table == "frames" and where is None:
-        arrow = frames_arrow_batches(rec, batch_rows=batch_rows, progress=progress)
-        first = next(arrow)
-        return itertools.chain([first], arrow)
-    batches = iter_table(rec, table, batch_rows=batch_rows, progress=progress)
-    df = _filter(next(batches), where)  # a bad expression fails before any output
-    schema = pa.Schema.from_pandas(df, preserve_index=False)
-
-    def convert(df: Any) -> Iterator[Any]:
-        while df is not None:
-            arrow = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
-            df = None  # let go of the batch before the next is built
-            yield arrow
-            del arrow
-            df = next(batches, None)
-            if df is not None:
-                df = _filter(df, where)
-
-    return convert(df)
+        yield from frames_arrow_batches(rec, seq, batch_rows=batch_rows, progress=progress)
+        return
+    yield from arrow_batches(_rows(rec, table, where, seq, batch_rows, progress))
 
 
-def _export_parquet(
-    rec: Recording,
-    table: str,
-    out: str | os.PathLike[str] | IO[Any],
-    stack: ExitStack,
-    where: str | None,
-    batch_rows: int,
-    progress: ProgressCallback | None,
-) -> int:
-    """Write ``table`` as Parquet, one row group per batch; return the rows written."""
+def _export_parquet(first: Any, batches: Iterator[Any], sink: Any, stack: ExitStack) -> int:
+    """Write ``first`` and the rest of ``batches`` as Parquet, one row group each; return rows."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    batches = _arrow_batches(rec, table, where, batch_rows, progress)
-    first = next(batches)
     schema = first.schema
-    sink = _open(out, "wb", stack)
     # Dictionary-encode the categoricals only: on near-unique columns
     # (offsets, times) it costs time and makes the file larger.
     categorical = [field.name for field in schema if pa.types.is_dictionary(field.type)]
@@ -267,6 +265,28 @@ def _export_parquet(
     return rows
 
 
+def _csv_text(df: Any) -> Any:
+    """List columns (argv, signals) as JSON arrays: CSV has no lists, and JSON reads back."""
+    import json
+
+    import pandas as pd
+
+    lists = [
+        name
+        for name in df.columns
+        if isinstance(df[name].dtype, pd.ArrowDtype) and "list" in str(df[name].dtype)
+    ]
+    if not lists:
+        return df
+    out = df.copy()
+    for name in lists:
+        out[name] = [
+            None if v is None or v is pd.NA else json.dumps(list(v), ensure_ascii=False)
+            for v in df[name].tolist()
+        ]
+    return out
+
+
 def _iso_times(df: Any) -> Any:
     """Times as ISO 8601 strings with nanoseconds and ``Z``.
 
@@ -295,8 +315,8 @@ def _open(out: str | os.PathLike[str] | IO[Any], mode: str, stack: ExitStack) ->
             raise ExportError(f"{path}: is a directory")
         try:
             if mode == "w":
-                return stack.enter_context(open(path, "w", encoding="utf-8", newline=""))
-            return stack.enter_context(open(path, "wb"))
+                return stack.enter_context(atomic_output(path, "w", encoding="utf-8", newline=""))
+            return stack.enter_context(atomic_output(path, "wb"))
         except OSError as exc:
             raise ExportError(f"{path}: {exc.strerror or exc}") from None
     if mode == "wb" and isinstance(out, io.TextIOBase):

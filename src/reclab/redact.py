@@ -26,12 +26,11 @@ import fnmatch
 import os
 import re
 import sys
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from agentproto import ExecMsg, Frame, FrameType, Record, RecordType, iter_records
 from agentproto.errors import RemoteProtocolError, TruncatedError
@@ -39,6 +38,7 @@ from agentproto.layout import next_record_start
 from agentproto.recording import MissingFooterError
 
 from .errors import ReclabError
+from .files import atomic_output
 
 MASKED_VALUE = "***"  # how every viewer and `reclab redact` show a masked value
 MASK_BYTE = b"*"
@@ -487,15 +487,8 @@ def redact_recording(
         _readable(src, lambda record: out.write(redactor.record(record).to_cbor()))
 
     if isinstance(dest, (str, os.PathLike)):
-        target = Path(dest)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as out:  # mkstemp creates it 0600
-                copy(out)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_output(dest, "wb", private=True) as out:
+            copy(cast("BinaryIO", out))
     else:
         copy(dest)
     redactor.summary.stopped = stopped

@@ -9,7 +9,6 @@ are ``reclab commands --where/--sort/--json``.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -256,10 +255,12 @@ def command_json(cmd: Command, *, secrets: bool = False) -> dict[str, Any]:
     """
     extra = sum(n for st, n in cmd.bytes_received.items() if st > 2)
     extra += sum(n for st, n in cmd.bytes_sent.items() if st != 0)
+    argv = cmd.exec.argv
     return {
         "seq": cmd.seq,
         "path": cmd.path,
-        "argv": cmd.argv if secrets else mask_argv(cmd.argv),
+        # null stays null (Go writes a nil slice so), apart from an empty list
+        "argv": argv if secrets or argv is None else mask_argv(argv),
         "cwd": cmd.cwd,
         "start_time": cmd.start_time,
         "end_time": cmd.end_time,
@@ -291,22 +292,12 @@ def select_commands(rec: Recording, where: str | None = None, sort: str | None =
         # the table's order, without building it (pandas costs half a second to import)
         return [c.seq for c in rec.commands.values()]
     from .tables import commands_table
+    from .where import Where
 
     df = commands_table(rec)
     if where:
-        try:
-            df = df.query(where)
-        except Exception as exc:  # pandas raises many types for a bad expression
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            columns = ", ".join(map(str, df.columns))
-            unknown = re.fullmatch(r"name '(.+)' is not defined", first)
-            if unknown:  # pandas' words for a column that does not exist
-                first = f"no column {unknown[1]!r}; columns are {columns}"
-            elif isinstance(exc, SyntaxError):
-                first = f"{exc.msg}: it must be a pandas condition, e.g. 'exit_code != 0'"
-            elif isinstance(exc, TypeError):  # numpy's words for comparing a number with text
-                first = "it compares values of different types (a number with text?)"
-            raise ValueError(f"bad --where expression {where!r}: {first}") from None
+        # the commands table has no categorical column: no warnings to pass on
+        df = Where(where, "commands").filter(df)
     if sort:
         column = sort.lstrip("-")
         if column not in df.columns:

@@ -7,7 +7,12 @@ not yet fully indexed: what is indexed is what you get). Conventions:
   durations and latencies are float seconds;
 - small closed sets (frame type, direction, file-op name, log level) are
   pandas categoricals;
-- integers that can be missing are nullable ``Int64``; text is ``str``.
+- integers that can be missing are nullable ``Int64``; text is ``str``;
+  lists (argv, signals) are Arrow lists, null where the recording has null;
+- the same thing has the same name in every table: ``seq`` the command,
+  ``timestamp`` the time of the row's record (frame, file-op request, log),
+  ``index`` its record index; other times end in ``_time``, other record
+  indexes in ``_index``.
 
 The large tables (frames, file ops, logs) also come as iterators of
 DataFrame batches (``iter_*_batches``) so an export of a huge recording
@@ -42,6 +47,7 @@ __all__ = [
     "FRAME_TYPES",
     "TABLES",
     "TABLE_FUNCTIONS",
+    "arrow_batches",
     "commands_table",
     "fileops_table",
     "frames_arrow_batches",
@@ -113,6 +119,21 @@ def _strs(values: Any) -> pd.Series:
     return pd.Series(values, dtype="str")
 
 
+def _list_dtype(item: str) -> Any:
+    import pyarrow as pa
+
+    return pd.ArrowDtype(pa.list_(pa.large_string() if item == "str" else pa.int64()))
+
+
+_TEXT_LIST = "str"
+_INT_LIST = "int"
+
+
+def _lists(values: list[Any], item: str) -> pd.Series:
+    """Lists (None for missing) as an Arrow list column: lists in JSON and Parquet, not text."""
+    return pd.Series(pd.array(values, dtype=_list_dtype(item)))
+
+
 def _category(codes: Iterable[int], categories: list[str]) -> Any:
     """A categorical from integer codes (-1 for missing): far faster than from values."""
     return pd.Categorical.from_codes(
@@ -165,6 +186,8 @@ def _frame_of(columns: list[Column]) -> pd.DataFrame:
         "bool": lambda v: pd.Series(v, dtype=bool),
         "str": _strs,
         "time": _times,
+        "str_list": lambda v: _lists(v, _TEXT_LIST),
+        "int_list": lambda v: _lists(v, _INT_LIST),
     }
     return pd.DataFrame({name: convert[kind](values) for name, kind, values in columns})
 
@@ -177,10 +200,12 @@ def session_table(rec: Recording) -> pd.DataFrame:
 def commands_table(rec: Recording) -> pd.DataFrame:
     """One row per command, in sequence order, from the index alone (no frame decoding).
 
-    Columns: seq, path, argv (a shell-quoted command line), cwd, env_count,
-    start_time, end_time, duration (s), exit_code, exit_frame_code, frames,
-    stdin_bytes, stdout_bytes, stderr_bytes, extra_fd_bytes, signals (names,
-    comma-separated), errors (count), first_error, logs, file_ops, complete,
+    Columns: seq, path, argv (a list; null when the recording says null, as
+    Go writes a nil slice), command_line (argv shell-quoted, for queries such
+    as ``command_line.str.contains('make')``), cwd, env_count, start_time,
+    end_time, duration (s), exit_code, exit_frame_code, frames, stdin_bytes,
+    stdout_bytes, stderr_bytes, extra_fd_bytes, signals (a list of signal
+    numbers), error_count, first_error, logs, file_ops, complete,
     first_frame_time, last_frame_time.
     """
     return _frame_of(commands_columns(rec))
@@ -573,7 +598,7 @@ FILEOP_COLUMNS = [
     "offset",
     "size",
     "request_bytes",
-    "request_time",
+    "timestamp",
     "response_time",
     "latency",
     "errno",
@@ -582,7 +607,7 @@ FILEOP_COLUMNS = [
     "n",
     "eof",
     "response_bytes",
-    "request_index",
+    "index",
     "response_index",
 ]
 
@@ -625,7 +650,7 @@ def _fileops_frame(rows: list[list[Any]]) -> pd.DataFrame:
             "offset": _ints(list(offset)),
             "size": _ints(list(size)),
             "request_bytes": _ints(list(req_bytes)),
-            "request_time": _times(req_time),
+            "timestamp": _times(req_time),
             "response_time": _times(resp_time),
             "latency": pd.Series(latency, dtype="float64"),
             "errno": _ints(list(errno)),
@@ -639,7 +664,7 @@ def _fileops_frame(rows: list[list[Any]]) -> pd.DataFrame:
             "n": _ints(list(n)),
             "eof": pd.array(list(eof), dtype="boolean"),
             "response_bytes": _ints(list(resp_bytes)),
-            "request_index": _ints(list(req_index)),
+            "index": _ints(list(req_index)),
             "response_index": _ints(list(resp_index)),
         }
     )
@@ -755,8 +780,8 @@ def fileops_table(rec: Recording) -> pd.DataFrame:
 
     Responses may arrive in any order. Columns: seq, id, op, path, new_path,
     handle (request's, else the one returned), offset, size, request_bytes,
-    request_time, response_time, latency (s), errno, errno_name, message,
-    n, eof, response_bytes, request_index, response_index. An unanswered
+    timestamp (the request's), response_time, latency (s), errno, errno_name, message,
+    n, eof, response_bytes, index (the request's record), response_index. An unanswered
     request has NaT/NA response columns; a response with no request has NA
     request columns.
     """
@@ -783,7 +808,7 @@ def iter_logs_batches(
             {
                 "index": pd.Series(index, dtype="int64"),
                 "seq": pd.Series(seq, dtype="int64"),
-                "time": _times(ts),
+                "timestamp": _times(ts),
                 "level": _level_category([level_name(v) for v in lvl]),
                 "level_value": pd.Series(lvl, dtype="int64"),
                 "message": _strs(list(msg)),
@@ -820,7 +845,7 @@ def iter_logs_batches(
 
 
 def logs_table(rec: Recording) -> pd.DataFrame:
-    """One row per agent log record: index, seq, time, level (DEBUG/INFO/WARN/ERROR or
+    """One row per agent log record: index, seq, timestamp, level (DEBUG/INFO/WARN/ERROR or
     "INFO+2"-style), level_value, message, attrs (``key=value`` strings joined by spaces)."""
     return _concat(iter_logs_batches(rec))
 
@@ -898,6 +923,35 @@ TABLE_FUNCTIONS: dict[str, Callable[[Recording], pd.DataFrame]] = {
     "logs": logs_table,
     "session": session_table,
 }
+
+
+def arrow_batches(batches: Iterable[pd.DataFrame]) -> Iterator[Any]:
+    """DataFrame batches as ``pyarrow.Table`` batches, all of the first one's schema.
+
+    The pandas metadata of list columns (argv, signals) names their dtype
+    as ``object``: pandas cannot read back the name of an Arrow list dtype,
+    so ``pandas.read_parquet`` would fail on the file.
+    """
+    import json
+
+    import pyarrow as pa
+
+    schema = metadata = None
+    for df in batches:
+        # The first batch's schema is inferred in its conversion (once, not twice).
+        table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+        del df  # let go of the batch before the next is built
+        if schema is None:
+            schema = table.schema
+            metadata = dict(schema.metadata or {})
+            if b"pandas" in metadata:
+                described = json.loads(metadata[b"pandas"])
+                for column in described.get("columns", []):
+                    if str(column.get("numpy_type", "")).startswith(("list<", "large_list<")):
+                        column["numpy_type"] = "object"
+                metadata[b"pandas"] = json.dumps(described).encode()
+        yield table.replace_schema_metadata(metadata)
+        del table
 
 
 def iter_table(

@@ -197,7 +197,8 @@ def query(
         typer.Option(
             "--output",
             "-o",
-            help="Output file (default: stdout).",
+            help="Output file, its format from --csv/--json/--parquet or its extension;"
+            " - is stdout (the default).",
             metavar="FILE",
             show_default=False,
         ),
@@ -217,10 +218,14 @@ def query(
     if len(formats) > 1:
         fail("choose at most one of --csv, --json or --parquet")
     fmt = formats[0] if formats else None
+    if output is not None and str(output) == "-":
+        output = None
+    if output is not None and fmt is None:
+        fmt = {".csv": "csv", ".json": "json", ".parquet": "parquet"}.get(output.suffix.lower())
+        if fmt is None:
+            fail("-o needs a format: --csv, --json or --parquet, or a .csv, .json or .parquet file")
     if fmt == "parquet" and output is None:
         fail("--parquet needs an output file: -o FILE")
-    if output is not None and fmt is None:
-        fail("-o needs a format: --csv, --json or --parquet")
     if output is not None and output.is_dir():
         fail(f"{output}: is a directory")
     try:

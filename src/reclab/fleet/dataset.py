@@ -50,7 +50,8 @@ __all__ = [
 TABLES = ("session", "commands", "frames", "fileops", "logs")
 MANIFEST = "_reclab_manifest.json"
 _LOCK = "_reclab_lock"
-_FORMAT = 1
+# 2: the tables' columns renamed (timestamp, index, error_count), argv and signals lists.
+_FORMAT = 2
 
 
 class FleetError(ReclabError, ValueError):
@@ -99,6 +100,12 @@ class Manifest:
             return cls(root)
         except (OSError, ValueError) as exc:
             raise FleetError(f"{path}: unreadable manifest: {exc}") from None
+        old = data.get("format") if isinstance(data, dict) else None
+        if isinstance(old, int) and old < _FORMAT:  # its files have older columns: no mixing
+            raise FleetError(
+                f"{root}: a dataset made by an older reclab, with other columns;"
+                " ingest the recordings again into a new directory"
+            )
         if not isinstance(data, dict) or data.get("format") != _FORMAT:
             raise FleetError(f"{path}: not a reclab dataset manifest (format {_FORMAT})")
         try:

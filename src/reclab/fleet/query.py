@@ -20,6 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from ..files import atomic_output
 from .dataset import TABLES, FleetError, is_dataset
 
 __all__ = [
@@ -179,7 +180,8 @@ def write_result(reader: Any, fmt: str, out: str | os.PathLike[str] | IO[Any]) -
     with contextlib.ExitStack() as stack:
         sink: Any = out
         if isinstance(out, (str, os.PathLike)):
-            sink = stack.enter_context(open(out, "wb"))
+            # renamed into place when complete: an interrupted query leaves no partial file
+            sink = stack.enter_context(atomic_output(out, "wb"))
         if fmt == "parquet":
             writer = stack.enter_context(pq.ParquetWriter(sink, reader.schema))
             for batch in reader:

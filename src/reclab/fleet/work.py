@@ -155,19 +155,12 @@ def _table_batches(rec: Recording, table: str, batch_rows: int) -> Iterator[Any]
     table straight as Arrow, the others from the pandas batches of
     :func:`reclab.tables.iter_table`, all with the first batch's schema.
     """
-    import pyarrow as pa
-
-    from ..tables import frames_arrow_batches, iter_table
+    from ..tables import arrow_batches, frames_arrow_batches, iter_table
 
     if table == "frames":
         yield from frames_arrow_batches(rec, batch_rows=batch_rows)
         return
-    schema = None
-    for df in iter_table(rec, table, batch_rows=batch_rows):
-        # The first batch's schema is inferred in its conversion (once, not twice).
-        batch = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
-        schema = batch.schema
-        yield batch
+    yield from arrow_batches(iter_table(rec, table, batch_rows=batch_rows))
 
 
 def _with_recording(batch: Any, recording: str, path: str) -> Any:

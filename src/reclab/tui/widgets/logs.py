@@ -75,7 +75,7 @@ class LogsTable(DataTable[Any]):
         for batch in iter_logs_batches(view):
             total += len(batch)
             part = batch.head(max(fileops.MAX_ROWS - len(rows), 0))
-            seconds = (part["time"] - start).dt.total_seconds().tolist()
+            seconds = (part["timestamp"] - start).dt.total_seconds().tolist()
             rows.extend(
                 zip(
                     seconds,
