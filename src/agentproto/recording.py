@@ -488,11 +488,12 @@ class RecordingReader:
         ``bulk(chunk)`` (for chunks of at least ``bulk_min_bytes``) may parse
         records in bulk: it returns the starts, ends and runs of the records
         it parsed and a table of their values (see :data:`BulkIndex`: here the
-        "items" are that table, and the envelopes are not used). When the walk
-        from record to record reaches a run of them, it is yielded whole as
-        ``(offset of its first record, ParsedRun)`` instead of being decoded;
-        the records around, their order and the errors stay those of the plain
-        decode. ``reclab check`` reads data frames this way.
+        "items" are that table). When the walk from record to record reaches
+        a run of them, it is yielded whole as ``(offset of its first record,
+        ParsedRun)`` instead of being decoded; a frame record at one of its
+        envelopes comes as a finished :class:`Record` (its frame map decoded
+        alone, as ``__iter__`` does). The records around, their order and the
+        errors stay those of the plain decode. ``reclab check`` reads this way.
         """
         fp, owned = self._open()
         try:
@@ -556,8 +557,6 @@ class RecordingReader:
                 envelopes = no_envelopes
             else:
                 starts, ends, stops, items, envelopes = index
-                if raw:
-                    envelopes = no_envelopes
             m = len(starts)
             i = 0  # the next parsed record that may be reached
             made = 0  # items taken from ``items`` so far
@@ -596,7 +595,7 @@ class RecordingReader:
                     except Exception:  # cut, garbage, a bad field: the general path says
                         other = None
                     if other is not None:
-                        yield Record(
+                        record = Record(
                             frame_record,
                             None,
                             None,
@@ -604,6 +603,7 @@ class RecordingReader:
                             None,
                             None,
                         )
+                        yield (base + pos, record) if raw else record
                         pos = end
                         self.offset = base + end
                         continue

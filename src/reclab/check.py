@@ -31,7 +31,7 @@ from agentproto import (
     RemoteProtocolError,
     TruncatedError,
 )
-from agentproto.layout import MAX_RESYNCS, next_record_start
+from agentproto.layout import MAX_RESYNCS, next_record_start, parse_frame_records
 from agentproto.recording import (
     BULK_MIN_BYTES,
     CHUNK_SIZE,
@@ -834,20 +834,39 @@ _BULK_MIN_BYTES = BULK_MIN_BYTES
 
 
 def _data_frames(buf: bytes) -> BulkIndex | None:
-    """The data and EOF frame records of a chunk, from the model's bulk frame index.
+    """The frame records of a chunk in Go's layout, from the bulk frame index.
 
-    The table is :func:`~reclab.model.scan.simple_frames`' columns as lists,
-    for :meth:`Checker.feed_data_run`; the reader hands over a run
-    of them only where its walk from record to record lands (see
-    ``RecordingReader.raw_items``).
+    The data and EOF frames come as a table of columns (lists ``pos``,
+    ``seq``, ``ts``, ``dir``, ``t``, ``stream``, ``size``) for
+    :meth:`Checker.feed_data_run`; the other frames as envelopes, which the
+    reader turns into records decoding their frame map alone. The reader
+    uses a run or an envelope only where its walk from record to record
+    lands (see ``RecordingReader.raw_items``).
     """
-    from .model.scan import simple_frames  # NumPy: imported when a chunk is large enough
-
-    sf = simple_frames(buf, 0)
-    if not len(sf["pos"]):
+    parsed = parse_frame_records(buf)
+    if parsed is None:
         return None
-    table = {name: sf[name].tolist() for name in ("pos", "seq", "ts", "dir", "t", "stream", "size")}
-    return table["pos"], sf["end"].tolist(), run_stops(sf["pos"], sf["end"]), table, {}
+    r, e = parsed
+    data = (r.ftype == _DATA) | (r.ftype == _EOF)
+    columns = {
+        "pos": r.pos[data],
+        "seq": r.seq[data],
+        "ts": r.ts[data],
+        "dir": r.direction[data],
+        "t": r.ftype[data],
+        "stream": r.stream[data],
+        "size": (r.end - r.data)[data],
+    }
+    ends = r.end[data]
+    table = {name: values.tolist() for name, values in columns.items()}
+    envelopes = dict(
+        zip(
+            e.pos.tolist(),
+            zip(e.frame.tolist(), e.seq.tolist(), e.ts.tolist(), e.direction.tolist(), strict=True),
+            strict=True,
+        )
+    )
+    return table["pos"], ends.tolist(), run_stops(columns["pos"], ends), table, envelopes
 
 
 def check_recording(
@@ -873,6 +892,7 @@ def check_recording(
     checker = Checker(max_per_code=max_per_code)
     feed_item = checker.feed_item
     feed_data_run = checker.feed_data_run
+    feed = checker.feed
     bulk = _data_frames if fast_path else None
     next_progress = 65536
     size = os.path.getsize(path)
@@ -892,6 +912,9 @@ def check_recording(
                 if item.__class__ is ParsedRun:
                     feed_data_run(index, item)
                     index += item.stop - item.start
+                elif item.__class__ is Record:  # a frame, its map decoded alone
+                    feed(index, offset, item)
+                    index += 1
                 else:
                     feed_item(index, offset, item)
                     index += 1
