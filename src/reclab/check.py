@@ -546,8 +546,9 @@ class Checker:
         """
         table, lo, hi = run.table, run.start, run.stop
         self.records += hi - lo
-        commands = self._commands
+        # after a footer or at record 0 every record has a finding: none is taken inline
         careful = self._footer is not None or index == 0
+        commands = {} if careful else self._commands
         rows = zip(
             table["seq"][lo:hi],
             table["ts"][lo:hi],
@@ -560,13 +561,12 @@ class Checker:
             cmd = commands.get(seq)
             if (
                 cmd is not None
+                and ts >= cmd.last_ts
                 and ftype == _DATA
+                and (direction == 1 or direction == 2)
                 and cmd.end_index is None
                 and cmd.exit_index is None
-                and (direction == 1 or direction == 2)
-                and ts >= cmd.last_ts
                 and (cmd.eof is None or (direction, stream) not in cmd.eof)
-                and not careful
             ):
                 cmd.last_ts = ts
                 continue
