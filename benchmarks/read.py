@@ -2,26 +2,34 @@
 
 Writes a synthetic recording (default one million frame records: mostly
 stdout/stderr data of varied sizes, some stdin, EOF, exit, log and file-op
-frames, several commands interleaved), then measures on the same bytes:
+frames, several commands interleaved; byte for byte what Go's encoder
+writes), or reads ``--file``, then measures on the same bytes:
 
 - raw cbor2, the idiomatic buffered-file loop ``while fp.peek(1): dec.decode()``;
 - raw cbor2 from memory (a BytesIO of the whole file);
-- ``agentproto.iter_records`` (decoding and conversion to dataclasses);
-- the same with the frame-record fast path switched off (cbor2 and conversion only);
+- ``agentproto.iter_records`` and ``agentproto.read_recording``;
+- ``iter_records`` with the frame-record fast path switched off (cbor2 and conversion only);
 - ``RecordingReader.raw_items`` (decoded maps with their offsets);
-- the Go ``ReadRecording``-style reader (``tests/go/crosscheck bench``), if Go is installed.
+- ``reclab check`` (``check_recording``) and its decode-every-record path;
+- Go's ``ReadRecording`` and record iteration (``tests/go/crosscheck readbench``,
+  on one core: ``GOMAXPROCS=1``), if Go is installed.
 
 Each is run ``--repeat`` times, taking turns (one run of every reader, then the
-next round), and the best time kept; ratios compare rates measured in this
-run, so a busy machine skews them less than absolute times.
+next round), and the best time kept, both wall-clock and CPU time (the
+process's user + system time: on a shared, loaded machine the fairer of the
+two). Each target of issue 13 is then printed as a ratio against its anchor
+from this run, with "target met" or "MISSED", and the memory each record held
+by ``read_recording`` costs, next to Go's.
 
     python benchmarks/read.py                 # 1 000 000 frames
     python benchmarks/read.py --frames 200000 --keep /tmp/big.cbor
+    python benchmarks/read.py --file /tmp/big.cbor --repeat 3
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import io
 import json
 import os
@@ -50,6 +58,7 @@ from agentproto import (
     SessionFooter,
     SessionHeader,
     iter_records,
+    read_recording,
 )
 from agentproto.recording import RecordingReader, encode_frame_record
 from agentproto.types import CommandEnd, CommandStart
@@ -57,6 +66,15 @@ from agentproto.types import CommandEnd, CommandStart
 ROOT = Path(__file__).resolve().parent.parent
 START = 1_700_000_000_000_000_000
 GO_MISSING = "Go toolchain or golang-github-fxamacker-cbor-dev not installed"
+GO_READ = "Go ReadRecording (fxamacker)"
+GO_ITER = "Go record iteration"
+# issue 13: (ours, anchor, least ratio of our rate to the anchor's)
+TARGETS = (
+    ("agentproto read_recording", GO_READ, 1.2),
+    ("agentproto iter_records", GO_READ, 1.3),
+    ("agentproto iter_records", GO_ITER, 1.3),
+    ("reclab check", "cbor2 buffered file", 2.0),
+)
 
 
 def payload_size(rnd: random.Random) -> int:
@@ -167,18 +185,21 @@ def write_recording(path: Path, frames: int, seed: int = 1) -> int:
     return records
 
 
-def best_of(
-    repeat: int, readers: list[tuple[str, Callable[[], int]]]
-) -> dict[str, tuple[int, float]]:
-    """Run every reader once per round, ``repeat`` rounds; keep each one's best time."""
-    results: dict[str, tuple[int, float]] = {}
+Timing = tuple[int, float, float]  # records, wall seconds, CPU seconds
+
+
+def best_of(repeat: int, readers: list[tuple[str, Callable[[], int]]]) -> dict[str, Timing]:
+    """Run every reader once per round, ``repeat`` rounds; keep each one's best times."""
+    results: dict[str, Timing] = {}
     for _ in range(repeat):
         for name, fn in readers:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             count = fn()
-            seconds = time.perf_counter() - t0
-            if name not in results or seconds < results[name][1]:
-                results[name] = (count, seconds)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            if name in results:
+                _, best_wall, best_cpu = results[name]
+                wall, cpu = min(wall, best_wall), min(cpu, best_cpu)
+            results[name] = (count, wall, cpu)
     return results
 
 
@@ -226,7 +247,53 @@ def agentproto_raw_items(path: Path) -> int:
     return count
 
 
-def go_reader(path: Path, repeat: int) -> tuple[int, float] | None:
+def read_all(path: Path) -> int:
+    return len(read_recording(path))
+
+
+def check_fast(path: Path) -> int:
+    from reclab.check import check_recording
+
+    return check_recording(path).records
+
+
+def check_general(path: Path) -> int:
+    """reclab check decoding every record with cbor2 (the path before the bulk index)."""
+    from reclab.check import check_recording
+
+    if "fast_path" not in inspect.signature(check_recording).parameters:
+        return check_recording(path).records  # an older reclab: it has only this path
+    return check_recording(path, fast_path=False).records
+
+
+MEMORY_PROBE = """
+import sys
+from agentproto import read_recording
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+before = rss()
+records = read_recording(sys.argv[1])
+print(len(records), rss() - before)
+"""
+
+
+def python_memory(path: Path) -> tuple[int, int] | None:
+    """(records, bytes of RSS that read_recording's list added) in a fresh interpreter."""
+    if not Path("/proc/self/statm").exists():
+        return None
+    result = subprocess.run(
+        [sys.executable, "-c", MEMORY_PROBE, str(path)], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        print(f"memory probe failed: {result.stderr.strip()}", file=sys.stderr)
+        return None
+    count, grown = result.stdout.split()
+    return int(count), int(grown)
+
+
+def go_reader(path: Path, repeat: int) -> dict[str, float] | None:
+    """Go's readbench on one core: best wall and CPU seconds of reading and of iterating."""
     sys.path.insert(0, str(ROOT / "tests"))
     try:
         from gotools import crosscheck_binary
@@ -239,19 +306,30 @@ def go_reader(path: Path, repeat: int) -> tuple[int, float] | None:
         return None
     if binary is None:
         return None
-    best = float("inf")
-    count = 0
+    best: dict[str, float] = {}
     for _ in range(repeat):
         result = subprocess.run(
-            [str(binary), "bench", str(path)], capture_output=True, text=True, timeout=600
+            [str(binary), "readbench", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "GOMAXPROCS": "1"},
         )
         if result.returncode != 0:
             print(f"Go reader failed: {result.stderr.strip()}", file=sys.stderr)
             return None
         facts = json.loads(result.stdout)
-        count = facts["records"]
-        best = min(best, facts["seconds"])
-    return count, best
+        for key, value in facts.items():
+            keep_max = key in ("records", "bytes", "read_heap_bytes")
+            if key not in best:
+                best[key] = value
+            else:
+                best[key] = max(best[key], value) if keep_max else min(best[key], value)
+    return best
+
+
+def verdict(ratio: float, target: float) -> str:
+    return "target met" if ratio >= target else "MISSED"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,53 +337,85 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=1_000_000, help="frame records to write")
     parser.add_argument("--keep", type=Path, help="write the recording here and keep it")
     parser.add_argument("--repeat", type=int, default=2, help="runs per reader (best is kept)")
+    parser.add_argument("--file", type=Path, help="measure this recording instead of writing one")
     args = parser.parse_args(argv)
 
-    if args.keep:
+    cleanup = False
+    if args.file:
+        path = args.file
+    elif args.keep:
         path = args.keep
-        cleanup = False
     else:
         fd, name = tempfile.mkstemp(suffix=".cbor", prefix="reclab-bench-")
         os.close(fd)
         path = Path(name)
         cleanup = True
     try:
-        t0 = time.perf_counter()
-        records = write_recording(path, args.frames)
+        if args.file:
+            records = sum(1 for _ in RecordingReader(path).raw_items())
+        else:
+            t0 = time.perf_counter()
+            records = write_recording(path, args.frames)
+            print(f"written in {time.perf_counter() - t0:.1f} s")
         size = path.stat().st_size
         print(
-            f"recording: {records:,} records, {size / 1e6:.1f} MB "
-            f"({size / records:.0f} B/record), written in {time.perf_counter() - t0:.1f} s"
+            f"recording: {records:,} records, {size / 1e6:.1f} MB ({size / records:.0f} B/record)"
         )
-        results: dict[str, tuple[int, float]] = {}
         readers: list[tuple[str, Callable[[], int]]] = [
             ("cbor2 buffered file", lambda: cbor2_buffered(path)),
             ("cbor2 from memory", lambda: cbor2_memory(path)),
             ("agentproto iter_records", lambda: agentproto_records(path)),
+            ("agentproto read_recording", lambda: read_all(path)),
             ("iter_records, no fast path", lambda: agentproto_general_path(path)),
             ("agentproto raw_items", lambda: agentproto_raw_items(path)),
+            ("reclab check", lambda: check_fast(path)),
+            ("reclab check, every record decoded", lambda: check_general(path)),
         ]
-        results.update(best_of(args.repeat, readers))
+        results = best_of(args.repeat, readers)
         go = go_reader(path, args.repeat)
         if go is not None:
-            results["Go ReadRecording (fxamacker)"] = go
-        print(f"{'reader':32} {'records/s':>12} {'MB/s':>8} {'seconds':>8}")
-        for name, (count, seconds) in results.items():
+            results[GO_READ] = (int(go["records"]), go["read_seconds"], go["read_cpu_seconds"])
+            results[GO_ITER] = (int(go["records"]), go["iter_seconds"], go["iter_cpu_seconds"])
+        print(f"{'reader':36} {'records/s':>11} {'MB/s':>7} {'wall s':>7} {'CPU s':>7}")
+        for name, (count, wall, cpu) in results.items():
             if count != records:
                 print(f"{name}: read {count} records, expected {records}", file=sys.stderr)
                 return 1
-            print(f"{name:32} {count / seconds:12,.0f} {size / seconds / 1e6:8.1f} {seconds:8.2f}")
+            print(
+                f"{name:36} {count / wall:11,.0f} {size / wall / 1e6:7.1f} {wall:7.2f} {cpu:7.2f}"
+            )
         if go is None:
             print("Go reader: skipped (" + GO_MISSING + ")")
-        ours = results["agentproto iter_records"][1]
-        print("ratios (rate of iter_records / rate of baseline; >= 1 is faster):")
-        for name in ("cbor2 buffered file", "cbor2 from memory", "Go ReadRecording (fxamacker)"):
-            if name in results:
-                print(f"  iter_records / {name}: {results[name][1] / ours:.2f}")
         targets = Targets()
-        go_name = "Go ReadRecording (fxamacker)"
-        if go_name in results:  # the design's target: at least as fast as Go's reader
-            targets.check(f"iter_records against {go_name}", results[go_name][1] / ours, at_least=1)
+        print("targets (rate of ours / rate of the anchor in this run; wall | CPU):")
+        for ours, anchor, target in TARGETS:
+            if anchor not in results:
+                print(f"  {ours} / {anchor}: no anchor (skipped)")
+                continue
+            by_wall = results[anchor][1] / results[ours][1]
+            by_cpu = results[anchor][2] / results[ours][2]
+            print(
+                f"  {ours} / {anchor}: {by_wall:.2f}x {verdict(by_wall, target)} | "
+                f"{by_cpu:.2f}x {verdict(by_cpu, target)}  (target {target}x)"
+            )
+            # the verdict goes by CPU: wall time depends on what else the machine runs
+            targets.check(f"{ours} / {anchor} (CPU)", by_cpu, at_least=target, unit="x")
+        print("other ratios:")
+        ours = results["agentproto iter_records"][1]
+        for name in ("cbor2 buffered file", "cbor2 from memory"):
+            print(f"  iter_records / {name}: {results[name][1] / ours:.2f} (wall)")
+        old = results["reclab check, every record decoded"][1]
+        print(
+            f"  reclab check / its every-record path: {old / results['reclab check'][1]:.2f} (wall)"
+        )
+        memory = python_memory(path)
+        if memory is not None:
+            count, grown = memory
+            line = f"memory per record held: read_recording {grown / count:.0f} B"
+            if go is not None:
+                line += f", Go ReadRecording {go['read_heap_bytes'] / go['records']:.0f} B (heap)"
+            print(line)
+        print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         if cleanup:
             path.unlink(missing_ok=True)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import itertools
+import random
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cbor2
 import pytest
@@ -17,7 +22,9 @@ from agentproto import (
     Record,
     Recorder,
     RecordType,
+    RemoteProtocolError,
 )
+from agentproto.recording import ParsedRun, RecordingReader
 from reclab.check import CODES, Severity, check_recording, check_records, next_record_start
 from tests.builders import RECV, SEND, T0, RecordingBuilder
 
@@ -356,3 +363,127 @@ def test_next_record_start_across_chunks() -> None:
         found = next_record_start(io.BytesIO(blob), 0, chunk_size=4)
         assert found == pad + 7
     assert next_record_start(io.BytesIO(b"\xff" * 100), 0, chunk_size=8) is None
+
+
+# --- the bulk path (data frames from the frame index) against decoding every record ----
+
+
+@pytest.fixture
+def bulk_everywhere(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Make check_recording use the bulk frame index on every chunk, however small.
+
+    Returns a list that grows by one for each run of records the bulk path
+    checked, so a test can tell that it was used at all.
+    """
+    import reclab.check as check_mod
+
+    monkeypatch.setattr(check_mod, "_BULK_MIN_BYTES", 0)
+    runs: list[int] = []
+    feed_run = check_mod.Checker.feed_data_run
+
+    def counting(self: check_mod.Checker, index: int, run: ParsedRun) -> None:
+        runs.append(run.stop - run.start)
+        feed_run(self, index, run)
+
+    monkeypatch.setattr(check_mod.Checker, "feed_data_run", counting)
+    return runs
+
+
+def assert_same_findings(path: Path, chunk_size: int | None = None) -> dict[str, Any]:
+    import reclab.check as check_mod
+
+    if chunk_size is not None:
+        check_mod._CHUNK_SIZE = chunk_size
+    try:
+        fast = check_recording(path, max_per_code=5).to_json()
+        general = check_recording(path, max_per_code=5, fast_path=False).to_json()
+    finally:
+        check_mod._CHUNK_SIZE = check_mod.CHUNK_SIZE
+    assert fast == general, path.name
+    return fast
+
+
+def mutations(data: bytes, rnd: random.Random) -> list[bytes]:
+    """Damaged and reordered versions of a recording's bytes."""
+    reader = RecordingReader(io.BytesIO(data), require_footer=False)
+    starts = []
+    with contextlib.suppress(RemoteProtocolError):  # a cut sample: its complete records
+        starts = [off for off, _ in reader.raw_items()]
+    bounds = [*starts, reader.offset]
+    pieces = [data[a:b] for a, b in itertools.pairwise(bounds)]
+    out = []
+    for _ in range(6):
+        flipped = bytearray(data)
+        for _ in range(rnd.randint(1, 4)):
+            flipped[rnd.randrange(len(data))] ^= 1 << rnd.randrange(8)
+        out.append(bytes(flipped))
+    out.append(data[: rnd.randrange(1, len(data))])  # cut anywhere
+    at = rnd.choice(bounds)
+    out.append(data[:at] + b"\xff\xfe junk \xff" + data[at:])  # garbage between records
+    shuffled = pieces[:]
+    rnd.shuffle(shuffled)  # every order problem at once: late, early, unknown commands
+    out.append(b"".join(shuffled))
+    out.append(b"".join(pieces[1:] + pieces[1:]))  # no header, everything twice
+    middle = len(pieces) // 2  # mostly data frames there
+    out.append(data + b"".join(pieces[middle : middle + 6]))  # records after the footer
+    out.append(b"".join(pieces[middle:]))  # starts with a frame, commands never started
+    return out
+
+
+def test_bulk_path_finds_the_same_in_every_sample_and_mutation(
+    bulk_everywhere: list[int], tmp_path: Path
+) -> None:
+    from tests.builders import SAMPLES
+
+    rnd = random.Random(13)
+    path = tmp_path / "m.cbor"
+    for sample in SAMPLES:
+        data = sample.read_bytes()
+        assert_same_findings(sample)
+        for mutated in mutations(data, rnd):
+            path.write_bytes(mutated)
+            assert_same_findings(path, chunk_size=rnd.choice([97, 4096, 1 << 20]))
+    assert sum(bulk_everywhere) > 500  # the bulk path did the work
+
+
+@pytest.mark.parametrize(("code", "build", "where"), CASES, ids=[c[0] for c in CASES])
+def test_bulk_path_finds_the_same_for_every_code(
+    code: str,
+    build: Callable[[], list[Record]],
+    where: int | None,
+    bulk_everywhere: list[int],
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "case.cbor"
+    _write(path, build())
+    report = assert_same_findings(path)
+    assert code in report["codes"] or code in ("invalid-record", "findings-suppressed")
+
+
+@pytest.mark.go
+def test_bulk_path_finds_the_same_in_go_recordings(
+    bulk_everywhere: list[int], tmp_path: Path
+) -> None:
+    from gotools import go_outputs  # skips the test when Go is not installed
+
+    go = go_outputs(tmp_path / "go")
+    rnd = random.Random(5)
+    path = tmp_path / "m.cbor"
+    for recording in [*go.recordings, go.cut, go.no_footer]:
+        assert_same_findings(recording)
+        for mutated in mutations(recording.read_bytes(), rnd)[:8]:
+            path.write_bytes(mutated)
+            assert_same_findings(path, chunk_size=rnd.choice([333, 1 << 20]))
+    assert sum(bulk_everywhere) > 1000
+
+
+def test_bulk_path_reports_data_of_a_running_command_after_the_footer(
+    bulk_everywhere: list[int], tmp_path: Path
+) -> None:
+    # the command never ended, so nothing but the footer makes these frames wrong
+    path = tmp_path / "late.cbor"
+    frames = [data(1, T0 + 2000 + i, 1, b"x") for i in range(5)]
+    _write(path, [header(), start(1), footer(1), *frames])
+    report = assert_same_findings(path)
+    assert report["codes"]["record-after-footer"] == 5
+    assert bulk_everywhere

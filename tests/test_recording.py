@@ -493,3 +493,50 @@ def test_frame_record_shortcut_matches_general_path(m: dict[object, object]) -> 
     if isinstance(got, Record) and isinstance(expected, Record):
         assert got.to_cbor() == expected.to_cbor()
         assert type(got.type) is type(expected.type)
+
+
+def _many_records(n: int) -> bytes:
+    out = io.BytesIO()
+    with Recorder(out) as rec:
+        rec.write_session_header()
+        seq = rec.write_command_start(ExecMsg(path="/bin/true", argv=["true"]))
+        for i in range(n):
+            rec.write_frame(
+                seq, Direction.RECV, Frame(type=FrameType.DATA, stream=1, data=b"x%d" % i)
+            )
+        rec.write_command_end(seq, 0)
+    return out.getvalue()
+
+
+def test_read_recording_runs_no_garbage_collection_while_building() -> None:
+    import gc
+
+    data = _many_records(5000)  # 15 000 objects: many collections if the collector ran
+    collections: list[str] = []
+
+    def seen(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collections.append(phase)
+
+    gc.callbacks.append(seen)
+    try:
+        records = read_recording(io.BytesIO(data))
+    finally:
+        gc.callbacks.remove(seen)
+    assert len(records) == 5004 and collections == []
+    assert gc.isenabled()
+
+
+def test_read_recording_leaves_the_collector_as_it_found_it() -> None:
+    import gc
+
+    cut = _many_records(10)[:-3]
+    with pytest.raises(TruncatedError) as info:
+        read_recording(io.BytesIO(cut))
+    assert gc.isenabled() and len(info.value.records) == 13
+    gc.disable()
+    try:
+        read_recording(io.BytesIO(_many_records(10)))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

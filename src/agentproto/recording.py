@@ -9,12 +9,15 @@ record and then raise :class:`TruncatedError` saying where the cut is.
 
 from __future__ import annotations
 
+import gc
 import getpass
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from typing import Any, BinaryIO
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
+from itertools import islice, repeat
+from typing import Any, BinaryIO, NamedTuple
 
 import cbor2
 
@@ -45,6 +48,7 @@ from .types import (
 __all__ = [
     "DEFAULT_MAX_RECORD_SIZE",
     "MissingFooterError",
+    "ParsedRun",
     "Recorder",
     "RecordingReader",
     "encode_frame_record",
@@ -341,47 +345,88 @@ def _record_from_map(m: Any) -> Record:
 # Below this many bytes in a chunk, NumPy's fixed cost outweighs what it saves.
 BULK_MIN_BYTES = 64 * 1024
 
-# Index values hold plain ints only (the walk maps them to enums with the lists
-# below): the collector untracks tuples of ints, not tuples holding enum members.
-_FastRecord = tuple[int, int, int, int, int, int, int]
-_FrameStart = tuple[int, int, int, int]
 # the enum member (or the plain int) for each one-byte direction and frame type
 _DIRECTION_BY_BYTE: list[Direction | int] = [_DIRECTIONS.get(i, i) for i in range(24)]
 _FRAME_TYPE_BY_BYTE: list[FrameType | int] = [_FRAME_TYPES.get(i, i) for i in range(24)]
 
+# What a bulk parse of a chunk gives the walk: the start and end of each parsed
+# record (sorted by start), the index after the run each one is in (see
+# run_stops), an iterator making the item to yield for each, in
+# the same order, and the envelopes ``{start: (frame start, seq, timestamp,
+# direction)}`` of other frame records. The items are made lazily, one as each
+# is yielded: a chunk's worth of live objects would make the cyclic garbage
+# collector promote and rescan them, which costs more than it saves.
+# (For raw_items the items are instead one table the caller reads runs from.)
+BulkIndex = tuple[list[int], list[int], list[int], Any, dict[int, tuple[int, int, int, int]]]
 
-def _frame_index(buf: bytes) -> tuple[dict[int, _FastRecord], dict[int, _FrameStart]]:
-    """The frame records of ``buf`` in Go's layout (:mod:`agentproto.layout`), by offset.
 
-    The first dict holds the records parsed whole: ``(end, seq, timestamp,
-    direction, frame type, stream, data start)``, the payload being
-    ``buf[data start:end]``. The second holds the other frame records whose
-    envelope is in Go's layout: ``(frame start, seq, timestamp, direction)``,
-    the frame map itself left to cbor2. Direction and frame type are the
-    wire's ints (0-23), for ``_DIRECTION_BY_BYTE`` and ``_FRAME_TYPE_BY_BYTE``.
-    Both are empty without NumPy.
+class ParsedRun(NamedTuple):
+    """Records ``start..stop-1`` of a bulk ``table``, consecutive in the file.
+
+    ``base`` is the file offset of the chunk the table's positions are in.
+    """
+
+    table: Any
+    base: int
+    start: int
+    stop: int
+
+
+def run_stops(starts: Any, ends: Any) -> list[int]:
+    """For each parsed record (NumPy arrays), the index after the run it is in.
+
+    A run is a stretch of parsed records each starting where the one before
+    ends: once the walk reaches its first record, it takes them all.
+    """
+    import numpy as np  # only called with NumPy arrays
+
+    m = len(starts)
+    breaks = np.flatnonzero(ends[:-1] != starts[1:]) + 1
+    stops = np.append(breaks, m)
+    result: list[int] = stops[np.searchsorted(breaks, np.arange(m), side="right")].tolist()
+    return result
+
+
+def _frame_index(buf: bytes) -> BulkIndex | None:
+    """The frame records of ``buf`` in Go's layout (:mod:`agentproto.layout`), built at once.
+
+    Records whose frame holds only ``t``, ``s`` and ``d`` come back as
+    :class:`Record` objects made by ``map`` over the parsed columns (no
+    Python code per record but the dataclasses' own ``__init__``).
+    A candidate that the walk does not reach is built for nothing, which is
+    rare (a coincidence inside a payload). The envelopes of other frame
+    records leave the frame map to cbor2. None without NumPy.
     """
     parsed = parse_frame_records(buf)
     if parsed is None:
-        return {}, {}
+        return None
     r, e = parsed
-    records = zip(
-        r.end.tolist(),
+    ends = r.end.tolist()
+    none = repeat(None)
+    frames = map(
+        Frame,
+        map(_FRAME_TYPE_BY_BYTE.__getitem__, r.ftype.tolist()),
+        r.stream.tolist(),
+        map(buf.__getitem__, map(slice, r.data.tolist(), ends)),
+        repeat(0), repeat(0), repeat(""),
+        none, none, none, none, none, none, none,
+    )  # fmt: skip
+    recorded = map(
+        RecordedFrame,
         r.seq.tolist(),
         r.ts.tolist(),
-        r.direction.tolist(),
-        r.ftype.tolist(),
-        r.stream.tolist(),
-        r.data.tolist(),
-        strict=True,
+        map(_DIRECTION_BY_BYTE.__getitem__, r.direction.tolist()),
+        frames,
     )
-    envelopes = zip(
-        e.frame.tolist(), e.seq.tolist(), e.ts.tolist(), e.direction.tolist(), strict=True
+    records = map(Record, repeat(RecordType.FRAME), none, none, recorded, none, none)
+    envelopes = dict(
+        zip(
+            e.pos.tolist(),
+            zip(e.frame.tolist(), e.seq.tolist(), e.ts.tolist(), e.direction.tolist(), strict=True),
+            strict=True,
+        )
     )
-    return (
-        dict(zip(r.pos.tolist(), records, strict=True)),
-        dict(zip(e.pos.tolist(), envelopes, strict=True)),
-    )
+    return r.pos.tolist(), ends, run_stops(r.pos, r.end), records, envelopes
 
 
 class RecordingReader:
@@ -435,13 +480,26 @@ class RecordingReader:
             return fp, True
         return self._source, False
 
-    def raw_items(self) -> Iterator[tuple[int, Any]]:
-        """Yield ``(offset, decoded CBOR item)`` without converting to :class:`Record`."""
+    def raw_items(
+        self, bulk: Callable[[bytes], BulkIndex | None] | None = None
+    ) -> Iterator[tuple[int, Any]]:
+        """Yield ``(offset, decoded CBOR item)`` without converting to :class:`Record`.
+
+        ``bulk(chunk)`` (for chunks of at least ``bulk_min_bytes``) may parse
+        records in bulk: it returns the starts, ends and runs of the records
+        it parsed and a table of their values (see :data:`BulkIndex`: here the
+        "items" are that table). When the walk from record to record reaches
+        a run of them, it is yielded whole as ``(offset of its first record,
+        ParsedRun)`` instead of being decoded; a frame record at one of its
+        envelopes comes as a finished :class:`Record` (its frame map decoded
+        alone, as ``__iter__`` does). The records around, their order and the
+        errors stay those of the plain decode. ``reclab check`` reads this way.
+        """
         fp, owned = self._open()
         try:
             if self.offset:
                 fp.seek(self.offset)
-            yield from self._scan(fp, raw=True)
+            yield from self._scan(fp, raw=True, bulk=bulk)
         finally:
             if owned:
                 fp.close()
@@ -451,7 +509,7 @@ class RecordingReader:
         try:
             if self.offset:
                 fp.seek(self.offset)
-            yield from self._scan(fp, raw=False)
+            yield from self._scan(fp, raw=False, bulk=_frame_index if self.fast_path else None)
         finally:
             if owned:
                 fp.close()
@@ -461,23 +519,26 @@ class RecordingReader:
                 offset=self.offset,
             )
 
-    def _scan(self, fp: Any, *, raw: bool) -> Iterator[Any]:
+    def _scan(
+        self, fp: Any, *, raw: bool, bulk: Callable[[bytes], BulkIndex | None] | None
+    ) -> Iterator[Any]:
         """The one chunk loop: ``(offset, item)`` pairs when ``raw``, else :class:`Record`s.
 
-        Frame records in Go's layout are built from the chunk's fast-path index
-        (see :func:`_frame_index`), the rest decoded with cbor2 (through
-        :class:`ItemDecoder`, which can only move forward) and converted.
+        Records that ``bulk`` parsed in a chunk (see :func:`_frame_index`) are
+        taken from it, in runs, when the walk from record to record reaches
+        them; the rest is decoded with cbor2 (through :class:`ItemDecoder`,
+        which can only move forward) and converted unless ``raw``.
         """
         read = fp.read
         convert = _record_from_map
         footer = RecordType.SESSION_FOOTER
         frame_record = RecordType.FRAME
         directions = _DIRECTION_BY_BYTE
-        frame_types = _FRAME_TYPE_BY_BYTE
         buf = b""
         base = self.offset  # file offset of buf[0]
         pos = 0  # next record's position in buf
         eof = False
+        no_envelopes: dict[int, tuple[int, int, int, int]] = {}
         while True:
             if pos >= len(buf):
                 if eof:
@@ -487,43 +548,54 @@ class RecordingReader:
                 if not buf:
                     return
             n = len(buf)
-            fast_path = self.fast_path and not raw and n >= self.bulk_min_bytes
-            records, envelopes = _frame_index(buf) if fast_path else ({}, {})
-            fast = records.get
+            index = bulk(buf) if bulk is not None and n >= self.bulk_min_bytes else None
+            if index is None:
+                starts: list[int] = []
+                ends: list[int] = []
+                stops: list[int] = []
+                items: Iterator[Any] = iter(())
+                envelopes = no_envelopes
+            else:
+                starts, ends, stops, items, envelopes = index
+            m = len(starts)
+            i = 0  # the next parsed record that may be reached
+            made = 0  # items taken from ``items`` so far
             envelope = envelopes.get
             decode = ItemDecoder(buf).decode
             # a frame map alone sits two levels higher than in its record
             decode_frame = ItemDecoder(buf, max_depth=MAX_DEPTH - 2).decode
             while pos < n:
-                hit = fast(pos)
-                if hit is not None:  # a data or EOF frame, parsed already
-                    end, seq, ts, direction, ftype, stream_id, data_at = hit
-                    # positional, in Go's field order, as _record_from_map builds them
-                    frame = Frame(
-                        frame_types[ftype], stream_id, buf[data_at:end], 0, 0, "",
-                        None, None, None, None, None, None, None,
-                    )  # fmt: skip
-                    yield Record(
-                        frame_record,
-                        None,
-                        None,
-                        RecordedFrame(seq, ts, directions[direction], frame),
-                        None,
-                        None,
-                    )
-                    pos = end
-                    self.offset = base + end
-                    continue
+                if i < m:
+                    if starts[i] < pos:
+                        i = bisect_left(starts, pos, i)
+                    if i < m and starts[i] == pos:
+                        if made < i and not raw:  # candidates passed over (inside payloads)
+                            for _skipped in islice(items, i - made):
+                                pass
+                        # a run of parsed records, each starting where the last ended
+                        stop = stops[i]
+                        if raw:  # the whole run at once; the caller reads the table
+                            yield base + pos, ParsedRun(items, base, i, stop)
+                            pos = ends[stop - 1]
+                            self.offset = base + pos
+                            i = stop
+                            continue
+                        for item, end in zip(islice(items, stop - i), ends[i:stop], strict=True):
+                            yield item
+                            self.offset = base + end
+                        pos = ends[stop - 1]
+                        i = made = stop
+                        continue
                 start = envelope(pos)
                 if start is not None:
                     # another frame in Go's envelope: cbor2 decodes the frame map alone
                     try:
-                        m, end = decode_frame(start[0])
-                        other = Frame.from_map(m) if m.__class__ is dict else None
+                        fmap, end = decode_frame(start[0])
+                        other = Frame.from_map(fmap) if fmap.__class__ is dict else None
                     except Exception:  # cut, garbage, a bad field: the general path says
                         other = None
                     if other is not None:
-                        yield Record(
+                        record = Record(
                             frame_record,
                             None,
                             None,
@@ -531,6 +603,7 @@ class RecordingReader:
                             None,
                             None,
                         )
+                        yield (base + pos, record) if raw else record
                         pos = end
                         self.offset = base + end
                         continue
@@ -607,12 +680,23 @@ def read_recording(source: Source, **options: Any) -> list[Record]:
     On a cut or footer-less recording the :class:`TruncatedError` raised
     carries the complete records in ``exc.records``, so a caller can report
     the cut and carry on with what was there.
+
+    The cyclic garbage collector is paused while the list is built (and
+    restored after, if it was on): the records hold no cycles, and its full
+    passes over a growing list of millions of objects cost more than
+    reading them.
     """
     records: list[Record] = []
+    collecting = gc.isenabled()
+    if collecting:
+        gc.disable()
     try:
         records.extend(RecordingReader(source, **options))
     except RemoteProtocolError as exc:
         if isinstance(exc, TruncatedError):
             exc.records = list(records)
         raise
+    finally:
+        if collecting:
+            gc.enable()
     return records

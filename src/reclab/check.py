@@ -31,8 +31,15 @@ from agentproto import (
     RemoteProtocolError,
     TruncatedError,
 )
-from agentproto.layout import MAX_RESYNCS, next_record_start
-from agentproto.recording import RecordingReader
+from agentproto.layout import MAX_RESYNCS, next_record_start, parse_frame_records
+from agentproto.recording import (
+    BULK_MIN_BYTES,
+    CHUNK_SIZE,
+    BulkIndex,
+    ParsedRun,
+    RecordingReader,
+    run_stops,
+)
 from agentproto.types import FRAME_KEYS as F
 from agentproto.types import RECORD_KEYS as R
 from agentproto.types import RECORDED_FRAME_KEYS as RF
@@ -481,25 +488,9 @@ class Checker:
                         and 0 <= stream <= 0xFFFF_FFFF
                         and (data.__class__ is bytes or data is None)
                     ):
-                        self.records += 1
-                        if self._footer is not None:
-                            self.add(
-                                "record-after-footer",
-                                f"FRAME record after the session footer (record {self._footer[0]})",
-                                index=index,
-                                offset=offset,
-                                seq=seq,
-                            )
-                        if index == 0:
-                            self.add(
-                                "missing-header",
-                                "the first record is not a session header",
-                                index=0,
-                                offset=offset,
-                            )
                         size = len(data) if data is not None else 0
-                        self._frame_values(
-                            index, offset, seq, ts, direction, frame[F.type], stream, size, None
+                        self.feed_data_frame(
+                            index, offset, (seq, ts, direction, frame[F.type], stream, size)
                         )
                         return
         try:
@@ -508,6 +499,81 @@ class Checker:
             self.feed_invalid(index, offset, str(exc))
         else:
             self.feed(index, offset, record)
+
+    def feed_data_frame(
+        self, index: int, offset: int, fields: tuple[int, int, int, int, int, int]
+    ) -> None:
+        """Check a data or EOF frame record given as ``(seq, ts, direction, type, stream, size)``.
+
+        The values must be what ``Record.from_map`` would accept (``size`` is
+        the payload's length); :func:`check_recording` gets them from the bulk
+        frame index without decoding the record.
+        """
+        seq, ts, direction, ftype, stream, size = fields
+        self.records += 1
+        self._data_frame_position(index, offset, seq)
+        self._frame_values(index, offset, seq, ts, direction, ftype, stream, size, None)
+
+    def _data_frame_position(self, index: int, offset: int, seq: int) -> None:
+        # what a frame record's place in the file can break
+        if self._footer is not None:
+            self.add(
+                "record-after-footer",
+                f"FRAME record after the session footer (record {self._footer[0]})",
+                index=index,
+                offset=offset,
+                seq=seq,
+            )
+        if index == 0:
+            self.add(
+                "missing-header",
+                "the first record is not a session header",
+                index=0,
+                offset=offset,
+            )
+
+    def feed_data_run(self, index: int, run: ParsedRun) -> None:
+        """Check consecutive data and EOF frame records from a bulk table.
+
+        ``run.table`` holds lists ``pos``, ``seq``, ``ts``, ``dir``, ``t``,
+        ``stream`` and ``size`` (see :func:`_data_frames`); the first record
+        of the run is record ``index``. A data frame of a running command
+        on a stream still open, a valid direction and a timestamp not before
+        the command's latest can raise no finding and only moves that time
+        on: that is checked inline, everything else goes through the checks
+        of :meth:`feed_data_frame`. Findings are those of feeding the records
+        one by one.
+        """
+        table, lo, hi = run.table, run.start, run.stop
+        self.records += hi - lo
+        # after a footer or at record 0 every record has a finding: none is taken inline
+        careful = self._footer is not None or index == 0
+        commands = {} if careful else self._commands
+        rows = zip(
+            table["seq"][lo:hi],
+            table["ts"][lo:hi],
+            table["dir"][lo:hi],
+            table["t"][lo:hi],
+            table["stream"][lo:hi],
+            strict=True,
+        )
+        for k, (seq, ts, direction, ftype, stream) in enumerate(rows):
+            cmd = commands.get(seq)
+            if (
+                cmd is not None
+                and ts >= cmd.last_ts
+                and ftype == _DATA
+                and (direction == 1 or direction == 2)
+                and cmd.end_index is None
+                and cmd.exit_index is None
+                and (cmd.eof is None or (direction, stream) not in cmd.eof)
+            ):
+                cmd.last_ts = ts
+                continue
+            at = run.base + table["pos"][lo + k]
+            self._data_frame_position(index + k, at, seq)
+            size = table["size"][lo + k]
+            self._frame_values(index + k, at, seq, ts, direction, ftype, stream, size, None)
 
     def _frame_values(
         self,
@@ -762,11 +828,53 @@ def check_records(
     return checker.finish(end)
 
 
+# the reader's chunk size and smallest chunk for the bulk index (tests make them small)
+_CHUNK_SIZE = CHUNK_SIZE
+_BULK_MIN_BYTES = BULK_MIN_BYTES
+
+
+def _data_frames(buf: bytes) -> BulkIndex | None:
+    """The frame records of a chunk in Go's layout, from the bulk frame index.
+
+    The data and EOF frames come as a table of columns (lists ``pos``,
+    ``seq``, ``ts``, ``dir``, ``t``, ``stream``, ``size``) for
+    :meth:`Checker.feed_data_run`; the other frames as envelopes, which the
+    reader turns into records decoding their frame map alone. The reader
+    uses a run or an envelope only where its walk from record to record
+    lands (see ``RecordingReader.raw_items``).
+    """
+    parsed = parse_frame_records(buf)
+    if parsed is None:
+        return None
+    r, e = parsed
+    data = (r.ftype == _DATA) | (r.ftype == _EOF)
+    columns = {
+        "pos": r.pos[data],
+        "seq": r.seq[data],
+        "ts": r.ts[data],
+        "dir": r.direction[data],
+        "t": r.ftype[data],
+        "stream": r.stream[data],
+        "size": (r.end - r.data)[data],
+    }
+    ends = r.end[data]
+    table = {name: values.tolist() for name, values in columns.items()}
+    envelopes = dict(
+        zip(
+            e.pos.tolist(),
+            zip(e.frame.tolist(), e.seq.tolist(), e.ts.tolist(), e.direction.tolist(), strict=True),
+            strict=True,
+        )
+    )
+    return table["pos"], ends.tolist(), run_stops(columns["pos"], ends), table, envelopes
+
+
 def check_recording(
     path: str | os.PathLike[str],
     *,
     max_per_code: int = 100,
     progress: Callable[[int], None] | None = None,
+    fast_path: bool = True,
 ) -> CheckReport:
     """Check the recording file at ``path`` in one streaming pass.
 
@@ -777,21 +885,43 @@ def check_recording(
     last record ends the pass. ``progress`` is called now and then with the
     byte offset reached, and with the size at the end. Raises ``OSError`` when the file
     cannot be read.
+
+    Data and EOF frames in Go's layout are checked from the bulk frame index
+    of each chunk (with NumPy), without decoding them; ``fast_path=False``
+    decodes every record with cbor2, the reference the tests compare with.
     """
     checker = Checker(max_per_code=max_per_code)
     feed_item = checker.feed_item
+    feed_data_run = checker.feed_data_run
+    feed = checker.feed
+    bulk = _data_frames if fast_path else None
+    next_progress = 4096
     size = os.path.getsize(path)
     end: _End | None = None
     index = 0
     start = 0
     for _attempt in range(MAX_RESYNCS + 1):
-        reader = RecordingReader(path, start=start, require_footer=False)
+        reader = RecordingReader(
+            path,
+            start=start,
+            require_footer=False,
+            chunk_size=_CHUNK_SIZE,
+            bulk_min_bytes=_BULK_MIN_BYTES,
+        )
         try:
-            for offset, item in reader.raw_items():
-                feed_item(index, offset, item)
-                index += 1
-                if progress is not None and index % 4096 == 0:  # a bar moves smoothly
+            for offset, item in reader.raw_items(bulk):
+                if item.__class__ is ParsedRun:
+                    feed_data_run(index, item)
+                    index += item.stop - item.start
+                elif item.__class__ is Record:  # a frame, its map decoded alone
+                    feed(index, offset, item)
+                    index += 1
+                else:
+                    feed_item(index, offset, item)
+                    index += 1
+                if progress is not None and index >= next_progress:
                     progress(offset)
+                    next_progress = index + 4096  # a bar moves smoothly
             break
         except TruncatedError as exc:
             end = _End(exc.offset or reader.offset, exc.message, "cut")

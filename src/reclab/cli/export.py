@@ -101,9 +101,7 @@ Examples:
 
 @app.command(help=EXPORT_HELP)
 def export(
-    recording: Annotated[
-        Path, typer.Argument(help="A .cbor session recording.", metavar="REC")
-    ],
+    recording: Annotated[Path, typer.Argument(help="A .cbor session recording.", metavar="REC")],
     table: Annotated[
         str,
         typer.Option(

@@ -30,6 +30,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -708,13 +709,32 @@ func check(path string, newItem func() interface{}) int {
 }
 
 func bench(path string) {
+	t0 := time.Now()
+	records, n, size := decodeRecords(path, true)
+	secs := time.Since(t0).Seconds()
+	runtime.KeepAlive(records)
+	out, _ := json.Marshal(map[string]interface{}{"records": n, "seconds": secs, "bytes": size})
+	fmt.Println(string(out))
+}
+
+// ---- reader timing (benchmarks/read.py) --------------------------------------------
+
+// cpuSeconds is the CPU time (user + system) this process has used so far.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	must(syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
+// decodeRecords reads a recording ReadRecording-style: one decoder over the
+// file, every record into a fresh struct, kept in a slice when keep.
+func decodeRecords(path string, keep bool) ([]Record, int, int64) {
 	f, err := os.Open(path)
 	must(err)
 	defer f.Close()
-	t0 := time.Now()
-	// ReadRecording-style: one decoder over the file, every record into a struct.
 	dec := cbor.NewDecoder(f)
 	var records []Record
+	n := 0
 	for {
 		var rec Record
 		err := dec.Decode(&rec)
@@ -722,11 +742,38 @@ func bench(path string) {
 			break
 		}
 		must(err)
-		records = append(records, rec)
+		n++
+		if keep {
+			records = append(records, rec)
+		}
 	}
-	secs := time.Since(t0).Seconds()
-	out, _ := json.Marshal(map[string]interface{}{"records": len(records), "seconds": secs, "bytes": dec.NumBytesRead()})
-	fmt.Println(string(out))
+	return records, n, dec.NumBytesRead()
+}
+
+// readBench times the two ways a Go program reads a recording, on the same
+// file: ReadRecording (one decoder, every record kept in a slice; the heap
+// it holds is reported per record) and iteration (each record decoded into a
+// fresh struct and dropped). Wall and CPU seconds of each, as JSON.
+func readBench(path string) {
+	out := map[string]interface{}{}
+	for _, mode := range []string{"read", "iter"} {
+		runtime.GC()
+		t0, c0 := time.Now(), cpuSeconds()
+		records, n, size := decodeRecords(path, mode == "read")
+		out[mode+"_seconds"] = time.Since(t0).Seconds()
+		out[mode+"_cpu_seconds"] = cpuSeconds() - c0
+		out["records"], out["bytes"] = n, size
+		if mode == "read" { // what holding the records costs
+			var ms runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			out["read_heap_bytes"] = ms.HeapAlloc
+			runtime.KeepAlive(records)
+		}
+	}
+	b, err := json.Marshal(out)
+	must(err)
+	fmt.Println(string(b))
 }
 
 // ---- agent mode: the Go agent's file-op service, for benchmarks/rpc.py ----------
@@ -818,7 +865,7 @@ func fail(msg string) {
 
 func main() {
 	if len(os.Args) < 2 {
-		fail("usage: crosscheck gen DIR | vectors | check FILE | checkframes FILE | bench FILE | agent")
+		fail("usage: crosscheck gen DIR | vectors | check FILE | checkframes FILE | bench FILE | readbench FILE | agent")
 	}
 	arg := func() string {
 		if len(os.Args) < 3 {
@@ -840,6 +887,8 @@ func main() {
 		fmt.Println(check(arg(), func() interface{} { return &Frame{} }), "frames")
 	case "bench":
 		bench(arg())
+	case "readbench":
+		readBench(arg())
 	case "agent":
 		agent()
 	default:
