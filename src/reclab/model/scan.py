@@ -1,6 +1,7 @@
 r"""Indexing a recording: the :class:`Index` and the scan that fills it.
 
-The index holds the byte offset of every record in a compact ``array('Q')``,
+The index holds the byte offset of every record in a compact array (4 bytes
+a record below 4 GiB, 8 beyond: see :meth:`Index._widen`),
 one byte per record saying what it is (:attr:`Index.kinds`), and
 per-command aggregates (:class:`~reclab.model.types.Command`). Frames are not
 turned into dataclasses while indexing: data and EOF frame records (nearly
@@ -95,6 +96,7 @@ _RECORDED_FRAME_KEYS = frozenset(RF)
 _RECORD_KEYS = frozenset(R)
 _SEQ, _TS, _DIR, _FRAME = RF.seq, RF.timestamp, RF.direction, RF.frame
 _FRAME_RECORD = int(RecordType.FRAME)
+_U32_MAX = 0xFFFF_FFFF
 
 
 def _uint(value: Any) -> bool:
@@ -446,7 +448,10 @@ class Index:
         self.truncation: Truncation | None = None
         self.record_count = 0
         self.commands: dict[int, Command] = {}
-        self._offsets: array[int] = array("Q")
+        # 4-byte offsets and record indexes while the file is under 4 GiB:
+        # half the memory of 8 (an export of 3 GB holds ~10 M of each).
+        self._typecode = "I"
+        self._offsets: array[int] = array(self._typecode)
         self._kinds: array[int] = array("B")
         self._end = 0  # end of the last complete record: where indexing resumes
         self.damage: list[Damage] = []  # regions skipped by resync, in file order
@@ -495,6 +500,7 @@ class Index:
             with self._state_lock:
                 self.size = total = os.fstat(fd).st_size
                 self._done = False
+                self._widen(total > _U32_MAX)
             trunc: Truncation | None = None
             parallel = limit is None and parallel_ok(self, total)
             while True:
@@ -599,6 +605,20 @@ class Index:
                 return
             buf = rest + more_bytes
 
+    def _widen(self, wide: bool = True) -> None:
+        """Switch to 8-byte offsets and record indexes (for files past 4 GiB), if ``wide``.
+
+        A file of N bytes has offsets and record counts below N, so 4 bytes
+        suffice until it reaches 4 GiB. The arrays are replaced, not changed:
+        snapshots holding the old ones keep valid entries.
+        """
+        if not wide or self._typecode == "Q":
+            return
+        self._typecode = "Q"
+        self._offsets = array("Q", self._offsets)
+        for cmd in self.commands.values():
+            cmd.record_indexes = array("Q", cmd.record_indexes)
+
     def _resync(self, fd: int, exc: RemoteProtocolError) -> bool:
         """After bytes that are not a record, skip to the next plausible record, as check does.
 
@@ -634,6 +654,7 @@ class Index:
         The reference path: every record is decoded with cbor2 (its frame map
         only, for frame records in the Go layout).
         """
+        self._widen(base + len(buf) > _U32_MAX)  # a file growing past 4 GiB while read
         indexer = self._indexer
         offsets = self._offsets
         kinds = self._kinds
@@ -670,6 +691,7 @@ class Index:
         then done with NumPy in :meth:`_commit`, also when garbage stops the
         walk (everything before it stays indexed).
         """
+        self._widen(base + len(buf) > _U32_MAX)  # a file growing past 4 GiB while read
         sf = simple_frames(buf, pos)
         starts = sf["pos"].tolist()
         ends = sf["end"].tolist()
@@ -736,7 +758,7 @@ class Index:
         seq = np.concatenate([sf["seq"][take], single[:, 2]])[order]
         ts = np.concatenate([sf["ts"][take], single[:, 3]])[order]
         index0 = len(self._offsets)
-        self._offsets.frombytes((pos + base).astype(np.uint64).tobytes())
+        self._offsets.frombytes((pos + base).astype(self._typecode).tobytes())
         self._kinds.frombytes(kind.astype(np.uint8).tobytes())
         frames = np.flatnonzero(seq >= 0)
         if len(frames):
@@ -751,7 +773,7 @@ class Index:
                     cmd = self._new_command(s)
                 self._dirty.add(s)
                 cmd.frame_count += c
-                cmd.record_indexes.frombytes((mine + index0).astype(np.uint64).tobytes())
+                cmd.record_indexes.frombytes((mine + index0).astype(self._typecode).tobytes())
                 if cmd.first_frame_time is None:
                     cmd.first_frame_time = int(ts[mine[0]])
                 cmd.last_frame_time = int(ts[mine[-1]])
@@ -778,7 +800,7 @@ class Index:
         )
 
     def _new_command(self, seq: int) -> Command:
-        cmd = Command(seq)
+        cmd = Command(seq, record_indexes=array(self._typecode))
         self._dirty.add(seq)
         if self.commands and seq < next(reversed(self.commands)):
             self._sorted = False
