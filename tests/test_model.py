@@ -7,7 +7,11 @@ with the model's code.
 
 from __future__ import annotations
 
+import os
+import threading
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import cbor2
 import pytest
@@ -428,6 +432,37 @@ def test_bulk_index_equals_reference(tmp_path: Path, seed: int, chunk: int) -> N
             assert index_snapshot(rec) == cut_reference
 
 
+def _count_forks(monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], list[int]]:
+    """Record the helpers forked (their pids) and the segments merged (their records)."""
+    forked: list[int] = []
+    real_fork = parallel._fork_helper
+
+    def fork_helper(*args: Any) -> Any:
+        pid, reader = real_fork(*args)
+        if pid is not None:
+            forked.append(pid)
+        return pid, reader
+
+    monkeypatch.setattr(parallel, "_fork_helper", fork_helper)
+    merged: list[int] = []
+    real_merge = parallel._merge
+
+    def merge(index: Any, state: dict[str, Any]) -> None:
+        merged.append(len(state["offsets"]))
+        real_merge(index, state)
+
+    monkeypatch.setattr(parallel, "_merge", merge)
+    return forked, merged
+
+
+def _reaped(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True  # already waited for
+    return False
+
+
 @pytest.mark.slow
 def test_two_process_index_equals_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "varied.cbor"
@@ -438,30 +473,20 @@ def test_two_process_index_equals_one(tmp_path: Path, monkeypatch: pytest.Monkey
         workers=2,  # a helper process even on one core
         parallel_min_bytes=1,
         segment=len(data) // 9,  # several segments to merge
-        wait_bytes=len(data),  # always wait for the helper here
+        worker_wait=60,  # always wait for the helper here
     )
-    spawned: list[object] = []
-    real_popen = parallel.subprocess.Popen
-
-    def popen(*args: object, **kwargs: object) -> object:
-        proc = real_popen(*args, **kwargs)  # type: ignore[call-overload]
-        spawned.append(proc)
-        return proc
-
-    monkeypatch.setattr(parallel.subprocess, "Popen", popen)
-    merged: list[int] = []
-    real_merge = parallel._merge
-
-    def merge(index: object, state: dict[str, object]) -> None:
-        merged.append(len(state["offsets"]))  # type: ignore[arg-type]
-        real_merge(index, state)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(parallel, "_merge", merge)
+    forked, merged = _count_forks(monkeypatch)
     with open_recording(path, options=options) as rec:
         assert index_snapshot(rec) == reference
-    assert spawned  # the helper process really ran
+    assert forked  # the helper process really ran
     assert len(merged) >= 2  # and its index came in several segments
-    assert all(p.poll() is not None for p in spawned)  # type: ignore[attr-defined]
+    assert all(_reaped(pid) for pid in forked)
+    # A helper that is not waited for: this process indexes the rest, alike.
+    forked.clear()
+    merged.clear()
+    with open_recording(path, options=replace(options, worker_wait=0)) as rec:
+        assert index_snapshot(rec) == reference
+    assert forked and all(_reaped(pid) for pid in forked)
     # A split candidate inside a payload is refused and indexing still agrees.
     middle = len(data) // 2
     s = Script()
@@ -476,6 +501,62 @@ def test_two_process_index_equals_one(tmp_path: Path, monkeypatch: pytest.Monkey
     with open_recording(tricky, options=options) as rec:
         assert rec.record_count == 5 and rec.stream_bytes(1, 2) == b"after"
         assert rec.command(1).bytes_received == {1: len(PREFIX) * 20000, 2: 5}
+
+
+def test_no_helper_forked_from_a_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Forking while other threads run is unsafe: from a worker thread (the
+    # TUI's indexer) the index is built in this process alone, and alike.
+    path = tmp_path / "varied.cbor"
+    varied_script(8, frames=400, mimic=False).write(path)
+    with open_recording(path, options=IndexOptions(workers=1)) as rec:
+        reference = index_snapshot(rec)
+    forked, _merged = _count_forks(monkeypatch)
+    options = IndexOptions(workers=2, parallel_min_bytes=1)
+    found: list[Any] = []
+
+    def index() -> None:
+        with open_recording(path, options=options) as rec:
+            found.append(index_snapshot(rec))
+
+    worker = threading.Thread(target=index)
+    worker.start()
+    worker.join()
+    assert found == [reference]
+    assert forked == []
+
+
+def test_helper_only_with_a_free_core(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "varied.cbor"
+    varied_script(9, frames=400, mimic=False).write(path)
+    options = IndexOptions(parallel_min_bytes=1)  # workers=None: decide by the machine
+    forked, _merged = _count_forks(monkeypatch)
+    monkeypatch.setattr(parallel, "_cores", lambda: 2)
+    monkeypatch.setattr(parallel, "busy_cores", lambda: 1.0)  # one core taken by others
+    with open_recording(path, options=options) as rec:
+        assert rec.record_count > 400
+    assert forked == []
+    monkeypatch.setattr(parallel, "busy_cores", lambda: 0.0)  # an idle machine
+    with open_recording(path, options=options) as rec:
+        assert rec.record_count > 400
+    assert len(forked) == 1
+
+
+def test_offsets_and_indexes_take_four_bytes_below_4_gib(
+    sample: tuple[Path, Script, bytes],
+) -> None:
+    path, s, _data = sample
+    with open_recording(path) as rec:
+        narrow = index_snapshot(rec)
+        index = rec._index
+        assert index._offsets.itemsize == 4
+        assert all(c.record_indexes.itemsize == 4 for c in index.commands.values())
+        # Past 4 GiB they widen to 8 bytes, keeping every entry.
+        with index._state_lock:
+            index._widen()
+        assert index._offsets.itemsize == 8
+        assert all(c.record_indexes.itemsize == 8 for c in index.commands.values())
+        assert index_snapshot(rec) == narrow
+        assert rec.offset_of(rec.record_count - 1) == offsets_of(s)[-1]
 
 
 def test_refresh_while_frames_are_being_read(tmp_path: Path) -> None:

@@ -1,23 +1,28 @@
-"""Indexing on two cores: a helper process indexes the second half of the file.
+"""Indexing on two cores: a forked helper process indexes the second half of the file.
 
 Used by :class:`~reclab.model.scan.Index` for large files when
-:attr:`IndexOptions.workers` allows it. The helper is this very package run
-with ``sys.executable``; it sends its index in pickled segments on its
-stdout, which are merged in file order (see :func:`scan_parallel`).
+:attr:`IndexOptions.workers` allows it and a core is free (see
+:func:`parallel_ok`). The helper is a fork of this process (no new
+interpreter to start, nothing to import); it sends its index in pickled
+segments through a pipe, which are merged in file order (see
+:func:`scan_parallel`).
+
+Forking a process that runs other threads is unsafe (a lock another thread
+holds stays held in the child forever), so the helper is only forked from
+the main thread of a process that has no other thread; anywhere else (the
+TUI indexes from a worker thread) indexing runs in this process alone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import pickle
 import queue
-import subprocess
-import sys
 import threading
+import time
 from array import array
-from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentproto import ExecMsg, RemoteProtocolError, TruncatedError
@@ -28,38 +33,78 @@ from .types import Command, IndexOptions, ProgressCallback
 if TYPE_CHECKING:
     from .scan import Index
 
-__all__ = ["index_worker", "parallel_ok", "scan_parallel"]
+__all__ = ["busy_cores", "fork_safe", "parallel_ok", "scan_parallel"]
+
+
+def fork_safe() -> bool:
+    """True when this thread may fork: the main thread, and no other thread running."""
+    return threading.current_thread() is threading.main_thread() and threading.active_count() == 1
+
+
+def busy_cores(samples: int = 3) -> float:
+    """How many other tasks want a core right now (the mean of a few samples).
+
+    Linux counts the runnable tasks at this instant in ``/proc/loadavg``
+    (this one included); the 1-minute load average lags a minute behind and
+    counts this process's own recent work, so it is the fallback only.
+    """
+    counts = []
+    for i in range(samples):
+        try:
+            with open("/proc/loadavg", "rb") as fp:
+                running = int(fp.read().split()[3].split(b"/")[0])
+        except (OSError, ValueError, IndexError):
+            return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        counts.append(max(running - 1, 0))
+        if i + 1 < samples:
+            time.sleep(0.001)
+    return sum(counts) / len(counts)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def parallel_ok(index: Index, total: int) -> bool:
-    """True when a helper process should index part of the ``total`` bytes."""
+    """True when a helper process should index part of the ``total`` bytes.
+
+    Only for ``parallel_min_bytes`` or more still to index, from a thread
+    that may fork; with ``workers`` None, also only when a second core is
+    free: this process and the helper each need one, else the helper takes
+    its time from this process and from the machine's other work.
+    """
     options = index.options
     if total - index._end < options.parallel_min_bytes or options.workers == 1:
         return False
+    if not hasattr(os, "fork") or not fork_safe():
+        return False
     if options.workers is not None:
         return True
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return cpus >= 2
+    return _cores() - busy_cores() >= 1.5
 
 
 def scan_parallel(index: Index, fd: int, total: int, progress: ProgressCallback | None) -> None:
-    """Index the second half of the unindexed bytes in a helper process meanwhile.
+    """Index the second half of the unindexed bytes in a forked helper meanwhile.
 
     The second half starts at a *candidate* record boundary: the first
     frame-record head after the middle. It may be a coincidence inside a
     payload, so it is only trusted when this process, indexing the first
     half, lands exactly on it; otherwise the helper's work is dropped and
     indexing goes on here, sequentially. The helper sends its index in
-    segments of about ``IndexOptions.segment`` bytes, each starting where the previous
-    one ended; they are merged in order. Returns having indexed the
-    first half and what the helper finished, or nothing when no
-    candidate is found; the caller continues from ``index._end``.
+    segments of about ``IndexOptions.segment`` bytes, each starting where the
+    previous one ended; they are merged in order. Returns having indexed the
+    first half and what the helper finished, or nothing when no candidate is
+    found; the caller continues from ``index._end``.
+
+    Waiting for the helper never costs more than one segment: the next
+    segment is waited for only as long as indexing it here would take (at
+    the rate this process had on the first half), or ``worker_wait`` seconds
+    when set; then the helper is stopped and the rest indexed here.
     """
     options = index.options
-    wait_bytes = options.wait_bytes if options.wait_bytes is not None else 2 * options.segment
     base = index._end
     middle = base + (total - base) // 2
     window = os.pread(fd, 1 << 20, middle)
@@ -67,41 +112,21 @@ def scan_parallel(index: Index, fd: int, total: int, progress: ProgressCallback 
     if found < 0:
         return
     split = middle + found
-    try:
-        # the directory holding this very reclab, so that the helper imports it
-        here = str(Path(__file__).resolve().parent.parent.parent)
-        paths = [here, *filter(None, [os.environ.get("PYTHONPATH")])]
-        helper = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                _WORKER_CODE,
-                os.fspath(index.path),
-                str(split),
-                str(total),
-                str(index.options.segment),
-                str(int(index.options.bulk)),
-            ],
-            env=dict(os.environ, PYTHONPATH=os.pathsep.join(paths)),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
-    except OSError:
+    pid, reader = _fork_helper(index, fd, split, total)
+    if pid is None or reader is None:
         return
     segments: queue.Queue[Any] = queue.Queue()
 
-    def pump(stdout: Any) -> None:
+    def pump() -> None:
         # Unpickle the helper's segments as they arrive; None marks its end.
         try:
             while True:
-                segments.put(pickle.load(stdout))
+                segments.put(pickle.load(reader))
         except Exception:
             segments.put(None)
 
-    threading.Thread(
-        target=pump, args=(helper.stdout,), name="reclab-index-pump", daemon=True
-    ).start()
+    pumper = threading.Thread(target=pump, name="reclab-index-pump", daemon=True)
+    pumper.start()
     try:
         part: ProgressCallback | None = None
         if progress is not None:
@@ -110,19 +135,22 @@ def scan_parallel(index: Index, fd: int, total: int, progress: ProgressCallback 
             def part(done: int, _total: int) -> None:
                 progress(base + int((done - base) * share), total)
 
+        started = time.perf_counter()
         # A record crossing the split looks cut: the candidate was not a boundary.
         with contextlib.suppress(TruncatedError):
             index._scan_items(fd, total, part, None, stop=split)
         if index._end != split:
             return  # the candidate was not a boundary (or trouble came first): go on alone
-        # Take the helper's segments as they come. When it lags behind (a
-        # busy machine), do not wait for it: index the rest here instead.
+        rate = (split - base) / max(time.perf_counter() - started, 1e-6)  # bytes/s here
         while True:
-            left = total - index._end
+            if options.worker_wait is not None:
+                patience = options.worker_wait
+            else:
+                patience = min(options.segment, total - index._end) / rate
             try:
-                state = segments.get(timeout=options.worker_wait if left <= wait_bytes else 0.01)
+                state = segments.get(timeout=patience)
             except queue.Empty:
-                return
+                return  # the helper lags (a busy machine): index the rest here
             if not isinstance(state, dict) or state.get("start") != index._end:
                 return
             with index._state_lock:  # snapshots see whole segments
@@ -130,11 +158,85 @@ def scan_parallel(index: Index, fd: int, total: int, progress: ProgressCallback 
             if progress is not None:
                 progress(index._end, total)
     finally:
-        if helper.poll() is None:
-            helper.kill()
-        helper.wait()
-        if helper.stdout is not None:
-            helper.stdout.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 9)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        pumper.join(5)  # the pipe is at its end now that the helper is gone
+        if not pumper.is_alive():
+            reader.close()
+
+
+def _fork_helper(index: Index, fd: int, start: int, stop: int) -> tuple[int | None, Any]:
+    """Fork a helper indexing ``start``..``stop``: its pid and the pipe to read it from."""
+    r, w = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(r)
+        os.close(w)
+        return None, None
+    if pid == 0:  # the helper: never return into the caller's code
+        code = 1
+        try:
+            os.close(r)
+            # A collection would walk (and so copy) the parent's whole heap;
+            # the helper's own garbage is small and it exits soon.
+            gc.disable()
+            with os.fdopen(w, "wb") as out:
+                _index_part(index, fd, start, stop, out)
+            code = 0
+        except BaseException:  # the parent sees the pipe end and goes on alone
+            pass
+        finally:
+            os._exit(code)
+    os.close(w)
+    return pid, os.fdopen(r, "rb")
+
+
+def _index_part(parent: Index, fd: int, start: int, stop: int, out: Any) -> None:
+    """Helper: index ``start``..``stop`` of the file in segments, pickled to ``out``.
+
+    Each segment's index is sent as soon as it is done, so the parent can
+    use what is finished and stop waiting for the rest.
+    """
+    from .scan import Index
+
+    options = IndexOptions(bulk=parent.options.bulk, workers=1)
+    segment = parent.options.segment
+    pos = start
+    while pos < stop:
+        rec = Index(parent.path, lambda: fd, options)
+        rec._widen(parent._typecode == "Q")
+        rec._end = pos
+        failed = False
+        size = segment
+        while True:
+            end = min(pos + size, stop)
+            try:
+                rec._scan_items(fd, stop, None, None, stop=end)
+            except TruncatedError:
+                pass  # a record crossing the segment's end: the next segment starts there
+            except RemoteProtocolError:
+                failed = True  # garbage: the parent finds it again and reports it
+            if rec._end > pos or failed or end == stop:
+                break
+            size *= 4  # a record larger than a segment
+        if rec._end > pos:
+            state = {
+                "start": pos,
+                "end": rec._end,
+                "offsets": rec._offsets,
+                "kinds": rec._kinds,
+                "header": rec.header,
+                "footer": rec.footer,
+                "commands": list(rec.commands.values()),
+            }
+            pickle.dump(state, out, protocol=pickle.HIGHEST_PROTOCOL)
+            out.flush()
+        if failed or rec._end == pos:
+            break
+        pos = rec._end
 
 
 def _merge(index: Index, state: dict[str, Any]) -> None:
@@ -142,16 +244,17 @@ def _merge(index: Index, state: dict[str, Any]) -> None:
     import numpy as np
 
     shift = len(index._offsets)
-    index._offsets.frombytes(state["offsets"])
-    index._kinds.frombytes(state["kinds"])
+    index._offsets.extend(state["offsets"])  # same width: see Index._widen
+    index._kinds.extend(state["kinds"])
     if index.header is None:
         index.header = state["header"]
     if state["footer"] is not None:
         index.footer = state["footer"]
     for b in state["commands"]:
         if shift:
-            moved = np.frombuffer(b.record_indexes, dtype=np.uint64) + np.uint64(shift)
-            b.record_indexes = array("Q", moved.tobytes())
+            code = b.record_indexes.typecode
+            moved = np.frombuffer(b.record_indexes, dtype=code) + np.array(shift, dtype=code)
+            b.record_indexes = array(code, moved.tobytes())
             if b.start_index is not None:
                 b.start_index += shift
             if b.end_index is not None:
@@ -195,59 +298,3 @@ def _merge_command(a: Command, b: Command) -> None:
     a.log_count += b.log_count
     a.file_op_count += b.file_op_count
     a.record_indexes.extend(b.record_indexes)
-
-
-_WORKER_CODE = "from reclab.model.parallel import index_worker; index_worker()"
-
-
-def _constant(fd: int) -> Callable[[], int]:
-    return lambda: fd
-
-
-def index_worker() -> None:
-    """Helper-process entry: index ``argv[2]``..``argv[3]`` of ``argv[1]`` in segments.
-
-    ``argv[4]`` is the segment size in bytes, ``argv[5]`` 1 for the bulk scan.
-
-    Each segment's index is pickled to stdout as soon as it is done, so the
-    parent can use what is finished and stop waiting for the rest.
-    """
-    from .scan import Index
-
-    path, start, stop, segment = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-    options = IndexOptions(bulk=sys.argv[5] == "1", workers=1)
-    out = sys.stdout.buffer
-    pos = start
-    while pos < stop:
-        fd = os.open(path, os.O_RDONLY)
-        rec = Index(path, _constant(fd), options)
-        rec._end = pos
-        failed = False
-        size = segment
-        while True:
-            end = min(pos + size, stop)
-            try:
-                rec._scan_items(fd, stop, None, None, stop=end)
-            except TruncatedError:
-                pass  # a record crossing the segment's end: the next segment starts there
-            except RemoteProtocolError:
-                failed = True  # garbage: the parent finds it again and reports it
-            if rec._end > pos or failed or end == stop:
-                break
-            size *= 4  # a record larger than a segment
-        if rec._end > pos:
-            state = {
-                "start": pos,
-                "end": rec._end,
-                "offsets": rec._offsets.tobytes(),
-                "kinds": rec._kinds.tobytes(),
-                "header": rec.header,
-                "footer": rec.footer,
-                "commands": list(rec.commands.values()),
-            }
-            pickle.dump(state, out, protocol=pickle.HIGHEST_PROTOCOL)
-            out.flush()
-        os.close(fd)
-        if failed or rec._end == pos:
-            break
-        pos = rec._end

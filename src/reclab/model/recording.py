@@ -1,7 +1,7 @@
 r"""A recording opened for analysis: an index of records, commands, frames on demand.
 
 :func:`open_recording` reads the session header and (by default) indexes the
-whole file: the byte offset of every record in a compact ``array('Q')``, one
+whole file: the byte offset of every record in a compact array, one
 byte per record saying what it is, and per-command aggregates (frame count,
 bytes per stream, signals, exit code...). Frames are not turned into
 dataclasses while indexing; :meth:`Recording.record` and
@@ -241,7 +241,8 @@ class Recording:
             # Copies (slices), not views: a view would stop a concurrent
             # index() or refresh() from growing the arrays (BufferError).
             kinds = np.frombuffer(self._index._kinds[i:j], dtype=np.uint8)
-            rel = np.frombuffer(self._index._offsets[i:j], dtype=np.uint64).astype(np.int64) - begin
+            offsets = self._index._offsets[i:j]
+            rel = np.frombuffer(offsets, dtype=offsets.typecode).astype(np.int64) - begin
             rel_end = np.append(rel[1:], len(data))
             for k, gap_end in self._index._gaps.items():
                 if i <= k < j:  # the record before damage ends at the damage

@@ -176,11 +176,11 @@ class IndexOptions:
     ``chunk_size``: bytes read at once. ``bulk``: parse data frames in bulk
     with NumPy (False: the record-by-record reference path, which tests
     compare with); chunks under ``bulk_min_bytes`` go record by record.
-    ``workers``: 1 never starts a helper process, 2 always does for files
-    over ``parallel_min_bytes``, None (the default) does when two cores are
-    free. The helper sends its index in pieces of ``segment`` bytes; the
-    parent waits up to ``worker_wait`` seconds for the last ones, but only
-    when less than ``wait_bytes`` (default two segments) are left.
+    ``workers``: 1 never forks a helper process, 2 always does for files
+    over ``parallel_min_bytes``, None (the default) does when a second core
+    is free (see :func:`reclab.model.parallel.parallel_ok`). The helper sends
+    its index in pieces of ``segment`` bytes; the parent waits for each as
+    long as indexing it alone would take, or ``worker_wait`` seconds if set.
     """
 
     chunk_size: int = 4 * 1024 * 1024
@@ -189,5 +189,4 @@ class IndexOptions:
     workers: int | None = None
     parallel_min_bytes: int = 64 * 1024 * 1024
     segment: int = 32 * 1024 * 1024
-    wait_bytes: int | None = None
-    worker_wait: float = 120.0
+    worker_wait: float | None = None

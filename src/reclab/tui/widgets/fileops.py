@@ -51,7 +51,8 @@ class CommandRecords:
         self.indexed_bytes = rec.indexed_bytes
         self.commands = {cmd.seq: cmd}
         # Copies (slices): a view would stop a concurrent index() from growing the arrays.
-        mine = np.frombuffer(cmd.record_indexes[:count], dtype=np.uint64).astype(np.int64)
+        taken = cmd.record_indexes[:count]
+        mine = np.frombuffer(taken, dtype=taken.typecode).astype(np.int64)
         kinds = np.zeros(self.record_count, dtype=np.uint8)
         all_kinds = np.frombuffer(rec.kinds[: self.record_count], dtype=np.uint8)
         kinds[mine] = all_kinds[mine]
