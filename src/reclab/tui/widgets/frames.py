@@ -326,17 +326,27 @@ class ActivityStrip(Widget):
         self.bins: dict[int, Any] = {}  # stream -> NumPy array of _FINE_BINS byte counts
         self.span_s = 0.0
         self._drawn: tuple[int, list[Text]] = (-1, [])  # rows drawn at a width
+        self._height = 0  # rows taken on screen
+
+    def _resize(self, rows: int) -> None:
+        # A new layout only when the height changes: moving from command to command
+        # (each with stdout and stderr, say) then redraws the strip alone.
+        rows = min(rows, 4)
+        changed = rows != self._height
+        self._height = rows
+        self.refresh(layout=changed)
 
     def show_command(self, seq: int | None) -> None:
         """Compute and draw the strip of command ``seq`` (None: clear it)."""
         if seq != self.seq:  # the same command again (follow): keep drawing the old bins
             self.bins = {}
             self._drawn = (-1, [])
-            self.refresh(layout=True)
+            self.refresh()  # blank, at the old height, until the new bins arrive
         self.seq = seq
         cmd = self.source.command(seq) if seq is not None else None
         count = 0 if cmd is None else min(cmd.frame_count, len(cmd.record_indexes))
         if cmd is None or count == 0:
+            self._resize(0)
             return
         if cmd.record_indexes[count - 1] - cmd.record_indexes[0] < _INLINE_RECORDS:
             # A small command: drawn at once, with the frames (no flicker, no wait).
@@ -404,10 +414,10 @@ class ActivityStrip(Widget):
         self.bins = bins
         self.span_s = span_s
         self._drawn = (-1, [])
-        self.refresh(layout=True)
+        self._resize(len(bins))
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
-        return min(len(self.bins), 4)
+        return self._height
 
     def rows(self, width: int) -> list[Text]:
         """The strip drawn at ``width`` cells: one row per stream, label then bars."""
