@@ -7,6 +7,8 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from agentproto import (
     CommandEnd,
     CommandStart,
@@ -216,3 +218,18 @@ def fileops_script() -> RecordingBuilder:
     stray = FileOpResp(req_id=99, errno=9)
     s.frame(1, T0 + 700, RECV, Frame(type=FrameType.FILE_RESP, file_resp=stray))
     return s
+
+
+def allow_fork_beside_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let the index helper fork although earlier tests left threads running.
+
+    ``fork_safe`` wants a lone main thread; in a long test session other tests'
+    threads linger, so here only "from the main thread" counts.
+    """
+    import threading
+
+    from reclab.model import parallel
+
+    monkeypatch.setattr(
+        parallel, "fork_safe", lambda: threading.current_thread() is threading.main_thread()
+    )

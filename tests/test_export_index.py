@@ -10,7 +10,7 @@ import pytest
 
 from reclab.export import export_table
 from reclab.model import IndexOptions, open_recording, parallel
-from tests.builders import varied_script
+from tests.builders import allow_fork_beside_threads, varied_script
 
 ALONE = IndexOptions(workers=1)
 
@@ -32,6 +32,7 @@ def _export(path: Path, options: IndexOptions, fmt: str, *, wide: bool = False) 
 def test_export_is_the_same_with_the_index_helper(
     tmp_path: Path, fmt: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    allow_fork_beside_threads(monkeypatch)
     forks: list[int] = []
     real = parallel._fork_helper
 

@@ -39,7 +39,16 @@ from reclab.model import (
     open_recording,
     parallel,
 )
-from tests.builders import PREFIX, RECV, SEND, T0, Script, sample_script, varied_script
+from tests.builders import (
+    PREFIX,
+    RECV,
+    SEND,
+    T0,
+    Script,
+    allow_fork_beside_threads,
+    sample_script,
+    varied_script,
+)
 
 # --- building recordings ---------------------------------------------------------------
 
@@ -434,6 +443,7 @@ def test_bulk_index_equals_reference(tmp_path: Path, seed: int, chunk: int) -> N
 
 def _count_forks(monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], list[int]]:
     """Record the helpers forked (their pids) and the segments merged (their records)."""
+    allow_fork_beside_threads(monkeypatch)
     forked: list[int] = []
     real_fork = parallel._fork_helper
 
