@@ -88,3 +88,10 @@ def test_view_diff_option_checks_the_file(tmp_path: Path) -> None:
         cli, ["view", str(SAMPLES / "quick.cbor"), "--diff", str(tmp_path / "none.cbor")]
     )
     assert result.exit_code == 2 and "--diff" in result.stderr and "no such file" in result.stderr
+    not_a_recording = tmp_path / "notes.txt"
+    not_a_recording.write_text("hello\n")
+    result = CliRunner().invoke(
+        cli, ["view", str(SAMPLES / "quick.cbor"), "--diff", str(not_a_recording)]
+    )
+    assert result.exit_code == 2 and "--diff" in result.stderr
+    assert "not an agentproto recording" in result.stderr and "Traceback" not in result.stderr

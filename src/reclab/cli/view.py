@@ -56,8 +56,8 @@ def view(
     """
     from ..model import RecordingError
 
-    if diff is not None and not diff.is_file():
-        fail(f"--diff {diff}: {'is a directory' if diff.is_dir() else 'no such file'}")
+    if diff is not None:
+        _check_diff(diff)
     try:
         from ..tui.source import RecordingSource
 
@@ -74,3 +74,17 @@ def view(
         ReclabApp(source, follow=follow, diff=diff).run()
     finally:
         source.close()
+
+
+def _check_diff(diff: Path) -> None:
+    """Exit 2 with one line, before any screen, if ``--diff`` is not a readable recording."""
+    from ..model import RecordingError, open_recording
+
+    if not diff.is_file():
+        fail(f"--diff {diff}: {'is a directory' if diff.is_dir() else 'no such file'}")
+    try:
+        open_recording(diff, index=False).close()  # reads the first record only
+    except (RecordingError, RemoteProtocolError) as exc:
+        fail(f"--diff {exc}")
+    except OSError as exc:
+        fail(f"--diff {diff}: {exc.strerror or exc}")
