@@ -201,9 +201,11 @@ def shape(value: Any) -> Any:
     return (type(value).__name__, value)
 
 
-def outcome(data: bytes, *, fast: bool, chunk_size: int = 1 << 20, **options: Any) -> Any:
+def outcome(
+    data: bytes, *, fast: bool, native: bool = True, chunk_size: int = 1 << 20, **options: Any
+) -> Any:
     """Everything observable about reading ``data``: records, offsets, error, final state."""
-    path: dict[str, Any] = {"bulk_min_bytes": 0} if fast else {"fast_path": False}
+    path: dict[str, Any] = {"bulk_min_bytes": 0, "native": native} if fast else {"fast_path": False}
     reader = RecordingReader(io.BytesIO(data), chunk_size=chunk_size, **path, **options)
     records, offsets = [], []
     error = None
@@ -217,8 +219,10 @@ def outcome(data: bytes, *, fast: bool, chunk_size: int = 1 << 20, **options: An
 
 
 def assert_same(data: bytes, **options: Any) -> Any:
+    """The general path, the C fast path and the NumPy one read ``data`` the same."""
     general = outcome(data, fast=False, **options)
     assert outcome(data, fast=True, **options) == general
+    assert outcome(data, fast=True, native=False, **options) == general
     return general
 
 
@@ -231,15 +235,28 @@ def reference(item: bytes) -> Any:
 
 
 def fast_parse(item: bytes) -> Any:
-    """The fast path's record for ``item`` alone, or None when it leaves it to cbor2."""
+    """The fast path's record for ``item`` alone, or None when it leaves it to cbor2.
+
+    The C run, the C scan and the NumPy scan must agree on it.
+    """
     padded = item + b"\xa2" * FRAME_HEAD_MAX  # the index needs room after a record
-    index = rec_mod._frame_index(padded)
-    assert index is not None
-    starts, ends, _stops, records, _envelopes = index
-    if not starts or starts[0] != 0:
-        return None
-    assert ends[0] == len(item), "the fast path must end the record where cbor2 does"
-    return shape(next(records))
+    found = []
+    for native in (True, False):
+        index = rec_mod._frame_index(padded, native=native)
+        assert index is not None
+        starts, ends, _stops, records, _envelopes = index
+        if not starts or starts[0] != 0:
+            found.append(None)
+            continue
+        assert ends[0] == len(item), "the fast path must end the record where cbor2 does"
+        found.append(shape(next(records)))
+    if rec_mod._FRAME_RUN is not None:
+        run = rec_mod._FRAME_RUN(padded, 0, 0)
+        built = [shape(r) for r in run]
+        assert len(built) <= 1 and run.pos == (len(item) if built else 0)
+        found.append(built[0] if built else None)
+    assert all(f == found[0] for f in found), found
+    return found[0]
 
 
 # --- tests ---------------------------------------------------------------------------------
@@ -369,8 +386,8 @@ def test_every_cut_yields_exactly_the_complete_records() -> None:
         for chunk_size in (1 << 20, 7):
             _records, offsets, error, end, _footer = assert_same(data[:cut], chunk_size=chunk_size)
             complete = [e for e in ends if e <= cut]
-            # while a record is handled, offset is where it starts (its end once resumed)
-            assert offsets == [0, *complete][: len(complete)]
+            # while a record is handled, offset is already its end
+            assert offsets == complete[: len(offsets)] and len(offsets) == len(complete)
             assert end == (complete[-1] if complete else 0)
             if cut == len(data):
                 assert error is None

@@ -26,6 +26,7 @@ record lands on it. A change of the layout is made here, once.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -40,6 +41,7 @@ __all__ = [
     "frame_envelope",
     "next_record_start",
     "parse_frame_records",
+    "speedups",
 ]
 
 # Record{type: 3, frame: {seq: ...}}: how every frame record starts, up to the
@@ -106,8 +108,29 @@ def _numpy() -> Any:
     return _numpy_module
 
 
+def speedups() -> Any:
+    """The C module of this layout (:file:`_speedups.c`), or None if it was not built.
+
+    ``AGENTPROTO_PURE=1`` in the environment leaves it out (to compare).
+    """
+    global _speedups_module
+    if _speedups_module is None:
+        _speedups_module = False
+        if not os.environ.get("AGENTPROTO_PURE"):
+            try:
+                from . import _speedups
+            except ImportError:  # no C compiler at install: NumPy and cbor2 do it all
+                pass
+            else:
+                _speedups_module = _speedups
+    return _speedups_module or None
+
+
+_speedups_module: Any = None
+
+
 def parse_frame_records(
-    buf: bytes, lo: int = 0, *, envelopes: bool = True
+    buf: bytes, lo: int = 0, *, envelopes: bool = True, native: bool = True
 ) -> tuple[FrameRecords, FrameEnvelopes] | None:
     """Parse every frame record in the layout that starts in ``buf[lo:]``, all at once.
 
@@ -115,12 +138,23 @@ def parse_frame_records(
     least :data:`FRAME_HEAD_MAX` bytes before the end); only those whose every
     head is valid, and, for :class:`FrameRecords`, whose record ends inside
     ``buf``, are returned (no envelopes unless ``envelopes``). None without
-    NumPy or when ``buf`` is too short.
+    NumPy or when ``buf`` is too short. The C module does the parse when it
+    is there (without holding the GIL) and ``native``; NumPy otherwise: the
+    results are the same.
     """
     np = _numpy()
     n = len(buf)
     if not np or n - lo < FRAME_HEAD_MAX:
         return None
+    c = speedups() if native else None
+    if c is not None:
+        whole_rows, other_rows = c.scan_frame_records(buf, lo, envelopes)
+        whole = np.frombuffer(whole_rows, dtype=np.int64).reshape(-1, len(FrameRecords._fields))
+        other = np.frombuffer(other_rows, dtype=np.int64).reshape(-1, len(FrameEnvelopes._fields))
+        return (
+            FrameRecords(*np.ascontiguousarray(whole.T)),
+            FrameEnvelopes(*np.ascontiguousarray(other.T)),
+        )
     a = np.frombuffer(buf, dtype=np.uint8)
     # big-endian 2-, 4- and 8-byte integers starting at every byte (views, no copy):
     # one gather reads a whole literal or head argument

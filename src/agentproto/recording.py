@@ -9,6 +9,7 @@ record and then raise :class:`TruncatedError` saying where the cut is.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import getpass
 import os
@@ -16,6 +17,7 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from itertools import islice, repeat
 from typing import Any, BinaryIO, NamedTuple
 
@@ -29,7 +31,7 @@ from .errors import (
     RemoteProtocolError,
     TruncatedError,
 )
-from .layout import FRAME_RECORD_PREFIX, parse_frame_records
+from .layout import FRAME_RECORD_PREFIX, parse_frame_records, speedups
 from .types import (
     MAX_DEPTH,
     CommandEnd,
@@ -387,7 +389,7 @@ def run_stops(starts: Any, ends: Any) -> list[int]:
     return result
 
 
-def _frame_index(buf: bytes) -> BulkIndex | None:
+def _frame_index(buf: bytes, native: bool = True) -> BulkIndex | None:
     """The frame records of ``buf`` in Go's layout (:mod:`agentproto.layout`), built at once.
 
     Records whose frame holds only ``t``, ``s`` and ``d`` come back as
@@ -397,7 +399,7 @@ def _frame_index(buf: bytes) -> BulkIndex | None:
     rare (a coincidence inside a payload). The envelopes of other frame
     records leave the frame map to cbor2. None without NumPy.
     """
-    parsed = parse_frame_records(buf)
+    parsed = parse_frame_records(buf, native=native)
     if parsed is None:
         return None
     r, e = parsed
@@ -429,6 +431,45 @@ def _frame_index(buf: bytes) -> BulkIndex | None:
     return r.pos.tolist(), ends, run_stops(r.pos, r.end), records, envelopes
 
 
+def _native_frame_run() -> Callable[[bytes, int, int], Any] | None:
+    """The C builder of frame records (``_speedups.frame_run``), set up for our classes.
+
+    None when the C module was not built, or when the classes are not the
+    slotted dataclasses with plain defaults it fills (then the NumPy path runs).
+    """
+    c = speedups()
+    if c is None:
+        return None
+
+    def spec(cls: type, leading: tuple[str, ...]) -> tuple[type, tuple[Any, ...], tuple[Any, ...]]:
+        # frame_run fills the leading fields (by position; unfilled ones start as None)
+        # and leaves the others at their defaults: plain values, no default_factory
+        fields = dataclasses.fields(cls)
+        defaults = tuple(None if f.name in leading else f.default for f in fields)
+        if tuple(f.name for f in fields[: len(leading)]) != leading or any(
+            d is dataclasses.MISSING for d in defaults
+        ):
+            raise TypeError(f"{cls.__name__}: fields are not what frame_run fills")
+        return cls, tuple(cls.__dict__[f.name] for f in fields), defaults
+
+    try:
+        c.configure(
+            spec(Record, ("type", "header", "cmd_start", "frame")),  # the two between stay None
+            spec(RecordedFrame, ("seq", "timestamp", "direction", "frame")),
+            spec(Frame, ("type", "stream", "data")),
+            RecordType.FRAME,
+            _FRAME_TYPE_BY_BYTE,
+            _DIRECTION_BY_BYTE,
+        )
+    except TypeError:
+        return None
+    run: Callable[[bytes, int, int], Any] = c.frame_run
+    return run
+
+
+_FRAME_RUN = _native_frame_run()
+
+
 class RecordingReader:
     """Stream the records of a recording with their byte offsets.
 
@@ -439,7 +480,8 @@ class RecordingReader:
     (with NumPy, when it is installed) instead of through cbor2's dicts; the
     records, offsets and errors are the same either way.
 
-    After iteration stops, ``offset`` is the end of the last complete record.
+    ``offset`` is the end of the record last yielded; after iteration stops,
+    the end of the last complete record.
     A cut inside a record raises :class:`TruncatedError` at that record's
     offset; a clean end with no footer raises :class:`MissingFooterError`
     when ``require_footer`` (the default); bytes that are not a record raise
@@ -449,6 +491,8 @@ class RecordingReader:
     yielded by then. ``fast_path=False`` decodes every record with cbor2
     (the reference the fast path is compared with); chunks shorter than
     ``bulk_min_bytes`` skip the NumPy parse (its fixed cost outweighs the gain).
+    Where the C module of :mod:`agentproto.layout` is built, it parses and
+    builds the frame records instead of NumPy (``native=False``: NumPy only).
     """
 
     def __init__(
@@ -461,15 +505,28 @@ class RecordingReader:
         chunk_size: int = CHUNK_SIZE,
         fast_path: bool = True,
         bulk_min_bytes: int = BULK_MIN_BYTES,
+        native: bool = True,
     ):
         self._source = source
         self.fast_path = fast_path
+        self.native = native
         self.bulk_min_bytes = bulk_min_bytes
-        self.offset = start
+        self._offset = start
+        self._run: Any = None  # the C run of records being yielded, if any
         self.require_footer = require_footer
         self.max_record_size = max_record_size
         self.chunk_size = max(1, chunk_size)
         self.saw_footer = False
+
+    @property
+    def offset(self) -> int:
+        """The file offset after the last record yielded (see the class doc)."""
+        run = self._run
+        return self._offset if run is None else int(run.end)
+
+    @offset.setter
+    def offset(self, value: int) -> None:
+        self._offset = value
 
     def _open(self) -> tuple[Any, bool]:
         if isinstance(self._source, (str, os.PathLike)):
@@ -509,7 +566,13 @@ class RecordingReader:
         try:
             if self.offset:
                 fp.seek(self.offset)
-            yield from self._scan(fp, raw=False, bulk=_frame_index if self.fast_path else None)
+            if not self.fast_path:
+                yield from self._scan(fp, raw=False, bulk=None)
+            elif self.native and _FRAME_RUN is not None:
+                yield from self._scan(fp, raw=False, bulk=None, walk=_FRAME_RUN)
+            else:
+                bulk = _frame_index if self.native else partial(_frame_index, native=False)
+                yield from self._scan(fp, raw=False, bulk=bulk)
         finally:
             if owned:
                 fp.close()
@@ -520,14 +583,21 @@ class RecordingReader:
             )
 
     def _scan(
-        self, fp: Any, *, raw: bool, bulk: Callable[[bytes], BulkIndex | None] | None
+        self,
+        fp: Any,
+        *,
+        raw: bool,
+        bulk: Callable[[bytes], BulkIndex | None] | None,
+        walk: Callable[[bytes, int, int], Any] | None = None,
     ) -> Iterator[Any]:
         """The one chunk loop: ``(offset, item)`` pairs when ``raw``, else :class:`Record`s.
 
         Records that ``bulk`` parsed in a chunk (see :func:`_frame_index`) are
         taken from it, in runs, when the walk from record to record reaches
-        them; the rest is decoded with cbor2 (through :class:`ItemDecoder`,
-        which can only move forward) and converted unless ``raw``.
+        them; or, with ``walk`` (the C ``frame_run``), each run of frame
+        records is built where the walk stands. The rest is decoded with cbor2
+        (through :class:`ItemDecoder`, which can only move forward) and
+        converted unless ``raw``.
         """
         read = fp.read
         convert = _record_from_map
@@ -535,7 +605,7 @@ class RecordingReader:
         frame_record = RecordType.FRAME
         directions = _DIRECTION_BY_BYTE
         buf = b""
-        base = self.offset  # file offset of buf[0]
+        base = self._offset  # file offset of buf[0]
         pos = 0  # next record's position in buf
         eof = False
         no_envelopes: dict[int, tuple[int, int, int, int]] = {}
@@ -565,8 +635,17 @@ class RecordingReader:
             # a frame map alone sits two levels higher than in its record
             decode_frame = ItemDecoder(buf, max_depth=MAX_DEPTH - 2).decode
             while pos < n:
-                if i < m:
-                    if starts[i] < pos:
+                if walk is not None:
+                    # C builds the run of frame records from here, up to the next other record
+                    self._run = run = walk(buf, pos, base)
+                    yield from run
+                    self._run = None
+                    pos, start = run.pos, run.envelope
+                    self._offset = base + pos
+                    if pos >= n:
+                        continue
+                else:
+                    if i < m and starts[i] < pos:
                         i = bisect_left(starts, pos, i)
                     if i < m and starts[i] == pos:
                         if made < i and not raw:  # candidates passed over (inside payloads)
@@ -575,18 +654,18 @@ class RecordingReader:
                         # a run of parsed records, each starting where the last ended
                         stop = stops[i]
                         if raw:  # the whole run at once; the caller reads the table
+                            self._offset = base + ends[stop - 1]
                             yield base + pos, ParsedRun(items, base, i, stop)
                             pos = ends[stop - 1]
-                            self.offset = base + pos
                             i = stop
                             continue
                         for item, end in zip(islice(items, stop - i), ends[i:stop], strict=True):
+                            self._offset = base + end
                             yield item
-                            self.offset = base + end
                         pos = ends[stop - 1]
                         i = made = stop
                         continue
-                start = envelope(pos)
+                    start = envelope(pos)
                 if start is not None:
                     # another frame in Go's envelope: cbor2 decodes the frame map alone
                     try:
@@ -603,9 +682,9 @@ class RecordingReader:
                             None,
                             None,
                         )
+                        self._offset = base + end
                         yield (base + pos, record) if raw else record
                         pos = end
-                        self.offset = base + end
                         continue
                 try:
                     item, end = decode(pos)
@@ -614,6 +693,7 @@ class RecordingReader:
                 except RemoteProtocolError as exc:
                     raise type(exc)(exc.message, offset=base + pos) from None
                 if raw:
+                    self._offset = base + end
                     yield base + pos, item
                 else:
                     try:
@@ -622,9 +702,9 @@ class RecordingReader:
                         raise exc.at(base + pos) from None
                     if record.type == footer:
                         self.saw_footer = True
+                    self._offset = base + end
                     yield record
                 pos = end
-                self.offset = base + end
             else:
                 continue
             buf, base, pos, eof = self._refill(read, buf, base, pos, eof)
