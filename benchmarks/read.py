@@ -8,7 +8,8 @@ writes), or reads ``--file``, then measures on the same bytes:
 - raw cbor2, the idiomatic buffered-file loop ``while fp.peek(1): dec.decode()``;
 - raw cbor2 from memory (a BytesIO of the whole file);
 - ``agentproto.iter_records`` and ``agentproto.read_recording``;
-- ``iter_records`` with the frame-record fast path switched off (cbor2 and conversion only);
+- ``iter_records`` without the C module (the NumPy parse), and with the frame-record
+  fast path switched off (cbor2 and conversion only);
 - ``RecordingReader.raw_items`` (decoded maps with their offsets);
 - ``reclab check`` (``check_recording``) and its decode-every-record path;
 - Go's ``ReadRecording`` and record iteration (``tests/go/crosscheck readbench``,
@@ -240,6 +241,14 @@ def agentproto_general_path(path: Path) -> int:
     return count
 
 
+def agentproto_numpy_path(path: Path) -> int:
+    """iter_records without the C module: the NumPy parse of each chunk (the path before it)."""
+    count = 0
+    for _record in RecordingReader(path, native=False):
+        count += 1
+    return count
+
+
 def agentproto_raw_items(path: Path) -> int:
     count = 0
     for _item in RecordingReader(path).raw_items():
@@ -366,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
             ("cbor2 from memory", lambda: cbor2_memory(path)),
             ("agentproto iter_records", lambda: agentproto_records(path)),
             ("agentproto read_recording", lambda: read_all(path)),
+            ("iter_records, NumPy, no C", lambda: agentproto_numpy_path(path)),
             ("iter_records, no fast path", lambda: agentproto_general_path(path)),
             ("agentproto raw_items", lambda: agentproto_raw_items(path)),
             ("reclab check", lambda: check_fast(path)),

@@ -18,6 +18,8 @@ finds and parses them here, and decodes only the rest with cbor2:
   the envelope of the others (:class:`FrameEnvelopes`).
 - :func:`frame_envelope`: the same envelope for one record, without NumPy.
 - :func:`next_record_start`: where a record may start again after damage.
+- :func:`speedups`: the same parse in C (:file:`_speedups.c`), which also
+  builds the reader's records; optional, NumPy does it otherwise.
 
 A candidate is only a place where the prefix occurs: it may be a coincidence
 inside a payload, so a reader trusts one only when its walk from record to
