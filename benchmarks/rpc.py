@@ -29,6 +29,11 @@ Then one call's latency is broken down (1 caller, medians):
 - wake-up: what the mux adds to the bare round trip (its reading thread
   receives the answer and wakes the calling thread).
 
+Last, bare round trips (no mux, 1 caller) with the agent's CPU per call, on
+a ladder: a Python process that only reads and writes, the agent's decode +
+Stat + encode functions alone, this agent (the session and the mux around
+them), the Go agent.
+
 ``--profile agent`` runs the agent under cProfile and prints its top
 functions; ``--profile runner`` profiles this process during a 1-caller run.
 """
@@ -210,14 +215,19 @@ def breakdown(agent: list[str], target: str, calls: int) -> dict[str, float]:
     return parts
 
 
-def go_breakdown(agent: list[str], target: str, calls: int) -> float:
-    """Median microseconds of a bare round trip (write, blocking read) to ``agent``."""
+def bare_trip(
+    agent: list[str], target: str, calls: int, env: dict[str, str] | None = None
+) -> tuple[float, float]:
+    """A bare round trip (write, blocking read) to ``agent``: median us, agent CPU us per call."""
     request = Frame(type=FrameType.FILE_OP, file_op=FileOpReq(7, FileOp.STAT, target)).to_cbor()
-    proc = subprocess.Popen(agent, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    proc = subprocess.Popen(agent, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
     assert proc.stdin is not None and proc.stdout is not None
     wfd, rfd = proc.stdin.fileno(), proc.stdout.fileno()
     trips = []
+    cpu_before = 0.0
     for i in range(calls):
+        if i == 50:
+            cpu_before = _cpu_seconds(proc.pid)
         t0 = time.perf_counter_ns()
         os.write(wfd, request)
         data = os.read(rfd, 65536)
@@ -225,9 +235,30 @@ def go_breakdown(agent: list[str], target: str, calls: int) -> float:
             data += os.read(rfd, 65536)
         if i >= 50:
             trips.append(time.perf_counter_ns() - t0)
+    cpu = _cpu_seconds(proc.pid) - cpu_before
     proc.stdin.close()
     proc.wait(30)
-    return statistics.median(trips) / 1000
+    return statistics.median(trips) / 1000, 1e6 * cpu / len(trips)
+
+
+def serve(mode: str) -> None:
+    """The reference points below the agent (``--serve``), on stdin/stdout.
+
+    ``echo``: a Python process that reads each request and writes a fixed answer
+    (the floor: wake-ups and two system calls). ``work``: the agent's own decode,
+    Stat and encode functions on each read, without the mux or the session.
+    """
+    server = FileOpServer()
+    answer = b""
+    while True:
+        data = os.read(0, 65536)
+        if not data:
+            return
+        if mode == "work" or not answer:
+            frame = decode_frame_item(data)
+            assert frame.file_op is not None
+            answer = FILE_RESP_FRAME_HEAD + server.answer(frame.file_op)
+        os.write(1, answer)
 
 
 def profile_agent(target: str, calls: int, threads: int, out: Path) -> None:
@@ -242,12 +273,16 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=8000, help="calls per rate run")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (best kept)")
     parser.add_argument("--profile", choices=["agent", "runner"], help="profile one side")
+    parser.add_argument("--serve", choices=["echo", "work"], help=argparse.SUPPRESS)
     parser.add_argument(
         "--baseline-src",
         type=Path,
         help="also run the agent of this source tree (the src directory's parent)",
     )
     args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
     with tempfile.TemporaryDirectory() as tmpdir:
         target = os.path.join(tmpdir, "stat-me")
         Path(target).write_bytes(b"x")
@@ -304,11 +339,20 @@ def main() -> None:
         print("one call, 1 caller, this agent (median us):")
         for name, value in parts.items():
             print(f"  {name:55s} {value:7.1f}")
+        print("bare round trips, 1 caller (median us; agent CPU us per call):")
+        me = [sys.executable, str(Path(__file__).resolve())]
+        ladder: dict[str, tuple[list[str], dict[str, str] | None]] = {
+            "a Python process reading and writing (floor)": ([*me, "--serve", "echo"], None),
+            "agent decode + Stat + encode, no mux": ([*me, "--serve", "work"], None),
+            "this agent": (PY_AGENT, None),
+        }
+        if args.baseline_src:
+            ladder["baseline agent"] = (PY_AGENT, envs["baseline"])
         if go:
-            print(
-                f"  Go agent's bare round trip                              "
-                f"{go_breakdown(go, target, args.calls):7.1f}"
-            )
+            ladder["Go agent"] = (go, None)
+        for name, (cmd, env) in ladder.items():
+            trip, cpu = bare_trip(cmd, target, args.calls, env)
+            print(f"  {name:55s} {trip:7.1f} ({cpu:5.1f})")
 
 
 if __name__ == "__main__":

@@ -95,3 +95,9 @@ def test_the_types_do_not_pay_for_the_live_side() -> None:
         env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"},
     )
     assert out.stdout.strip() == "False"
+
+
+def test_the_cli_loads_only_what_help_needs() -> None:
+    """`reclab --help` imports the command modules: what only a command uses waits for it."""
+    extra = imported_by("reclab.cli") - imported_by("typer")
+    assert not extra & {"json", "logging", "shlex", "agentproto.types", "cbor2", "numpy"}

@@ -9,8 +9,6 @@ read up to the cut with a one-line warning.
 
 from __future__ import annotations
 
-import json
-import shlex
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,12 +53,16 @@ def _console(width: int | None = None) -> Console:
 
 
 def _json_out(data: Any) -> None:
+    import json  # not at start-up: `reclab --help` lists commands only
+
     from ..terminal import json_safe  # C1 and bidi controls escaped: a terminal acts on them
 
     sys.stdout.write(json_safe(json.dumps(data, indent=2, ensure_ascii=False)) + "\n")
 
 
 def _argv_text(cmd: Command, secrets: bool) -> str:
+    import shlex  # not at start-up: `reclab --help` lists commands only
+
     from ..redact import mask_argv
 
     argv = cmd.argv or ([cmd.path] if cmd.path else [])

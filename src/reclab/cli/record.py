@@ -7,9 +7,7 @@ the command's exit code as reclab's own.
 
 from __future__ import annotations
 
-import logging
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -41,6 +39,8 @@ def default_output(directory: Path | None = None) -> Path:
 
 def parse_script(text: str, *, source: str = "script") -> list[list[str]]:
     """Commands of a script: one shell-quoted command per line; blank and ``#`` lines skipped."""
+    import shlex  # not at start-up: `reclab --help` lists commands only
+
     commands: list[list[str]] = []
     for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
@@ -318,6 +318,8 @@ def _print_notice(text: str) -> None:
 
 def _route_library_warnings() -> None:
     """Show agentproto's warnings (an invalid frame from the agent) as reclab's one-liners."""
+    import logging  # not at start-up: `reclab --help` lists commands only
+
     log = logging.getLogger("agentproto")
     if not log.handlers:
         handler = logging.StreamHandler(sys.stderr)

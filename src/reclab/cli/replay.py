@@ -7,7 +7,6 @@ that would not start or was lost). Every error is one line on stderr.
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import threading
@@ -100,6 +99,8 @@ def _print_report(report: Comparison, as_json: bool) -> None:
     from ..replay.report import comparison_table, summary_line
 
     if as_json:
+        import json  # not at start-up: `reclab --help` lists commands only
+
         sys.stdout.write(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
     else:
         console = Console(highlight=False, markup=False, emoji=False, soft_wrap=False)
@@ -211,6 +212,8 @@ def replay_command(
         plan = build_plan(rec, seq)
         if not run:
             if as_json:
+                import json  # not at start-up: `reclab --help` lists commands only
+
                 sys.stdout.write(json.dumps(plan.to_json(target), indent=2) + "\n")
             else:
                 for line in plan_lines(plan, target):
