@@ -5,8 +5,6 @@ stdin/stdout/stderr passed through byte for byte, signals forwarded,
 the command's exit code as reclab's own.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 import time
@@ -55,7 +53,7 @@ def parse_script(text: str, *, source: str = "script") -> list[list[str]]:
     return commands
 
 
-def _print_log(entry: LogEntry) -> None:
+def _print_log(entry: "LogEntry") -> None:
     level = _SLOG_NAMES.get(entry.level, str(entry.level))
     attrs = " ".join(entry.attrs)
     print(f"reclab: agent log: {level} {entry.msg} {attrs}".rstrip(), file=sys.stderr, flush=True)
@@ -269,7 +267,7 @@ def run(
 
 def _where(
     agent: str | None, connect: str | None, token_file: Path | None, agent_log_level: str | None
-) -> tuple[list[str] | None, Address | None, bytes | None]:
+) -> tuple[list[str] | None, "Address | None", bytes | None]:
     """(agent argv, address, token) from the options; one-line errors for bad ones."""
     from agentproto import auth
     from agentproto.address import parse_address

@@ -1,7 +1,5 @@
 """``reclab redact``: a copy of a recording with its secrets masked."""
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 from typing import Annotated

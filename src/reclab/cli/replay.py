@@ -5,8 +5,6 @@ something diverged, 2 on error (an unreadable or cut recording, an agent
 that would not start or was lost). Every error is one line on stderr.
 """
 
-from __future__ import annotations
-
 import signal
 import sys
 import threading
@@ -66,7 +64,7 @@ def _reading(path: Path) -> Iterator[None]:
         fail(f"{path}: {exc.strerror or exc}")
 
 
-def _open(path: Path) -> Recording:
+def _open(path: Path) -> "Recording":
     from ..model import open_recording
 
     with _reading(path):
@@ -93,7 +91,7 @@ def _check_timing(timing: str, speed: float) -> None:
         fail(f"--speed {speed}: must be more than 0")
 
 
-def _print_report(report: Comparison, as_json: bool) -> None:
+def _print_report(report: "Comparison", as_json: bool) -> None:
     from rich.console import Console
 
     from ..replay.report import comparison_table, summary_line
@@ -225,7 +223,7 @@ def replay_command(
 
 
 def _replay(
-    rec: Recording,
+    rec: "Recording",
     plan: Any,
     output: Path | None,
     agent: str | None,
