@@ -8,11 +8,8 @@ system of the child) are printed, with the ratio to ``reclab info`` on the
 same small recording. The floor under ``--help`` is printed with it: a bare
 ``python -c pass``, the same without ``site`` (``-S``: what start-up hooks in
 site-packages cost) and ``import typer`` (the library that builds the help).
-With ``PYTHONDONTWRITEBYTECODE`` set, nothing of reclab's is ever cached as
-bytecode and every run compiles it: ``--help`` is then also timed with a
-bytecode cache, as an installed package has. ``--baseline-src DIR`` times
-``--help`` from another source tree too (``git archive <commit> src | tar -x
--C DIR``): before and after in one run.
+``--baseline-src DIR`` times ``--help`` from another source tree too (``git
+archive <commit> src | tar -x -C DIR``): before and after in one run.
 
 Targets (issue 13): ``commands`` and ``export --csv`` within 1.5x of
 ``info``; ``--help`` under 0.15 s.
@@ -26,7 +23,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -66,12 +62,6 @@ def main() -> None:
         "reclab export --csv": [*reclab, "export", "--csv", rec],
     }
     os.environ.setdefault("COLUMNS", "100")
-    cache = None
-    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
-        cache = tempfile.TemporaryDirectory()
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        envs["reclab --help, bytecode cached"] = env | {"PYTHONPYCACHEPREFIX": cache.name}
-        commands["reclab --help, bytecode cached"] = [*reclab, "--help"]
     if args.baseline_src:
         src = str(args.baseline_src.resolve() / "src")
         envs["baseline --help"] = dict(os.environ, PYTHONPATH=src)
@@ -93,8 +83,6 @@ def main() -> None:
             f"  {name:32s} wall {wall * 1000:6.0f} ms ({wall / wall_info:4.2f}x info)"
             f"  CPU {cpu * 1000:6.0f} ms ({cpu / cpu_info:4.2f}x info)"
         )
-    if cache is not None:
-        cache.cleanup()
 
 
 if __name__ == "__main__":
