@@ -70,7 +70,7 @@ class Client:
         req = FileOpReq.from_cbor(req.to_cbor())
         resp = self.server.handle(req)
         assert resp.req_id == req_id
-        if op in (FileOp.STAT, FileOp.LSTAT):  # no side effects: ask again, the agent's way
+        if op in (FileOp.STAT, FileOp.LSTAT, FileOp.READ_DIR):  # ask again, the agent's way
             assert self.server.answer(req) == resp.to_cbor()
         return FileOpResp.from_cbor(resp.to_cbor())  # every answer must be encodable
 
@@ -942,6 +942,23 @@ def test_answer_of_a_time_go_cannot_hold_is_an_error(
     resp = FileOpResp.from_cbor(server.answer(req))  # an answer all the same, not an exception
     assert (resp.req_id, resp.errno, resp.stat) == (9, errno.EINVAL, None)
     assert resp.err_msg.startswith("stat ") and "st.t" in resp.err_msg
+
+
+def test_read_dir_answer_with_a_time_go_cannot_hold_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fields = {"st_atime_ns": 1, "st_mtime_ns": 2, "st_ctime_ns": 3}
+    fields |= {"st_blocks": 8, "st_blksize": 4096, "st_rdev": 0}
+    fine = os.stat_result((0o100644, 1, 1, 1, 0, 0, 5, 0, 0, 0), fields)
+    far = os.stat_result((0o40755, 2, 1, 2, 0, 0, 0, 0, 0, 0), fields | {"st_ctime_ns": -(1 << 64)})
+    server = FileOpServer()
+    req = FileOpReq(req_id=4, op=FileOp.READ_DIR, path=str(tmp_path))
+    monkeypatch.setattr(server, "_dir_listing", lambda req: [("a", fine), ("d", fine)])
+    assert server.answer(req) == server.handle(req).to_cbor()
+    monkeypatch.setattr(server, "_dir_listing", lambda req: [("a", fine), ("d", far)])
+    resp = FileOpResp.from_cbor(server.answer(req))
+    assert (resp.req_id, resp.errno, resp.entries) == (4, errno.EINVAL, [])
+    assert "en" in resp.err_msg
 
 
 @pytest.mark.parametrize("op", [FileOp.GETWD, FileOp.CLOSE, FileOp.STATFS, 99])

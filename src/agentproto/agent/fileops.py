@@ -158,6 +158,7 @@ def _safe_text(name: str) -> str:
 
 _STAT_KEYS = WireKeys(FileStat)
 _RESP_KEYS = WireKeys(FileOpResp)
+_ENTRY_KEYS = WireKeys(FileDirEntry)
 (_K_NAME, _K_SIZE, _K_MODE, _K_MTIME, _K_ATIME, _K_CTIME, _K_UID, _K_GID) = (
     _STAT_KEYS.name,
     _STAT_KEYS.size,
@@ -319,6 +320,11 @@ class FileOpServer:
             FileOp.FSTAT: self._fstat,
             FileOp.FTRUNCATE: self._ftruncate,
         }
+        self._fast: dict[int, Callable[[FileOpReq], dict[str, Any] | None]] = {
+            FileOp.STAT: self._stat_answer,
+            FileOp.LSTAT: self._lstat_answer,
+            FileOp.READ_DIR: self._read_dir_answer,
+        }
 
     @property
     def root(self) -> str | None:
@@ -356,18 +362,19 @@ class FileOpServer:
         An answer that cannot be encoded (a value Go's types cannot hold)
         becomes an EIO answer saying why.
 
-        Stat and Lstat, the calls that come by the thousand, skip the
-        dataclasses: their answer map is built from ``os.stat`` directly.
+        Stat, Lstat and ReadDir, the calls that come by the thousand or with
+        thousands of entries, skip the dataclasses: their answer maps are
+        built from ``os.stat`` results directly.
         """
-        follow = _STAT_FOLLOW.get(req.op)
-        if follow is not None:
+        fast = self._fast.get(req.op)
+        if fast is not None:
             try:
-                m = stat_map(go_base(req.path), self._stat_result(req.path, follow))
+                m = fast(req)
             except Exception as exc:
                 resp = self._failure(req, exc)
             else:
                 if m is not None:
-                    return cbor2.dumps({_RESP_KEYS.req_id: req.req_id, _RESP_KEYS.stat: m})
+                    return cbor2.dumps({_RESP_KEYS.req_id: req.req_id, **m})
                 resp = self.handle(req)  # a time Go cannot hold: the checked path says so
             resp.req_id = req.req_id
         else:
@@ -378,6 +385,22 @@ class FileOpServer:
             failure = self._failure(req, exc)
             failure.req_id = req.req_id
             return failure.to_cbor()
+
+    # The answer maps of answer()'s ops, without the id; None: take the checked path.
+
+    def _stat_answer(self, req: FileOpReq) -> dict[str, Any] | None:
+        m = stat_map(go_base(req.path), self._stat_result(req.path, True))
+        return None if m is None else {_RESP_KEYS.stat: m}
+
+    def _lstat_answer(self, req: FileOpReq) -> dict[str, Any] | None:
+        m = stat_map(go_base(req.path), self._stat_result(req.path, False))
+        return None if m is None else {_RESP_KEYS.stat: m}
+
+    def _read_dir_answer(self, req: FileOpReq) -> dict[str, Any] | None:
+        maps = [stat_map(name, st) for name, st in self._dir_listing(req)]
+        if any(m is None for m in maps):
+            return None
+        return {_RESP_KEYS.entries: [{_ENTRY_KEYS.stat: m} for m in maps]} if maps else {}
 
     def close_all(self) -> None:
         """Close every open handle (call when the file-op service ends); idempotent."""
@@ -621,6 +644,11 @@ class FileOpServer:
         return FileOpResp(stat=file_stat(go_base(req.path), self._stat_result(req.path, False)))
 
     def _read_dir(self, req: FileOpReq) -> FileOpResp:
+        entries = [FileDirEntry(stat=file_stat(name, st)) for name, st in self._dir_listing(req)]
+        return FileOpResp(entries=entries)
+
+    def _dir_listing(self, req: FileOpReq) -> list[tuple[str, os.stat_result]]:
+        """The entries of directory ``req.path`` as Go lists them: names and lstat results."""
         with self._at(req.path, follow=True) as loc:
             fd = self._open_at(loc, os.O_RDONLY | os.O_DIRECTORY)
         listed: list[tuple[bytes, str, os.stat_result]] = []
@@ -642,8 +670,7 @@ class FileOpServer:
         finally:
             os.close(fd)
         listed.sort(key=lambda item: item[0])  # Go sorts by name, byte-wise
-        entries = [FileDirEntry(stat=file_stat(name, st)) for _, name, st in listed]
-        return FileOpResp(entries=entries)
+        return [(name, st) for _, name, st in listed]
 
     def _mkdir(self, req: FileOpReq) -> FileOpResp:
         perm = to_posix(req.mode) if req.mode else DEFAULT_DIR_PERM
@@ -826,9 +853,6 @@ class FileOpServer:
             os.ftruncate(of.fd, req.size)
         return FileOpResp()
 
-
-# The ops answer() builds without dataclasses: whether each follows a final symlink
-_STAT_FOLLOW: dict[int, bool] = {FileOp.STAT: True, FileOp.LSTAT: False}
 
 _HANDLE_OPS = frozenset(
     {
