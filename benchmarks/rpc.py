@@ -1,6 +1,7 @@
 """File-op RPCs through the mux: this package's agent against the Go agent, in one run.
 
     python benchmarks/rpc.py [--calls N] [--repeat N] [--profile agent|runner]
+                             [--baseline-src DIR]
 
 The runner side is the same for both (:class:`agentproto.Mux` in this
 process, as ``reclab.runner`` uses it); only the agent differs:
@@ -8,6 +9,9 @@ process, as ``reclab.runner`` uses it); only the agent differs:
 - this package's agent (``python -m agentproto.agent``);
 - the Go agent: ``tests/go/crosscheck agent``, a Go ``Mux`` read loop serving
   Stat with fxamacker/cbor (built on the fly; skipped without Go).
+
+``--baseline-src DIR`` adds this package's agent as another source tree has
+it (``git archive <commit> src | tar -x -C DIR``): before and after in one run.
 
 Rates are Stat RPCs per second with 1 and 16 caller threads, best of
 ``--repeat`` runs taken in turns, printed as a ratio to the Go agent's.
@@ -17,12 +21,18 @@ Then one call's latency is broken down (1 caller, medians):
 - write: the ``write(2)`` of the request into the pipe;
 - agent decode + syscall + encode: the agent's own CPU per request, measured
   in this process on the same functions (decode the frame, ``FileOpServer``'s
-  Stat, encode the answer);
+  Stat answer, encoded, behind the frame's head), hot in the cache: the agent
+  runs them cold, after a wake-up, and so slower;
 - pipe + agent wake-up: the rest of a bare round trip (write, then a blocking
   read of the answer, no mux threads): scheduling and the agent's read/write;
 - read, decode: the runner's read of the answer, decoding it;
 - wake-up: what the mux adds to the bare round trip (its reading thread
   receives the answer and wakes the calling thread).
+
+Last, bare round trips (no mux, 1 caller) with the agent's CPU per call, on
+a ladder: a Python process that only reads and writes, the agent's decode +
+Stat + encode functions alone, this agent (the session and the mux around
+them), the Go agent.
 
 ``--profile agent`` runs the agent under cProfile and prints its top
 functions; ``--profile runner`` profiles this process during a 1-caller run.
@@ -48,7 +58,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from agentproto import FileOp, FileOpReq, Frame, FrameType, Mux  # noqa: E402
 from agentproto.agent.fileops import FileOpServer  # noqa: E402
 from agentproto.codec import item_end  # noqa: E402
-from agentproto.protocol import decode_frame_item  # noqa: E402
+from agentproto.protocol import FILE_RESP_FRAME_HEAD, decode_frame_item  # noqa: E402
 
 PY_AGENT = [sys.executable, "-m", "agentproto.agent", "--log-level", "warning"]
 
@@ -73,14 +83,21 @@ def _cpu_seconds(pid: int) -> float:
 CPU: dict[tuple[str, int], list[tuple[float, float]]] = {}
 
 
-def rate(agent: list[str], target: str, calls: int, threads: int, name: str = "") -> float:
+def rate(
+    agent: list[str],
+    target: str,
+    calls: int,
+    threads: int,
+    name: str = "",
+    env: dict[str, str] | None = None,
+) -> float:
     """Stat RPCs per second through a Mux to ``agent`` with ``threads`` callers.
 
     Also adds the agent's and this process's CPU microseconds per call to
     ``CPU[name, threads]``: CPU per call moves less than wall time when other
     work loads the machine.
     """
-    proc = subprocess.Popen(agent, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    proc = subprocess.Popen(agent, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
     assert proc.stdin is not None and proc.stdout is not None
     mux = Mux(proc.stdout, proc.stdin, side="runner")
     mux.start()
@@ -138,8 +155,7 @@ def breakdown(agent: list[str], target: str, calls: int) -> dict[str, float]:
     def agent_cpu() -> None:
         frame = decode_frame_item(request)
         assert frame.file_op is not None
-        resp = server.handle(frame.file_op)
-        Frame(type=FrameType.FILE_RESP, file_resp=resp).to_cbor()
+        FILE_RESP_FRAME_HEAD + server.answer(frame.file_op)
 
     parts["agent decode+syscall+encode"] = _median_us(agent_cpu)
     parts["runner decode"] = _median_us(lambda: decode_frame_item(answer))
@@ -199,14 +215,19 @@ def breakdown(agent: list[str], target: str, calls: int) -> dict[str, float]:
     return parts
 
 
-def go_breakdown(agent: list[str], target: str, calls: int) -> float:
-    """Median microseconds of a bare round trip (write, blocking read) to ``agent``."""
+def bare_trip(
+    agent: list[str], target: str, calls: int, env: dict[str, str] | None = None
+) -> tuple[float, float]:
+    """A bare round trip (write, blocking read) to ``agent``: median us, agent CPU us per call."""
     request = Frame(type=FrameType.FILE_OP, file_op=FileOpReq(7, FileOp.STAT, target)).to_cbor()
-    proc = subprocess.Popen(agent, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    proc = subprocess.Popen(agent, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
     assert proc.stdin is not None and proc.stdout is not None
     wfd, rfd = proc.stdin.fileno(), proc.stdout.fileno()
     trips = []
+    cpu_before = 0.0
     for i in range(calls):
+        if i == 50:
+            cpu_before = _cpu_seconds(proc.pid)
         t0 = time.perf_counter_ns()
         os.write(wfd, request)
         data = os.read(rfd, 65536)
@@ -214,9 +235,30 @@ def go_breakdown(agent: list[str], target: str, calls: int) -> float:
             data += os.read(rfd, 65536)
         if i >= 50:
             trips.append(time.perf_counter_ns() - t0)
+    cpu = _cpu_seconds(proc.pid) - cpu_before
     proc.stdin.close()
     proc.wait(30)
-    return statistics.median(trips) / 1000
+    return statistics.median(trips) / 1000, 1e6 * cpu / len(trips)
+
+
+def serve(mode: str) -> None:
+    """The reference points below the agent (``--serve``), on stdin/stdout.
+
+    ``echo``: a Python process that reads each request and writes a fixed answer
+    (the floor: wake-ups and two system calls). ``work``: the agent's own decode,
+    Stat and encode functions on each read, without the mux or the session.
+    """
+    server = FileOpServer()
+    answer = b""
+    while True:
+        data = os.read(0, 65536)
+        if not data:
+            return
+        if mode == "work" or not answer:
+            frame = decode_frame_item(data)
+            assert frame.file_op is not None
+            answer = FILE_RESP_FRAME_HEAD + server.answer(frame.file_op)
+        os.write(1, answer)
 
 
 def profile_agent(target: str, calls: int, threads: int, out: Path) -> None:
@@ -231,7 +273,16 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=8000, help="calls per rate run")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (best kept)")
     parser.add_argument("--profile", choices=["agent", "runner"], help="profile one side")
+    parser.add_argument("--serve", choices=["echo", "work"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="also run the agent of this source tree (the src directory's parent)",
+    )
     args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
     with tempfile.TemporaryDirectory() as tmpdir:
         target = os.path.join(tmpdir, "stat-me")
         Path(target).write_bytes(b"x")
@@ -248,12 +299,17 @@ def main() -> None:
             return
         go = go_agent()
         agents = {"python": PY_AGENT} | ({"go": go} if go else {})
+        envs: dict[str, dict[str, str] | None] = dict.fromkeys(agents)
+        if args.baseline_src:
+            agents["baseline"] = PY_AGENT
+            src = str(args.baseline_src.resolve() / "src")
+            envs["baseline"] = dict(os.environ, PYTHONPATH=src)
         rates: dict[tuple[str, int], list[float]] = {}
         for _ in range(args.repeat):  # in turns: load from elsewhere hits both alike
             for threads in (1, 16):
                 for name, cmd in agents.items():
                     rates.setdefault((name, threads), []).append(
-                        rate(cmd, target, args.calls, threads, name)
+                        rate(cmd, target, args.calls, threads, name, envs[name])
                     )
         print(f"file-op RPCs (Stat) through the Mux, {args.calls} calls, best of {args.repeat}:")
         for threads in (1, 16):
@@ -265,22 +321,38 @@ def main() -> None:
             else:
                 line += " (Go agent: Go or fxamacker/cbor not installed)"
             print(line)
+            if args.baseline_src:
+                base = max(rates["baseline", threads])
+                line = f"      baseline agent {base:8.0f} calls/s ({1e6 / base:5.1f} us)"
+                line += f": this agent {py / base:.2f}x the baseline"
+                if go:
+                    line += f"; baseline {base / max(rates['go', threads]):.2f}x Go"
+                print(line)
             for name in agents:
                 agent_us = min(a for a, _ in CPU[name, threads])
                 runner_us = min(r for _, r in CPU[name, threads])
                 print(
-                    f"      {name:6s} agent: CPU per call agent {agent_us:5.1f} us,"
+                    f"      {name:8s} agent: CPU per call agent {agent_us:5.1f} us,"
                     f" runner {runner_us:5.1f} us"
                 )
         parts = breakdown(PY_AGENT, target, args.calls)
         print("one call, 1 caller, this agent (median us):")
         for name, value in parts.items():
             print(f"  {name:55s} {value:7.1f}")
+        print("bare round trips, 1 caller (median us; agent CPU us per call):")
+        me = [sys.executable, str(Path(__file__).resolve())]
+        ladder: dict[str, tuple[list[str], dict[str, str] | None]] = {
+            "a Python process reading and writing (floor)": ([*me, "--serve", "echo"], None),
+            "agent decode + Stat + encode, no mux": ([*me, "--serve", "work"], None),
+            "this agent": (PY_AGENT, None),
+        }
+        if args.baseline_src:
+            ladder["baseline agent"] = (PY_AGENT, envs["baseline"])
         if go:
-            print(
-                f"  Go agent's bare round trip                              "
-                f"{go_breakdown(go, target, args.calls):7.1f}"
-            )
+            ladder["Go agent"] = (go, None)
+        for name, (cmd, env) in ladder.items():
+            trip, cpu = bare_trip(cmd, target, args.calls, env)
+            print(f"  {name:55s} {trip:7.1f} ({cpu:5.1f})")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,15 @@
 """Start-up of short reclab commands, against ``reclab info`` in the same run.
 
-    python benchmarks/startup.py [--runs N] [--recording FILE]
+    python benchmarks/startup.py [--runs N] [--recording FILE] [--baseline-src DIR]
 
 Each command runs ``--runs`` times in a fresh interpreter (``python -m
 reclab``), in turns; the median wall time and the median CPU time (user +
 system of the child) are printed, with the ratio to ``reclab info`` on the
-same small recording and the time of a bare ``python -c pass``.
+same small recording. The floor under ``--help`` is printed with it: a bare
+``python -c pass``, the same without ``site`` (``-S``: what start-up hooks in
+site-packages cost) and ``import typer`` (the library that builds the help).
+``--baseline-src DIR`` times ``--help`` from another source tree too (``git
+archive <commit> src | tar -x -C DIR``): before and after in one run.
 
 Targets (issue 13): ``commands`` and ``export --csv`` within 1.5x of
 ``info``; ``--help`` under 0.15 s.
@@ -26,11 +30,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample-recordings" / "failing-build.cbor"
 
 
-def run(argv: list[str]) -> tuple[float, float]:
+def run(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
     """Wall and CPU seconds of one run of ``argv``."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    result = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    result = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
@@ -43,21 +47,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=15, help="runs per command")
     parser.add_argument("--recording", type=Path, default=SAMPLE, help="a small recording")
+    parser.add_argument("--baseline-src", type=Path, help="also time --help from this tree")
     args = parser.parse_args()
     rec = str(args.recording)
     reclab = [sys.executable, "-m", "reclab"]
+    envs: dict[str, dict[str, str] | None] = {}
     commands = {
         "python -c pass": [sys.executable, "-c", "pass"],
+        "python -S -c pass": [sys.executable, "-S", "-c", "pass"],
+        "python -c 'import typer'": [sys.executable, "-c", "import typer"],
         "reclab --help": [*reclab, "--help"],
         "reclab info": [*reclab, "info", rec],
         "reclab commands": [*reclab, "commands", rec],
         "reclab export --csv": [*reclab, "export", "--csv", rec],
     }
     os.environ.setdefault("COLUMNS", "100")
+    if args.baseline_src:
+        src = str(args.baseline_src.resolve() / "src")
+        envs["baseline --help"] = dict(os.environ, PYTHONPATH=src)
+        commands["baseline --help"] = [*reclab, "--help"]
+    for name, argv in commands.items():  # once untimed: bytecode caches filled
+        run(argv, envs.get(name))
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
     for _ in range(args.runs):  # in turns: load from elsewhere hits every command alike
         for name, argv in commands.items():
-            times[name].append(run(argv))
+            times[name].append(run(argv, envs.get(name)))
     size = args.recording.stat().st_size
     print(f"start-up, {args.runs} runs each, recording {args.recording.name} ({size} bytes):")
     wall_info = statistics.median(w for w, _ in times["reclab info"])
@@ -66,7 +80,7 @@ def main() -> None:
         wall = statistics.median(w for w, _ in runs)
         cpu = statistics.median(c for _, c in runs)
         print(
-            f"  {name:22s} wall {wall * 1000:6.0f} ms ({wall / wall_info:4.2f}x info)"
+            f"  {name:32s} wall {wall * 1000:6.0f} ms ({wall / wall_info:4.2f}x info)"
             f"  CPU {cpu * 1000:6.0f} ms ({cpu / cpu_info:4.2f}x info)"
         )
 

@@ -21,12 +21,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import cbor2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agentproto import FileOp, FileOpReq, FileOpResp
 from agentproto import fileops as fileops_mod
+from agentproto.agent.fileops import file_stat, stat_map
+from agentproto.errors import LocalProtocolError
 from agentproto.filemode import (
     MODE_CHAR_DEVICE,
     MODE_DEVICE,
@@ -67,6 +70,8 @@ class Client:
         req = FileOpReq.from_cbor(req.to_cbor())
         resp = self.server.handle(req)
         assert resp.req_id == req_id
+        if op in (FileOp.STAT, FileOp.LSTAT, FileOp.READ_DIR):  # ask again, the agent's way
+            assert self.server.answer(req) == resp.to_cbor()
         return FileOpResp.from_cbor(resp.to_cbor())  # every answer must be encodable
 
     def ok(self, op: int, **fields: Any) -> FileOpResp:
@@ -882,3 +887,82 @@ def test_confined_mkdir_all_through_a_symlink_leading_out_is_eacces(tmp_path: Pa
         assert list(outside.iterdir()) == []
     finally:
         server.close_all()
+
+
+# --- the Stat answer without dataclasses (FileOpServer.answer) -------------------------------
+
+_I64 = 1 << 63
+_nanos = st.one_of(st.just(0), st.integers(-_I64, _I64 - 1), st.integers(_I64, 1 << 70))
+
+
+@given(
+    mode=st.integers(0, 0o177777),
+    ints=st.lists(st.one_of(st.just(0), st.integers(1, (1 << 32) - 1)), min_size=6, max_size=6),
+    big=st.lists(st.one_of(st.just(0), st.integers(1, (1 << 63) - 1)), min_size=3, max_size=3),
+    times=st.lists(_nanos, min_size=3, max_size=3),
+    name=st.text(max_size=20),
+)
+def test_stat_map_is_file_stat_to_map(
+    mode: int, ints: list[int], big: list[int], times: list[int], name: str
+) -> None:
+    nlink, uid, gid, rdev, blksize, dev = ints
+    size, blocks, ino = big
+    st_ = os.stat_result(
+        (mode, ino, dev, nlink, uid, gid, size, 0, 0, 0),
+        {
+            "st_atime_ns": times[0],
+            "st_mtime_ns": times[1],
+            "st_ctime_ns": times[2],
+            "st_blocks": blocks,
+            "st_blksize": blksize,
+            "st_rdev": rdev,
+        },
+    )
+    fast = stat_map(name, st_)
+    if all(-_I64 <= t < _I64 for t in times):
+        assert fast is not None
+        assert cbor2.dumps(fast) == file_stat(name, st_).to_cbor()
+    else:  # a time Go cannot hold: the checked path must refuse it, so the fast one stands back
+        assert fast is None
+        with pytest.raises(LocalProtocolError):
+            file_stat(name, st_).to_cbor()
+
+
+def test_answer_of_a_time_go_cannot_hold_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fields = {"st_atime_ns": 0, "st_mtime_ns": 1 << 64, "st_ctime_ns": 0}
+    fields |= {"st_blocks": 0, "st_blksize": 4096, "st_rdev": 0}
+    far = os.stat_result((0o100644, 1, 1, 1, 0, 0, 0, 0, 0, 0), fields)
+    server = FileOpServer()
+    monkeypatch.setattr(server, "_stat_result", lambda path, follow: far)
+    req = FileOpReq(req_id=9, op=FileOp.STAT, path=str(tmp_path))
+    with pytest.raises(LocalProtocolError):
+        server.handle(req).to_cbor()
+    resp = FileOpResp.from_cbor(server.answer(req))  # an answer all the same, not an exception
+    assert (resp.req_id, resp.errno, resp.stat) == (9, errno.EINVAL, None)
+    assert resp.err_msg.startswith("stat ") and "st.t" in resp.err_msg
+
+
+def test_read_dir_answer_with_a_time_go_cannot_hold_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fields = {"st_atime_ns": 1, "st_mtime_ns": 2, "st_ctime_ns": 3}
+    fields |= {"st_blocks": 8, "st_blksize": 4096, "st_rdev": 0}
+    fine = os.stat_result((0o100644, 1, 1, 1, 0, 0, 5, 0, 0, 0), fields)
+    far = os.stat_result((0o40755, 2, 1, 2, 0, 0, 0, 0, 0, 0), fields | {"st_ctime_ns": -(1 << 64)})
+    server = FileOpServer()
+    req = FileOpReq(req_id=4, op=FileOp.READ_DIR, path=str(tmp_path))
+    monkeypatch.setattr(server, "_dir_listing", lambda req: [("a", fine), ("d", fine)])
+    assert server.answer(req) == server.handle(req).to_cbor()
+    monkeypatch.setattr(server, "_dir_listing", lambda req: [("a", fine), ("d", far)])
+    resp = FileOpResp.from_cbor(server.answer(req))
+    assert (resp.req_id, resp.errno, resp.entries) == (4, errno.EINVAL, [])
+    assert "en" in resp.err_msg
+
+
+@pytest.mark.parametrize("op", [FileOp.GETWD, FileOp.CLOSE, FileOp.STATFS, 99])
+def test_answer_of_other_ops_is_handle_s(tmp_path: Path, op: int) -> None:
+    server = FileOpServer()
+    req = FileOpReq(req_id=5, op=op, path=str(tmp_path), handle=3)
+    assert server.answer(req) == server.handle(req).to_cbor()

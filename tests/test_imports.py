@@ -95,3 +95,25 @@ def test_the_types_do_not_pay_for_the_live_side() -> None:
         env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"},
     )
     assert out.stdout.strip() == "False"
+
+
+def test_the_cli_loads_only_what_help_needs() -> None:
+    """`reclab --help` imports the command modules: what only a command uses waits for it."""
+    extra = imported_by("reclab.cli") - imported_by("typer")
+    assert not extra & {"json", "logging", "shlex", "agentproto.types", "cbor2", "numpy"}
+
+
+def test_command_signatures_are_objects_not_strings() -> None:
+    """typer evaluates string annotations (PEP 563) of every command at each start-up."""
+    import inspect
+
+    from reclab.cli import app
+
+    callbacks = [info.callback for info in app.registered_commands]
+    assert len(callbacks) > 10
+    if app.registered_callback is not None:
+        callbacks.append(app.registered_callback.callback)
+    for fn in callbacks:
+        assert fn is not None
+        strings = [k for k, v in inspect.get_annotations(fn).items() if isinstance(v, str)]
+        assert not strings, f"{fn.__module__}.{fn.__name__}: {strings}"

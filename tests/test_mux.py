@@ -438,6 +438,24 @@ def test_file_op_timeout_removes_the_waiter_and_drops_the_late_answer(pair: Pair
     assert resp.data == b"/x"
 
 
+def test_encoded_file_op_server_answers_and_its_failures_are_eio(pair: Pair) -> None:
+    def encoded(req: FileOpReq) -> bytes:
+        if req.path == "/boom":
+            raise RuntimeError("server bug")
+        return FileOpResp(req_id=req.req_id, path=req.path.upper()).to_cbor()
+
+    pair.agent.on_file_op_encoded(encoded)
+    start_agent_loop(pair)
+    pair.runner.start()
+    resp = pair.runner.file_op(FileOpReq(op=FileOp.READLINK, path="/ab"), timeout=TIMEOUT)
+    assert (resp.errno, resp.path) == (0, "/AB")
+    resp = pair.runner.file_op(FileOpReq(op=FileOp.READLINK, path="/boom"), timeout=TIMEOUT)
+    assert resp.errno == 5 and "server bug" in resp.err_msg
+    pair.agent.on_file_op(echo_file_op)  # the plain server replaces the encoded one
+    resp = pair.runner.file_op(FileOpReq(op=FileOp.STAT, path="/x"), timeout=TIMEOUT)
+    assert resp.data == b"/x"
+
+
 def test_file_op_without_server_is_enosys(pair: Pair) -> None:
     start_agent_loop(pair)
     pair.runner.start()

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import cbor2
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agentproto import (
     ConnectionClosedError,
     ExecMsg,
+    FileOp,
+    FileOpReq,
     FileOpResp,
+    FileStat,
     Frame,
     FrameTooLargeError,
     FrameType,
@@ -18,10 +24,12 @@ from agentproto import (
 )
 from agentproto.client import AgentClient, MemoryTransport
 from agentproto.protocol import (
+    FILE_RESP_FRAME_HEAD,
     DataChunk,
     FrameParser,
     RequestTable,
     check_direction,
+    decode_frame_item,
     decode_item,
     encode_data_frame_head,
 )
@@ -136,3 +144,61 @@ def test_memory_transport_runs_a_client_without_any_process() -> None:
     assert transport.sent == Frame(type=FrameType.EXEC, exec=ExecMsg(path="true")).to_cbor()
     assert [d for d, _ in seen] == ["SEND", "RECV", "RECV", "RECV"]
     assert b"".join(b for d, b in seen if d == "RECV") == agent_side
+
+
+# --- file-op frames (the RPC hot path) ---------------------------------------------------------
+
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**64), 2**64),
+    st.floats(allow_nan=False),
+    st.text(max_size=5),
+    st.binary(max_size=5),
+    st.lists(st.integers(0, 3), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(0, 3), max_size=2),
+)
+_fop_keys = st.sampled_from(["id", "op", "p", "np", "fl", "mo", "h", "of", "sz", "d", "P", "x", 7])
+
+
+def _decode_general(item: bytes) -> Frame | str:
+    try:
+        return Frame.from_map(cbor2.loads(item))
+    except RemoteProtocolError as exc:
+        return f"error: {exc}"
+
+
+def _decode_fast(item: bytes) -> Frame | str:
+    try:
+        return decode_frame_item(item)
+    except RemoteProtocolError as exc:
+        return f"error: {exc}"
+
+
+@given(
+    ftype=st.one_of(st.just(11), st.just(11.0), st.just(True), st.integers(0, 300)),
+    fop=st.one_of(st.dictionaries(_fop_keys, _values, max_size=5), _values),
+    type_key=st.sampled_from(["t", "T"]),
+    fop_key=st.sampled_from(["fop", "Fop", "fo"]),
+)
+def test_file_op_frames_decode_as_frame_from_map_does(
+    ftype: object, fop: object, type_key: str, fop_key: str
+) -> None:
+    """The file-op shortcut gives the general decoder's frame, or its error, for any map."""
+    item = cbor2.dumps({type_key: ftype, fop_key: fop})
+    assert _decode_fast(item) == _decode_general(item)
+
+
+def test_file_op_request_decodes_to_its_frame() -> None:
+    req = FileOpReq(req_id=3, op=FileOp.STAT, path="/x")
+    frame = decode_frame_item(Frame(type=FrameType.FILE_OP, file_op=req).to_cbor())
+    assert frame == Frame(type=FrameType.FILE_OP, file_op=req)
+    assert frame.type is FrameType.FILE_OP and frame.file_op is not None
+    assert frame.file_op.op is FileOp.STAT
+
+
+def test_file_resp_frame_head() -> None:
+    resp = FileOpResp(req_id=70000, stat=FileStat(name="x", size=1, mode=0o644))
+    assert FILE_RESP_FRAME_HEAD + resp.to_cbor() == (
+        Frame(type=FrameType.FILE_RESP, file_resp=resp).to_cbor()
+    )

@@ -69,6 +69,7 @@ from .errors import (
     RPCTimeoutError,
 )
 from .protocol import (
+    FILE_RESP_FRAME_HEAD,
     RequestTable,
     Side,
     accepted_types,
@@ -239,6 +240,7 @@ class Mux:
         self.log = logger if logger is not None else _log
         self._side: Side | None = side
         self._accepts = accepted_types(side)
+        self._serves_file_ops = self._accepts is None or FrameType.FILE_OP in self._accepts
         self._send_lock = threading.Lock()
         # control frames (anything but data) waiting for / given the send lock
         self._control_cond = threading.Condition(threading.Lock())
@@ -256,6 +258,7 @@ class Mux:
         self._on_signal: Callable[[int], None] | None = None
         self._on_log: Callable[[LogEntry], None] | None = None
         self._on_file_op: Callable[[FileOpReq], FileOpResp] | None = None
+        self._on_file_op_encoded: Callable[[FileOpReq], bytes] | None = None
         self._on_path_query: Callable[[PathQuery], PathInfo] | None = None
         self._on_error: Callable[[str], None] | None = None
         self._tap: FrameTap | None = None
@@ -309,6 +312,17 @@ class Mux:
         An exception in ``fn`` is answered with EIO and logged.
         """
         self._on_file_op = fn
+        self._on_file_op_encoded = None
+
+    def on_file_op_encoded(self, fn: Callable[[FileOpReq], bytes]) -> None:
+        """Like :meth:`on_file_op`, but ``fn`` answers with the encoded ``FileOpResp``.
+
+        ``fn(req)`` returns ``resp.to_cbor()`` with ``resp.req_id`` already
+        ``req.req_id``: the agent's Stat answers then need no dataclasses
+        (see :meth:`agentproto.agent.fileops.FileOpServer.answer`).
+        """
+        self._on_file_op_encoded = fn
+        self._on_file_op = None
 
     def on_path_query(self, fn: Callable[[PathQuery], PathInfo]) -> None:
         """Answer ``FramePathQuery`` with ``FramePathInfo`` from ``fn`` (agent side)."""
@@ -372,8 +386,12 @@ class Mux:
                 assert self._encoder is not None
                 self._encoder.write_encoded(parts[0] if len(parts) == 1 else b"".join(parts))
                 return
-            total = sum(len(p) for p in parts)
-            written = os.writev(fd, parts)
+            if len(parts) == 1:  # one encoded frame (an RPC): no iovec to build
+                total = len(parts[0])
+                written = os.write(fd, parts[0])
+            else:
+                total = sum(len(p) for p in parts)
+                written = os.writev(fd, parts)
             while written < total:  # partial write (sockets, signals): finish the rest
                 rest = b"".join(parts)[written:]
                 parts, total, written = [rest], len(rest), os.write(fd, rest)
@@ -583,6 +601,9 @@ class Mux:
     def dispatch(self, frame: Frame) -> int | None:
         """Act on one received frame; returns the code if it is an accepted ``FrameExit``."""
         ftype = frame.type
+        if ftype is FrameType.FILE_OP and self._serves_file_ops:  # the RPC hot path first
+            self._serve_file_op(frame.file_op or FileOpReq())
+            return None
         if not isinstance(ftype, FrameType):
             self._drop(f"type{ftype}", f"dropped a frame of unknown type {ftype}")
             return None
@@ -652,17 +673,28 @@ class Mux:
     # --- agent side RPC service ------------------------------------------------------------------
 
     def _serve_file_op(self, req: FileOpReq) -> None:
-        fn = self._on_file_op
-        if fn is None:
-            resp = FileOpResp(errno=errno.ENOSYS, err_msg="file ops are not served here")
-        else:
+        encoded = self._on_file_op_encoded
+        if encoded is not None:
             try:
-                resp = fn(req)
+                body = encoded(req)
             except Exception as exc:
                 self.log.warning("file op %s failed: %r", req.op, exc)  # a server bug
-                resp = FileOpResp(errno=errno.EIO, err_msg=f"internal error: {exc}")
-        resp.req_id = req.req_id
-        data = Frame(type=FrameType.FILE_RESP, file_resp=resp).to_cbor()
+                body = FileOpResp(
+                    req_id=req.req_id, errno=errno.EIO, err_msg=f"internal error: {exc}"
+                ).to_cbor()
+        else:
+            fn = self._on_file_op
+            if fn is None:
+                resp = FileOpResp(errno=errno.ENOSYS, err_msg="file ops are not served here")
+            else:
+                try:
+                    resp = fn(req)
+                except Exception as exc:
+                    self.log.warning("file op %s failed: %r", req.op, exc)  # a server bug
+                    resp = FileOpResp(errno=errno.EIO, err_msg=f"internal error: {exc}")
+            resp.req_id = req.req_id
+            body = resp.to_cbor()
+        data = FILE_RESP_FRAME_HEAD + body
         try:
             if (
                 self._tap is None

@@ -31,10 +31,12 @@ from .errors import (
     RemoteProtocolError,
     TruncatedError,
 )
-from .types import MAX_DEPTH, FileOpResp, Frame, FrameType, PathInfo
+from .types import FRAME_KEYS, MAX_DEPTH, FileOpReq, FileOpResp, Frame, FrameType, PathInfo
+from .wire import nested
 
 __all__ = [
     "AGENT_RECEIVES",
+    "FILE_RESP_FRAME_HEAD",
     "RUNNER_RECEIVES",
     "SESSION_OPENERS",
     "DataChunk",
@@ -206,7 +208,30 @@ def decode_frame_item(item: bytes | memoryview) -> Frame:
         raise RemoteProtocolError(f"CBOR item cut short ({len(item)} bytes)") from exc
     except (cbor2.CBORDecodeError, RecursionError, ValueError, OverflowError) as exc:
         raise RemoteProtocolError(f"invalid CBOR: {exc}") from exc
+    # A file-op request ({"t": 11, "fop": {...}}, the RPC hot path): Frame.from_map's
+    # result without its walk over the frame's keys
+    if value.__class__ is dict and len(value) == 2:
+        ftype = value.get(_TYPE_KEY)
+        fop = value.get(_FILE_OP_KEY)
+        if ftype.__class__ is int and ftype == _FILE_OP and fop.__class__ is dict:
+            try:
+                return Frame(type=FrameType.FILE_OP, file_op=FileOpReq.from_map(fop))
+            except RemoteProtocolError as exc:
+                raise nested(exc, _FILE_OP_KEY) from None
     return Frame.from_map(value)
+
+
+_TYPE_KEY = FRAME_KEYS.type
+_FILE_OP_KEY = FRAME_KEYS.file_op
+_FILE_OP = int(FrameType.FILE_OP)
+
+FILE_RESP_FRAME_HEAD = (
+    b"\xa2"  # a map of two pairs: the type, then the answer
+    + cbor2.dumps(FRAME_KEYS.type)
+    + cbor2.dumps(int(FrameType.FILE_RESP))
+    + cbor2.dumps(FRAME_KEYS.file_resp)
+)
+"""A ``FrameFileResp``'s bytes up to its answer: the frame is this + ``FileOpResp.to_cbor()``."""
 
 
 def decode_item(item: bytes | memoryview) -> DataChunk | Frame:

@@ -52,9 +52,14 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
+import cbor2
+
+from ..errors import LocalProtocolError
 from ..filemode import from_stat, to_posix
 from ..types import FileDirEntry, FileOp, FileOpReq, FileOpResp, FileStat, FileStatfs
+from ..wire import WireKeys
 
 __all__ = [
     "DEFAULT_DIR_PERM",
@@ -149,6 +154,72 @@ def _safe_text(name: str) -> str:
     except UnicodeEncodeError:
         return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return name
+
+
+_STAT_KEYS = WireKeys(FileStat)
+_RESP_KEYS = WireKeys(FileOpResp)
+_ENTRY_KEYS = WireKeys(FileDirEntry)
+(_K_NAME, _K_SIZE, _K_MODE, _K_MTIME, _K_ATIME, _K_CTIME, _K_UID, _K_GID) = (
+    _STAT_KEYS.name,
+    _STAT_KEYS.size,
+    _STAT_KEYS.mode,
+    _STAT_KEYS.mtime_nanos,
+    _STAT_KEYS.atime_nanos,
+    _STAT_KEYS.ctime_nanos,
+    _STAT_KEYS.uid,
+    _STAT_KEYS.gid,
+)
+(_K_NLINK, _K_RDEV, _K_BLOCKS, _K_BLKSIZE, _K_INO, _K_DIR) = (
+    _STAT_KEYS.nlink,
+    _STAT_KEYS.rdev,
+    _STAT_KEYS.blocks,
+    _STAT_KEYS.blksize,
+    _STAT_KEYS.ino,
+    _STAT_KEYS.is_dir,
+)
+_I64 = 1 << 63
+
+
+def stat_map(name: str, st: os.stat_result) -> dict[str, Any] | None:
+    """``file_stat(name, st).to_map()`` built straight from ``st`` (the Stat hot path).
+
+    None when a time does not fit Go's int64 nanoseconds (far-future mtimes):
+    then :func:`file_stat` and its checks must say so. Written out field by
+    field, in declaration order, omitting zeros (``omitempty``): a loop over
+    the fields costs more than the rest of a Stat answer.
+    """
+    mt, at, ct = st.st_mtime_ns, st.st_atime_ns, st.st_ctime_ns
+    if not (-_I64 <= mt < _I64 and -_I64 <= at < _I64 and -_I64 <= ct < _I64):
+        return None
+    mode = st.st_mode
+    m: dict[str, Any] = {
+        _K_NAME: name if name.isascii() else _safe_text(name),
+        _K_SIZE: st.st_size,
+        _K_MODE: from_stat(mode),
+    }
+    if mt:
+        m[_K_MTIME] = mt
+    if at:
+        m[_K_ATIME] = at
+    if ct:
+        m[_K_CTIME] = ct
+    if v := st.st_uid:
+        m[_K_UID] = v
+    if v := st.st_gid:
+        m[_K_GID] = v
+    if v := st.st_nlink & 0xFFFF_FFFF:
+        m[_K_NLINK] = v
+    if v := st.st_rdev & 0xFFFF_FFFF:
+        m[_K_RDEV] = v
+    if v := st.st_blocks:
+        m[_K_BLOCKS] = v
+    if v := st.st_blksize & 0xFFFF_FFFF:
+        m[_K_BLKSIZE] = v
+    if v := st.st_ino:
+        m[_K_INO] = v
+    if stat_.S_ISDIR(mode):
+        m[_K_DIR] = True
+    return m
 
 
 def file_stat(name: str, st: os.stat_result) -> FileStat:
@@ -249,6 +320,11 @@ class FileOpServer:
             FileOp.FSTAT: self._fstat,
             FileOp.FTRUNCATE: self._ftruncate,
         }
+        self._fast: dict[int, Callable[[FileOpReq], dict[str, Any] | None]] = {
+            FileOp.STAT: self._stat_answer,
+            FileOp.LSTAT: self._lstat_answer,
+            FileOp.READ_DIR: self._read_dir_answer,
+        }
 
     @property
     def root(self) -> str | None:
@@ -275,18 +351,56 @@ class FileOpServer:
             if op is None:
                 raise _OpError(errno_.ENOSYS, f"unknown file op {int(req.op)}")
             resp = op(req)
-        except _OpError as exc:
-            resp = self._error(req, exc.errno, exc.detail)
-        except OSError as exc:
-            code = exc.errno if isinstance(exc.errno, int) and exc.errno > 0 else errno_.EIO
-            resp = self._error(req, code)
-        except (ValueError, OverflowError, TypeError) as exc:
-            # e.g. a NUL byte in a path, an integer no system call takes
-            resp = self._error(req, errno_.EINVAL, f"invalid argument: {exc}")
         except Exception as exc:  # the server must answer whatever happens
-            resp = self._error(req, errno_.EIO, f"internal error: {type(exc).__name__}: {exc}")
+            resp = self._failure(req, exc)
         resp.req_id = req.req_id
         return resp
+
+    def answer(self, req: FileOpReq) -> bytes:
+        """``handle(req).to_cbor()``, byte for byte; never raises.
+
+        An answer that cannot be encoded (a value Go's types cannot hold)
+        becomes an EIO answer saying why.
+
+        Stat, Lstat and ReadDir, the calls that come by the thousand or with
+        thousands of entries, skip the dataclasses: their answer maps are
+        built from ``os.stat`` results directly.
+        """
+        fast = self._fast.get(req.op)
+        if fast is not None:
+            try:
+                m = fast(req)
+            except Exception as exc:
+                resp = self._failure(req, exc)
+            else:
+                if m is not None:
+                    return cbor2.dumps({_RESP_KEYS.req_id: req.req_id, **m})
+                resp = self.handle(req)  # a time Go cannot hold: the checked path says so
+            resp.req_id = req.req_id
+        else:
+            resp = self.handle(req)
+        try:
+            return resp.to_cbor()
+        except LocalProtocolError as exc:  # a value Go cannot hold: say so, do not raise
+            failure = self._failure(req, exc)
+            failure.req_id = req.req_id
+            return failure.to_cbor()
+
+    # The answer maps of answer()'s ops, without the id; None: take the checked path.
+
+    def _stat_answer(self, req: FileOpReq) -> dict[str, Any] | None:
+        m = stat_map(go_base(req.path), self._stat_result(req.path, True))
+        return None if m is None else {_RESP_KEYS.stat: m}
+
+    def _lstat_answer(self, req: FileOpReq) -> dict[str, Any] | None:
+        m = stat_map(go_base(req.path), self._stat_result(req.path, False))
+        return None if m is None else {_RESP_KEYS.stat: m}
+
+    def _read_dir_answer(self, req: FileOpReq) -> dict[str, Any] | None:
+        maps = [stat_map(name, st) for name, st in self._dir_listing(req)]
+        if any(m is None for m in maps):
+            return None
+        return {_RESP_KEYS.entries: [{_ENTRY_KEYS.stat: m} for m in maps]} if maps else {}
 
     def close_all(self) -> None:
         """Close every open handle (call when the file-op service ends); idempotent."""
@@ -297,6 +411,18 @@ class FileOpServer:
             self._retire(of)
 
     # --- errors ------------------------------------------------------------------
+
+    def _failure(self, req: FileOpReq, exc: Exception) -> FileOpResp:
+        """The answer to a request that raised ``exc``."""
+        if isinstance(exc, _OpError):
+            return self._error(req, exc.errno, exc.detail)
+        if isinstance(exc, OSError):
+            code = exc.errno if isinstance(exc.errno, int) and exc.errno > 0 else errno_.EIO
+            return self._error(req, code)
+        if isinstance(exc, (ValueError, OverflowError, TypeError)):
+            # e.g. a NUL byte in a path, an integer no system call takes
+            return self._error(req, errno_.EINVAL, f"invalid argument: {exc}")
+        return self._error(req, errno_.EIO, f"internal error: {type(exc).__name__}: {exc}")
 
     def _error(self, req: FileOpReq, errno: int, detail: str = "") -> FileOpResp:
         try:
@@ -505,25 +631,24 @@ class FileOpServer:
                 written += n
         return FileOpResp(n=written)
 
-    def _stat(self, req: FileOpReq) -> FileOpResp:
-        path = req.path
+    def _stat_result(self, path: str, follow: bool) -> os.stat_result:
         if self._root is None and path:  # the common case, without _at's context manager
-            st = os.stat(path)
-        else:
-            with self._at(path, follow=True) as loc:
-                st = os.stat(loc.name, dir_fd=loc.dir_fd, follow_symlinks=loc.follow)
-        return FileOpResp(stat=file_stat(go_base(path), st))
+            return os.stat(path, follow_symlinks=follow)
+        with self._at(path, follow=follow) as loc:
+            return os.stat(loc.name, dir_fd=loc.dir_fd, follow_symlinks=loc.follow and follow)
+
+    def _stat(self, req: FileOpReq) -> FileOpResp:
+        return FileOpResp(stat=file_stat(go_base(req.path), self._stat_result(req.path, True)))
 
     def _lstat(self, req: FileOpReq) -> FileOpResp:
-        path = req.path
-        if self._root is None and path:
-            st = os.lstat(path)
-        else:
-            with self._at(path, follow=False) as loc:
-                st = os.stat(loc.name, dir_fd=loc.dir_fd, follow_symlinks=False)
-        return FileOpResp(stat=file_stat(go_base(path), st))
+        return FileOpResp(stat=file_stat(go_base(req.path), self._stat_result(req.path, False)))
 
     def _read_dir(self, req: FileOpReq) -> FileOpResp:
+        entries = [FileDirEntry(stat=file_stat(name, st)) for name, st in self._dir_listing(req)]
+        return FileOpResp(entries=entries)
+
+    def _dir_listing(self, req: FileOpReq) -> list[tuple[str, os.stat_result]]:
+        """The entries of directory ``req.path`` as Go lists them: names and lstat results."""
         with self._at(req.path, follow=True) as loc:
             fd = self._open_at(loc, os.O_RDONLY | os.O_DIRECTORY)
         listed: list[tuple[bytes, str, os.stat_result]] = []
@@ -545,8 +670,7 @@ class FileOpServer:
         finally:
             os.close(fd)
         listed.sort(key=lambda item: item[0])  # Go sorts by name, byte-wise
-        entries = [FileDirEntry(stat=file_stat(name, st)) for _, name, st in listed]
-        return FileOpResp(entries=entries)
+        return [(name, st) for _, name, st in listed]
 
     def _mkdir(self, req: FileOpReq) -> FileOpResp:
         perm = to_posix(req.mode) if req.mode else DEFAULT_DIR_PERM

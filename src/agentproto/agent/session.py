@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConnectionClosedError, RemoteProtocolError
 from ..mux import Mux
-from ..types import ExecMsg, FileOpReq, FileOpResp, Frame, FrameType, PathInfo, PathQuery
+from ..types import ExecMsg, FileOpReq, Frame, FrameType, PathInfo, PathQuery
 from .command import DEFAULT_GRACE, Command, StartError, spawn
 from .envfilter import EnvFilter
 from .logs import MuxLogHandler
@@ -75,22 +75,22 @@ class Session:
             self._watch_fd: int | None = int(reader.fileno())
         except (AttributeError, OSError, ValueError):
             self._watch_fd = None
-        self.mux.on_file_op(self._file_op)
+        self.mux.on_file_op_encoded(self._file_op)
         self.mux.on_path_query(self._path_query)
 
     # --- services ------------------------------------------------------------------------
 
-    def _file_op(self, req: FileOpReq) -> FileOpResp:
+    def _file_op(self, req: FileOpReq) -> bytes:
         server = self._fileops
         if server is not None:
-            return server.handle(req)
+            return server.answer(req)
         with self._fileops_lock:
             if self._fileops is None:
                 from .fileops import FileOpServer  # only sessions doing file ops need it
 
                 self._fileops = FileOpServer(self.root)
             server = self._fileops
-        return server.handle(req)
+        return server.answer(req)
 
     def _path_query(self, query: PathQuery) -> PathInfo:
         return query_path(query.paths)

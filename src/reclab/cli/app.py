@@ -1,7 +1,5 @@
 """The typer application shared by every command module, and error reporting."""
 
-from __future__ import annotations
-
 import shutil
 import sys
 import tempfile
@@ -26,7 +24,7 @@ class _Argument(TyperArgument):
     """An argument shown by its metavar alone, as man pages do: ``REC``, not ``{recording}``
     in the usage line and ``recording <path>`` in the list."""
 
-    def display_type_rich(self, ctx: click.Context) -> str | None:
+    def display_type_rich(self, ctx: "click.Context") -> str | None:
         return None
 
     def _usage_display_name(self) -> str:
@@ -34,7 +32,7 @@ class _Argument(TyperArgument):
         return name if self.required else f"[{name}]"
 
 
-def _tidy(params: list[click.Parameter]) -> list[click.Parameter]:
+def _tidy(params: "list[click.Parameter]") -> "list[click.Parameter]":
     """Help that reads well: no ``<bool>`` after a flag, arguments named in capitals."""
     for param in params:
         if isinstance(param, TyperArgument):
@@ -47,12 +45,12 @@ def _tidy(params: list[click.Parameter]) -> list[click.Parameter]:
 
 
 class _Command(TyperCommand):
-    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+    def get_params(self, ctx: "click.Context") -> "list[click.Parameter]":
         return _tidy(super().get_params(ctx))
 
 
 class _Group(TyperGroup):
-    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+    def get_params(self, ctx: "click.Context") -> "list[click.Parameter]":
         return _tidy(super().get_params(ctx))
 
     def main(
@@ -184,7 +182,7 @@ def reading(path: Path) -> Iterator[None]:
         fail(f"{path}: {exc.strerror or exc}")
 
 
-def open_or_fail(path: Path, progress: Callable[[int, int], None] | None = None) -> Recording:
+def open_or_fail(path: Path, progress: Callable[[int, int], None] | None = None) -> "Recording":
     """Open and index a recording for a command: exit 2 with one line if it cannot be read.
 
     Warns once (one line each) when the recording is cut, has no footer, or

@@ -1,7 +1,5 @@
 """``reclab export``: a recording's tables as CSV, JSON lines or Parquet."""
 
-from __future__ import annotations
-
 import os
 import sys
 import time
@@ -66,7 +64,7 @@ class LazyProgress:
             self._task = self._progress.add_task(self.description, total=total)
         self._progress.update(self._task, completed=done, total=total)
 
-    def __enter__(self) -> LazyProgress:
+    def __enter__(self) -> "LazyProgress":
         return self
 
     def __exit__(

@@ -3,8 +3,6 @@
 Thin shells over :mod:`reclab.fleet`; DuckDB and Dask load only here, when used.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 from pathlib import Path
@@ -69,7 +67,7 @@ class _FilesProgress:
                 safe_text(line), markup=False, highlight=False, soft_wrap=True
             )
 
-    def __enter__(self) -> _FilesProgress:
+    def __enter__(self) -> "_FilesProgress":
         return self
 
     def __exit__(

@@ -7,10 +7,6 @@ Bad input (missing file, directory, not a recording, unknown ``--seq``, bad
 read up to the cut with a one-line warning.
 """
 
-from __future__ import annotations
-
-import json
-import shlex
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,7 +43,7 @@ SecretsOpt = Annotated[
 ]
 
 
-def _console(width: int | None = None) -> Console:
+def _console(width: int | None = None) -> "Console":
     from rich.console import Console  # rich loads lazily: --help stays quick
 
     # Recorded text is only ever printed as Text (never markup), escaped by reclab.timeline.
@@ -55,12 +51,16 @@ def _console(width: int | None = None) -> Console:
 
 
 def _json_out(data: Any) -> None:
+    import json  # not at start-up: `reclab --help` lists commands only
+
     from ..terminal import json_safe  # C1 and bidi controls escaped: a terminal acts on them
 
     sys.stdout.write(json_safe(json.dumps(data, indent=2, ensure_ascii=False)) + "\n")
 
 
-def _argv_text(cmd: Command, secrets: bool) -> str:
+def _argv_text(cmd: "Command", secrets: bool) -> str:
+    import shlex  # not at start-up: `reclab --help` lists commands only
+
     from ..redact import mask_argv
 
     argv = cmd.argv or ([cmd.path] if cmd.path else [])
@@ -165,7 +165,7 @@ def commands(
         console.print(line)
 
 
-def _command_lines(cmds: list[Command], width: int, *, secrets: bool) -> Iterator[Text]:
+def _command_lines(cmds: list["Command"], width: int, *, secrets: bool) -> Iterator["Text"]:
     from rich.text import Text
 
     from ..text import format_duration, format_time, safe_text
@@ -252,7 +252,7 @@ def timeline(
 
 
 def _timeline(
-    console: Console, rec: Recording, path: Path, seq: int | None, show_secrets: bool
+    console: "Console", rec: "Recording", path: Path, seq: int | None, show_secrets: bool
 ) -> None:
     from rich.text import Text
 
@@ -277,7 +277,7 @@ def _timeline(
 # --- cat ----------------------------------------------------------------------------
 
 
-def parse_stream(value: str) -> tuple[tuple[int, ...], Direction]:
+def parse_stream(value: str) -> tuple[tuple[int, ...], "Direction"]:
     """``--stream`` as (stream numbers, direction): stdin is sent, the others received."""
     from agentproto import Direction  # not at import: its types cost --help a third
 
@@ -348,11 +348,11 @@ def cat(
 
 
 def _cat(
-    rec: Recording,
+    rec: "Recording",
     path: Path,
     seq: int,
     streams: tuple[int, ...],
-    direction: Direction,
+    direction: "Direction",
     raw: bool,
 ) -> None:
     from ..terminal import TerminalFilter

@@ -5,11 +5,7 @@ stdin/stdout/stderr passed through byte for byte, signals forwarded,
 the command's exit code as reclab's own.
 """
 
-from __future__ import annotations
-
-import logging
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -41,6 +37,8 @@ def default_output(directory: Path | None = None) -> Path:
 
 def parse_script(text: str, *, source: str = "script") -> list[list[str]]:
     """Commands of a script: one shell-quoted command per line; blank and ``#`` lines skipped."""
+    import shlex  # not at start-up: `reclab --help` lists commands only
+
     commands: list[list[str]] = []
     for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
@@ -55,7 +53,7 @@ def parse_script(text: str, *, source: str = "script") -> list[list[str]]:
     return commands
 
 
-def _print_log(entry: LogEntry) -> None:
+def _print_log(entry: "LogEntry") -> None:
     level = _SLOG_NAMES.get(entry.level, str(entry.level))
     attrs = " ".join(entry.attrs)
     print(f"reclab: agent log: {level} {entry.msg} {attrs}".rstrip(), file=sys.stderr, flush=True)
@@ -269,7 +267,7 @@ def run(
 
 def _where(
     agent: str | None, connect: str | None, token_file: Path | None, agent_log_level: str | None
-) -> tuple[list[str] | None, Address | None, bytes | None]:
+) -> tuple[list[str] | None, "Address | None", bytes | None]:
     """(agent argv, address, token) from the options; one-line errors for bad ones."""
     from agentproto import auth
     from agentproto.address import parse_address
@@ -318,6 +316,8 @@ def _print_notice(text: str) -> None:
 
 def _route_library_warnings() -> None:
     """Show agentproto's warnings (an invalid frame from the agent) as reclab's one-liners."""
+    import logging  # not at start-up: `reclab --help` lists commands only
+
     log = logging.getLogger("agentproto")
     if not log.handlers:
         handler = logging.StreamHandler(sys.stderr)

@@ -1,8 +1,5 @@
 """``reclab redact``: a copy of a recording with its secrets masked."""
 
-from __future__ import annotations
-
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -95,6 +92,8 @@ def redact(
     if summary.stopped is not None:
         warn(f"{recording}: {summary.stopped}")
     if as_json:
+        import json  # not at start-up: `reclab --help` lists commands only
+
         sys.stdout.write(json.dumps({"output": str(output), **summary.to_json()}, indent=2) + "\n")
         return
     matches = ", ".join(f"{name} {n}" for name, n in sorted(summary.data_matches.items()))

@@ -5,9 +5,6 @@ something diverged, 2 on error (an unreadable or cut recording, an agent
 that would not start or was lost). Every error is one line on stderr.
 """
 
-from __future__ import annotations
-
-import json
 import signal
 import sys
 import threading
@@ -67,7 +64,7 @@ def _reading(path: Path) -> Iterator[None]:
         fail(f"{path}: {exc.strerror or exc}")
 
 
-def _open(path: Path) -> Recording:
+def _open(path: Path) -> "Recording":
     from ..model import open_recording
 
     with _reading(path):
@@ -94,12 +91,14 @@ def _check_timing(timing: str, speed: float) -> None:
         fail(f"--speed {speed}: must be more than 0")
 
 
-def _print_report(report: Comparison, as_json: bool) -> None:
+def _print_report(report: "Comparison", as_json: bool) -> None:
     from rich.console import Console
 
     from ..replay.report import comparison_table, summary_line
 
     if as_json:
+        import json  # not at start-up: `reclab --help` lists commands only
+
         sys.stdout.write(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
     else:
         console = Console(highlight=False, markup=False, emoji=False, soft_wrap=False)
@@ -211,6 +210,8 @@ def replay_command(
         plan = build_plan(rec, seq)
         if not run:
             if as_json:
+                import json  # not at start-up: `reclab --help` lists commands only
+
                 sys.stdout.write(json.dumps(plan.to_json(target), indent=2) + "\n")
             else:
                 for line in plan_lines(plan, target):
@@ -222,7 +223,7 @@ def replay_command(
 
 
 def _replay(
-    rec: Recording,
+    rec: "Recording",
     plan: Any,
     output: Path | None,
     agent: str | None,

@@ -6,8 +6,6 @@ screen is drawn: a missing file, a directory or a file that is not a
 recording is one line on stderr and exit status 2, as for every command.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 
