@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from targets import Targets
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample-recordings" / "failing-build.cbor"
 
@@ -43,7 +45,7 @@ def run(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, floa
     return wall, cpu
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=15, help="runs per command")
     parser.add_argument("--recording", type=Path, default=SAMPLE, help="a small recording")
@@ -83,7 +85,21 @@ def main() -> None:
             f"  {name:32s} wall {wall * 1000:6.0f} ms ({wall / wall_info:4.2f}x info)"
             f"  CPU {cpu * 1000:6.0f} ms ({cpu / cpu_info:4.2f}x info)"
         )
+    print("load average: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+
+    def median_wall(name: str) -> float:
+        return statistics.median(w for w, _ in times[name])
+
+    targets = Targets()
+    targets.check(
+        "reclab --help, wall", median_wall("reclab --help") * 1000, at_most=150, unit=" ms"
+    )
+    for name in ("reclab commands", "reclab export --csv"):
+        targets.check(
+            f"{name} / reclab info, wall", median_wall(name) / wall_info, at_most=1.5, unit="x"
+        )
+    return targets.verdict()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
