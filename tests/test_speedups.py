@@ -10,14 +10,25 @@ builds are the ones ``__init__`` would make, and it never reads past a cut.
 from __future__ import annotations
 
 import gc
+import io
 import random
 from typing import Any
 
+import cbor2
 import numpy as np
 import pytest
 from test_recording_fastpath import FOOTER, HEADER, go_records, random_record
 
-from agentproto import Direction, Frame, FrameType, Record, RecordType, encode_frame_record, layout
+from agentproto import (
+    Direction,
+    Frame,
+    FrameType,
+    LogEntry,
+    Record,
+    RecordType,
+    encode_frame_record,
+    layout,
+)
 from agentproto import recording as rec_mod
 from agentproto.layout import FRAME_HEAD_MAX, FRAME_RECORD_PREFIX, parse_frame_records
 
@@ -113,19 +124,90 @@ def test_built_records_are_what_init_makes() -> None:
 
 
 @needs_c
-def test_run_stops_at_other_records_and_says_where() -> None:
+def test_run_builds_other_frames_and_stops_where_cbor2_must_decide() -> None:
     data = encode_frame_record(1, 2**62, 2, Frame(type=FrameType.DATA, stream=1).to_cbor())
-    exit_frame = Frame(type=FrameType.EXIT, code=3).to_cbor()
-    other = encode_frame_record(5, 2**62 + 1, 1, exit_frame)
-    run = rec_mod._FRAME_RUN(data + other + data, 0, 0)
-    assert len(list(run)) == 1
-    assert run.pos == len(data)
-    frame_start, seq, ts, direction = run.envelope
-    assert (seq, ts, direction) == (5, 2**62 + 1, 1)
-    assert (data + other)[frame_start:] == exit_frame
-    assert list(run) == []  # stopped for good
+    exit_frame = Frame(type=FrameType.EXIT, code=-3)
+    log = Frame(type=FrameType.LOG, log=LogEntry(level=8, msg="é", attrs=["a=1"]))
+    built = [encode_frame_record(5, 2**62 + 1, 1, f.to_cbor()) for f in (exit_frame, log)]
+    # outside the plain subset (a float), and a map Frame.from_map refuses
+    odd = [
+        encode_frame_record(6, 2**62 + 2, 2, cbor2.dumps({"t": 5, "c": 1.5})),
+        encode_frame_record(7, 2**62 + 3, 2, cbor2.dumps({"t": "data"})),
+    ]
+    for stop in odd:
+        buf = data + b"".join(built) + stop + data
+        run = rec_mod._FRAME_RUN(buf, 0, 0)
+        records = list(run)
+        assert [r.frame.frame for r in records[1:]] == [exit_frame, log]
+        assert run.pos == len(buf) - len(stop) - len(data)
+        frame_start, seq, _ts, direction = run.envelope
+        assert (seq, direction) == (int.from_bytes(stop[18:19], "big"), 2)
+        map_start = stop.rindex(b"\x65frame") + 6
+        assert buf[frame_start:].startswith(stop[map_start:])
+        assert list(run) == []  # stopped for good
     header_run = rec_mod._FRAME_RUN(HEADER + data, 0, 0)
     assert list(header_run) == [] and header_run.envelope is None and header_run.pos == 0
+
+
+def plain_items(rnd: random.Random, depth: int = 0) -> Any:
+    """Random values of the plain subset, and a few just outside it."""
+    kind = rnd.randrange(12 if depth < 4 else 8)
+    if kind == 0:
+        return rnd.choice([0, 23, 24, 255, 256, 2**32, 2**63 - 1, 2**64 - 1])
+    if kind == 1:
+        return rnd.choice([-1, -24, -25, -(2**63), -(2**63) - 1, -(2**64)])
+    if kind == 2:
+        return rnd.randbytes(rnd.choice([0, 1, 23, 24, 300]))
+    if kind == 3:
+        return "".join(rnd.choice("aé€\U0001f600") for _ in range(rnd.randrange(30)))
+    if kind == 4:
+        return rnd.choice([True, False, None])
+    if kind == 5:
+        return rnd.choice([1.5, 0.0, float("inf")])  # floats: left to cbor2
+    if kind == 6:
+        return cbor2.CBORTag(rnd.choice([0, 2, 55799]), "x")
+    if kind == 7:
+        return cbor2.undefined
+    if kind < 10:
+        return [plain_items(rnd, depth + 1) for _ in range(rnd.randrange(5))]
+    keys = [
+        rnd.choice(["t", "s", "d", "x", "é"]) if rnd.random() < 0.8 else rnd.randrange(-3, 3)
+        for _ in range(rnd.randrange(5))
+    ]
+    return {k: plain_items(rnd, depth + 1) for k in keys}
+
+
+@needs_c
+def test_decode_plain_is_cbor2_on_its_subset() -> None:
+    assert speedups is not None
+    rnd = random.Random(17)
+    decoded = 0
+    for _ in range(4000):
+        item = cbor2.dumps(plain_items(rnd))
+        if rnd.random() < 0.3:  # damage: a flipped byte, a cut, a bad UTF-8 byte
+            b = bytearray(item)
+            b[rnd.randrange(len(b))] = rnd.choice([0xFF, 0xC3, 0x1F, 0x5F, rnd.randrange(256)])
+            item = bytes(b[: rnd.randrange(1, len(b) + 1)])
+        got = speedups.decode_plain(item + b"\x00", 0)
+        if got is None:
+            continue
+        decoded += 1
+        value, end = got
+        reference = cbor2.CBORDecoder(io.BytesIO(item + b"\x00"))
+        assert value == reference.decode() and end == reference.fp.tell(), item.hex()
+    assert decoded > 1500
+    # what it leaves to cbor2
+    for item in (
+        b"\xbf\x61t\x02\xff",  # indefinite length
+        b"\xa1\x61t\xf9\x3c\x00",  # a half float
+        b"\xa1\x81\x01\x02",  # an array as a key
+        b"\x62\xc3\x28",  # invalid UTF-8
+        b"\x3b" + bytes.fromhex("8000000000000000"),  # below int64
+        b"\x81" * 20 + b"\x01",  # deeper than it goes
+        b"\x9a\x00\x02\x00\x01" + b"\x00" * 131073,  # more entries than Go allows
+        b"\xa2\x61t",  # cut
+    ):
+        assert speedups.decode_plain(item, 0) is None, item[:8].hex()
 
 
 @needs_c

@@ -9,13 +9,17 @@
  *       every candidate of buf[lo:] parsed, exactly as
  *       layout.parse_frame_records does with NumPy, as rows of int64;
  *   frame_run(buf, pos, base)
- *       the records from buf[pos] on, for as long as each is a data-like
- *       frame record in the layout, built as Record objects.
+ *       the records from buf[pos] on, for as long as each is a frame record
+ *       in the layout, built as Record objects: data-like frames straight
+ *       from the parse, the frame map of others decoded here (the plain
+ *       subset of CBOR that frames use: decode_plain) and handed to
+ *       Frame.from_map.
  *
  * The acceptance rules are those of layout.py, line for line, and the tests
  * compare both with the NumPy and cbor2 paths. Anything else (another
- * layout, a value out of range, a record cut by the end of the buffer) is
- * left to the Python readers, which decode it with cbor2 and report errors.
+ * layout, a value out of range, CBOR outside the plain subset, a map that
+ * from_map refuses, a record cut by the end of the buffer) is left to the
+ * Python readers, which decode it with cbor2 and report errors.
  * Every read is bounds-checked: buffers come from untrusted files.
  *
  * The objects are the slotted dataclasses of agentproto.types. Calling their
@@ -235,6 +239,141 @@ static PyObject *scan_frame_records(PyObject *self, PyObject *args)
     return result;
 }
 
+/* --- the frame map of other frame records ------------------------------------------ */
+
+/* Go's limit on the entries of one container (codec.MAX_CONTAINER_ITEMS) */
+#define MAX_CONTAINER_ITEMS 131072
+/* deeper frame maps are left to cbor2, which applies Go's nesting limit */
+#define MINI_MAX_DEPTH 16
+
+/* One CBOR item at b[*p], decoded into what cbor2 makes of it, for the plain
+ * subset frames use: unsigned and negative integers (within int64), byte and
+ * text strings, arrays, maps with text or integer keys, false, true, null; all
+ * of definite length. Anything else (tags, floats, indefinite lengths, other
+ * simple values or keys, invalid UTF-8, a cut, more entries than Go allows)
+ * returns NULL with no exception set: the caller leaves that record to cbor2,
+ * which decodes it or reports the error. NULL with an exception: out of memory. */
+static PyObject *mini_decode(const unsigned char *b, Py_ssize_t n, Py_ssize_t *p, int depth)
+{
+    if (*p >= n || depth > MINI_MAX_DEPTH)
+        return NULL;
+    int ib = b[*p], major = ib >> 5, info = ib & 31;
+    if (major == 7) {
+        *p += 1;
+        if (ib == 0xf4)
+            Py_RETURN_FALSE;
+        if (ib == 0xf5)
+            Py_RETURN_TRUE;
+        if (ib == 0xf6)
+            Py_RETURN_NONE;
+        return NULL;
+    }
+    uint64_t arg;
+    Py_ssize_t head;
+    if (info < 24) {
+        arg = (uint64_t)info;
+        head = 1;
+    } else if (info <= 27) {
+        head = 1 + ((Py_ssize_t)1 << (info - 24));
+        if (n - *p < head)
+            return NULL;
+        const unsigned char *a = b + *p + 1;
+        arg = info == 24 ? a[0] : info == 25 ? be16(a) : info == 26 ? be32(a) : be64(a);
+    } else {
+        return NULL; /* reserved, or indefinite length */
+    }
+    *p += head;
+    Py_ssize_t left = n - *p;
+    switch (major) {
+    case 0:
+        return PyLong_FromUnsignedLongLong(arg);
+    case 1:
+        if (arg > (uint64_t)INT64_MAX)
+            return NULL;
+        return PyLong_FromLongLong(-1 - (long long)arg);
+    case 2:
+    case 3: {
+        if (arg > (uint64_t)left)
+            return NULL;
+        const char *s = (const char *)b + *p;
+        *p += (Py_ssize_t)arg;
+        if (major == 2)
+            return PyBytes_FromStringAndSize(s, (Py_ssize_t)arg);
+        PyObject *text = PyUnicode_DecodeUTF8(s, (Py_ssize_t)arg, "strict");
+        if (text == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+            PyErr_Clear();
+        return text;
+    }
+    case 4: {
+        if (arg > MAX_CONTAINER_ITEMS || arg > (uint64_t)left)
+            return NULL;
+        PyObject *list = PyList_New((Py_ssize_t)arg);
+        if (list == NULL)
+            return NULL;
+        for (Py_ssize_t i = 0; i < (Py_ssize_t)arg; i++) {
+            PyObject *item = mini_decode(b, n, p, depth + 1);
+            if (item == NULL) {
+                Py_DECREF(list);
+                return NULL;
+            }
+            PyList_SET_ITEM(list, i, item);
+        }
+        return list;
+    }
+    case 5: {
+        if (arg > MAX_CONTAINER_ITEMS || arg > (uint64_t)left / 2)
+            return NULL;
+        PyObject *dict = PyDict_New();
+        if (dict == NULL)
+            return NULL;
+        for (uint64_t i = 0; i < arg; i++) {
+            PyObject *key = mini_decode(b, n, p, depth + 1);
+            if (key == NULL || !(PyUnicode_CheckExact(key) || PyLong_CheckExact(key))) {
+                Py_XDECREF(key);
+                Py_DECREF(dict);
+                return NULL;
+            }
+            PyObject *value = mini_decode(b, n, p, depth + 1);
+            int failed = value == NULL || PyDict_SetItem(dict, key, value) < 0;
+            Py_DECREF(key);
+            Py_XDECREF(value);
+            if (failed) {
+                Py_DECREF(dict);
+                return NULL;
+            }
+        }
+        return dict;
+    }
+    default:
+        return NULL; /* a tag */
+    }
+}
+
+PyDoc_STRVAR(decode_doc,
+"decode_plain(buf, pos) -> (item, end) or None\n\n"
+"The CBOR item at buf[pos] as cbor2 decodes it, if it is in the plain subset\n"
+"frame maps use (see mini_decode in _speedups.c); None otherwise.");
+
+static PyObject *decode_plain(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t pos;
+    if (!PyArg_ParseTuple(args, "y*n:decode_plain", &view, &pos))
+        return NULL;
+    PyObject *result = NULL;
+    if (pos >= 0 && pos < view.len) {
+        Py_ssize_t p = pos;
+        PyObject *item = mini_decode(view.buf, view.len, &p, 0);
+        if (item != NULL) {
+            result = Py_BuildValue("(Nn)", item, p);
+        }
+    }
+    PyBuffer_Release(&view);
+    if (result == NULL && !PyErr_Occurred())
+        Py_RETURN_NONE;
+    return result;
+}
+
 /* --- frame_run: building the records ----------------------------------------------- */
 
 #define MAX_FIELDS 16
@@ -252,6 +391,7 @@ enum { RECORD_TYPE = 0, RECORD_FRAME = 3 };
 enum { RECORDED_SEQ = 0, RECORDED_TS = 1, RECORDED_DIR = 2, RECORDED_FRAME = 3 };
 enum { FRAME_TYPE = 0, FRAME_STREAM = 1, FRAME_DATA = 2 };
 static PyObject *record_type_frame;  /* RecordType.FRAME */
+static PyObject *frame_from_map;     /* Frame.from_map, for the frames of other types */
 static PyObject *frame_types[24];    /* FrameType member or int, by wire value */
 static PyObject *directions[24];     /* Direction member or int, by wire value */
 static int configured;
@@ -324,28 +464,36 @@ static int load_table(PyObject **table, PyObject *seq)
 }
 
 PyDoc_STRVAR(configure_doc,
-"configure(record, recorded, frame, record_type_frame, frame_types, directions)\n\n"
+"configure(record, recorded, frame, record_type_frame, frame_types, directions,\n"
+"          frame_from_map)\n\n"
 "record, recorded and frame are (class, member descriptors, defaults) of Record,\n"
 "RecordedFrame and Frame, fields in declaration order; the tables give the value\n"
-"for each one-byte frame type and direction.");
+"for each one-byte frame type and direction; frame_from_map(map) makes the Frame\n"
+"of any other frame map.");
 
 static PyObject *configure(PyObject *self, PyObject *args)
 {
-    PyObject *rec, *recorded, *frame, *rtype, *ftypes, *dirs;
-    if (!PyArg_ParseTuple(args, "O!O!O!OOO:configure", &PyTuple_Type, &rec, &PyTuple_Type,
-                          &recorded, &PyTuple_Type, &frame, &rtype, &ftypes, &dirs))
+    PyObject *rec, *recorded, *frame, *rtype, *ftypes, *dirs, *from_map;
+    if (!PyArg_ParseTuple(args, "O!O!O!OOOO:configure", &PyTuple_Type, &rec, &PyTuple_Type,
+                          &recorded, &PyTuple_Type, &frame, &rtype, &ftypes, &dirs, &from_map))
         return NULL;
+    if (!PyCallable_Check(from_map)) {
+        PyErr_SetString(PyExc_TypeError, "configure: frame_from_map is not callable");
+        return NULL;
+    }
     configured = 0;
     if (load_class(&record_cls, rec) < 0 || load_class(&recorded_cls, recorded) < 0 ||
         load_class(&frame_cls, frame) < 0 || load_table(frame_types, ftypes) < 0 ||
         load_table(directions, dirs) < 0)
         return NULL;
     Py_XSETREF(record_type_frame, Py_NewRef(rtype));
+    Py_XSETREF(frame_from_map, Py_NewRef(from_map));
     configured = 1;
     Py_RETURN_NONE;
 }
 
-static PyObject *build_record(const unsigned char *b, const parsed_t *r)
+/* The Frame of a WHOLE record: type, stream and payload from the parse. */
+static PyObject *data_frame(const unsigned char *b, const parsed_t *r)
 {
     PyObject *frame = new_instance(&frame_cls);
     if (frame == NULL)
@@ -361,7 +509,34 @@ static PyObject *build_record(const unsigned char *b, const parsed_t *r)
     set_slot(frame, &frame_cls, FRAME_TYPE, Py_NewRef(frame_types[r->ftype]));
     set_slot(frame, &frame_cls, FRAME_STREAM, stream);
     set_slot(frame, &frame_cls, FRAME_DATA, data);
+    return frame;
+}
 
+/* The Frame of another frame record in the layout: its map decoded here and
+ * converted by Frame.from_map. NULL with no exception: leave it to cbor2 (a
+ * map outside the plain subset, or one from_map refuses: the general path
+ * then reports the same error); *end is set to the record's end. */
+static PyObject *other_frame(const unsigned char *b, Py_ssize_t n, const parsed_t *r,
+                             Py_ssize_t *end)
+{
+    Py_ssize_t p = r->frame_start;
+    PyObject *map = mini_decode(b, n, &p, 0);
+    if (map == NULL)
+        return NULL;
+    PyObject *frame = NULL;
+    if (PyDict_CheckExact(map)) {
+        frame = PyObject_CallOneArg(frame_from_map, map);
+        if (frame == NULL && PyErr_ExceptionMatches(PyExc_Exception))
+            PyErr_Clear(); /* as the Python path's `except Exception` */
+    }
+    Py_DECREF(map);
+    *end = p;
+    return frame;
+}
+
+/* Record{type: FRAME, frame: RecordedFrame{seq, ts, dir, frame}}; steals frame. */
+static PyObject *frame_record(PyObject *frame, const parsed_t *r)
+{
     PyObject *recorded = new_instance(&recorded_cls);
     if (recorded == NULL) {
         Py_DECREF(frame);
@@ -408,8 +583,9 @@ static PyTypeObject RunType;
 PyDoc_STRVAR(run_doc,
 "frame_run(buf, pos, base) -> iterator of Record\n\n"
 "The records from buf[pos] on, one after the other, for as long as each is a\n"
-"frame record in the layout with a {t, [s], [d]} frame ending inside buf,\n"
-"built as Record objects one at a time. Attributes: pos (where the next record\n"
+"frame record in the layout ending inside buf, built as Record objects one at\n"
+"a time: {t, [s], [d]} frames from the parse, others with their map decoded\n"
+"here (the plain subset of CBOR) and made by Frame.from_map. Attributes: pos (where the next record\n"
 "starts in buf), end (base + pos: the file offset after the last record\n"
 "yielded) and, once stopped, envelope: (frame start, seq, ts, direction) of\n"
 "the record at pos if it is another frame record in the layout, else None.");
@@ -444,17 +620,27 @@ static PyObject *run_next(RunObject *run)
     if (run->stopped)
         return NULL;
     const unsigned char *b = run->view.buf;
+    Py_ssize_t n = run->view.len, end = 0;
     parsed_t r = {0};
-    int kind = run->pos < run->view.len ? parse_one(b, run->view.len, run->pos, &r) : NOT_IN_LAYOUT;
-    if (kind != WHOLE) {
-        run->stopped = 1;
+    int kind = run->pos < n ? parse_one(b, n, run->pos, &r) : NOT_IN_LAYOUT;
+    PyObject *frame = NULL;
+    if (kind == WHOLE) {
+        frame = data_frame(b, &r);
+        end = r.end;
+    } else if (kind == ENVELOPE) {
+        frame = other_frame(b, n, &r, &end);
+    }
+    if (frame == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        run->stopped = 1; /* the Python reader takes it from here */
         run->kind = kind;
         run->at = r;
         return NULL;
     }
-    PyObject *record = build_record(b, &r);
+    PyObject *record = frame_record(frame, &r);
     if (record != NULL)
-        run->pos = r.end;
+        run->pos = end;
     return record;
 }
 
@@ -501,6 +687,7 @@ static PyTypeObject RunType = {
 
 static PyMethodDef methods[] = {
     {"configure", configure, METH_VARARGS, configure_doc},
+    {"decode_plain", decode_plain, METH_VARARGS, decode_doc},
     {"frame_run", frame_run, METH_VARARGS, run_doc},
     {"scan_frame_records", scan_frame_records, METH_VARARGS, scan_doc},
     {NULL, NULL, 0, NULL},

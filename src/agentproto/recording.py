@@ -460,6 +460,7 @@ def _native_frame_run() -> Callable[[bytes, int, int], Any] | None:
             RecordType.FRAME,
             _FRAME_TYPE_BY_BYTE,
             _DIRECTION_BY_BYTE,
+            Frame.from_map,
         )
     except TypeError:
         return None
