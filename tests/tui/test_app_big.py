@@ -9,11 +9,12 @@ and fail, whatever the speed of the machine.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from reclab.model import open_recording
 from reclab.tui.app import ReclabApp
-from reclab.tui.source import IndexSnapshot, RecordingSource, SnapshotCallback
+from reclab.tui.source import IndexSnapshot, Pacer, RecordingSource, SnapshotCallback
 from reclab.tui.widgets.commands import CommandList
 from reclab.tui.widgets.session_bar import SessionBar
 from tests.tui.records import workers_done, write_large
@@ -132,4 +133,61 @@ def test_cancel_stops_indexing_and_checking(tmp_path: Path) -> None:
         assert source.snapshot().commands == {}
         assert source.check() is None  # stopped at its first progress step
     finally:
+        source.close()
+
+
+def test_pacer_holds_a_worker_while_the_ui_is_behind() -> None:
+    pacer = Pacer(late=0.0, max_wait=60)
+    pacer.give_way()  # no beats yet (no UI running): never waits
+    assert pacer.waited == 0
+    pacer.beat()  # from now on the UI beats; late=0: it is always behind
+    released = threading.Event()
+
+    def work() -> None:
+        pacer.give_way()
+        released.set()
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    # The worker waits for the UI (up to a minute); the test ends its wait.
+    assert not released.wait(timeout=0.05)
+    pacer.late = 60.0  # the next beat... and the UI is on time again
+    pacer.beat()
+    worker.join(timeout=30)
+    assert released.is_set() and pacer.waited > 0
+
+
+async def test_indexing_is_paced_by_the_ui_only_while_it_runs(tmp_path: Path) -> None:
+    path = tmp_path / "big.cbor"
+    write_large(path, commands=40, frames_per_command=2500)
+    source = HeldSource(path)
+    app = ReclabApp(source)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            while not source.held.is_set():
+                await pilot.pause(0.05)
+            await pilot.pause(0.05)
+            assert source.pacer.active  # the UI's beats reach the indexer
+            bar = app.screen.query_one(SessionBar)
+            layouts: list[bool] = []
+            refresh = bar.refresh
+            bar.refresh = lambda *a, layout=False, **k: (
+                layouts.append(layout)
+                or refresh(  # type: ignore[method-assign]
+                    *a, layout=layout, **k
+                )
+            )
+            snap = source.snapshot()
+            more = replace(
+                snap, indexed_bytes=snap.indexed_bytes + 1, record_count=snap.record_count + 1
+            )
+            bar.update_snapshot(more)  # progress only: same height, no new layout of the screen
+            bar.update_snapshot(replace(more, done=True))
+            assert layouts == [False, False]
+            source.release.set()
+            await workers_done(app)
+            await pilot.pause()
+            assert source.snapshot().done and not source.pacer.active
+    finally:
+        source.release.set()
         source.close()

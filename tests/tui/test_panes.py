@@ -192,6 +192,33 @@ async def test_tabs_switch_and_load_only_when_shown() -> None:
 
 
 @sync
+async def test_frames_growing_command_redraws_no_row_already_drawn() -> None:
+    # While indexing (or following) the selected command grows at every snapshot:
+    # the rows on screen are the same, so they are not drawn again.
+    with open_recording(SAMPLES / "failing-build.cbor") as rec:
+        app = DetailApp(rec)
+        async with app.run_test(size=(120, 30)) as pilot:
+            app.query_one(CommandDetail).show_command(1)
+            await settle(app, pilot)
+            frames = app.query_one(FrameList)
+            drawn: list[int] = []
+            render_row = frames.render_row
+            frames.render_row = lambda row, selected: (
+                drawn.append(row)
+                or render_row(  # type: ignore[method-assign]
+                    row, selected
+                )
+            )
+            before = lines(frames)
+            assert drawn == []  # all cached from the first paint
+            frames.refresh_command()
+            await pilot.pause()
+            assert lines(frames) == before and drawn == []
+            frames.show_command(1)  # another command (here: the same one, anew): drawn again
+            assert lines(frames) == before and drawn
+
+
+@sync
 async def test_frames_cursor_moves_and_enter_opens_frame_detail() -> None:
     with open_recording(SAMPLES / "failing-build.cbor") as rec:
         cmd = rec.commands[1]

@@ -39,6 +39,8 @@ FOLLOW_INTERVAL = 0.5
 # a 100 MB file, a batch waited over a second to reach the screen with 5 ms, and
 # was shown at once with 0.5 ms.
 INDEXING_SWITCH_INTERVAL = 0.0005
+# The UI's heartbeat while indexing (seconds): the indexer pauses while beats are late.
+BEAT_INTERVAL = 0.01
 # Recordings up to this size are checked as soon as they are indexed (one more
 # streaming pass); bigger ones when the findings view is opened.
 AUTO_CHECK_BYTES = 64 * 1024 * 1024
@@ -102,6 +104,8 @@ class ReclabApp(App[None]):
     def on_mount(self) -> None:
         """Draw the first screen from the header, then index in the background."""
         self.push_screen(self.main_screen)
+        # While indexing, a beat every few ms tells the indexer the screen keeps up.
+        self._beat = self.set_interval(BEAT_INTERVAL, self.source.pacer.beat)
         self._index()
         if self.diff is not None:
             self.main_screen.action_diff()
@@ -131,6 +135,9 @@ class ReclabApp(App[None]):
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         """Show the latest snapshot; once the first indexing is done, start following."""
         snap = self.source.snapshot()
+        if snap.done:
+            self.source.pacer.active = False
+            self._beat.stop()
         self.main_screen.apply_snapshot(snap)
         if snap.done and snap.file_size <= AUTO_CHECK_BYTES and not self.follow:
             self.run_check()  # small enough: findings marked on frames without asking
@@ -143,6 +150,8 @@ class ReclabApp(App[None]):
 
     def on_index_failed(self, message: IndexFailed) -> None:
         """Say why reading stopped; what was read stays on screen."""
+        self.source.pacer.active = False
+        self._beat.stop()
         self.main_screen.set_status(f"reading stopped: {message.error}")
 
     # --- check findings ------------------------------------------------------------

@@ -53,6 +53,41 @@ class Cancelled(Exception):
 PUBLISH_INTERVAL = 0.15
 
 
+class Pacer:
+    """Lets a worker thread give way while the UI thread is behind (keys first).
+
+    cbor2 and the indexer's Python keep the GIL, so the UI thread only gets
+    its share of it: a relayout that takes 50 ms alone took 300 ms and more
+    while indexing, and keys waited for it. The UI thread calls :meth:`beat`
+    from a short timer; a worker calls :meth:`give_way` between small steps,
+    which sleeps (letting the UI thread have the GIL) while the beats are
+    late, i.e. while the UI is busy, up to ``max_wait`` seconds at a time.
+    """
+
+    def __init__(self, late: float = 0.025, max_wait: float = 0.25) -> None:
+        self.late = late
+        self.max_wait = max_wait
+        self.active = False  # beats are coming (set by the UI while it runs the timer)
+        self._last = time.monotonic()
+        self.waited = 0.0  # seconds given way in all (for benchmarks)
+
+    def beat(self) -> None:
+        """The UI thread is running its timers: it is not behind."""
+        self._last = time.monotonic()
+        self.active = True
+
+    def give_way(self) -> None:
+        """Sleep while the UI thread is behind (at most ``max_wait``); at once otherwise."""
+        if not self.active:
+            return
+        start = time.monotonic()
+        now = start
+        while now - self._last > self.late and now - start < self.max_wait:
+            time.sleep(0.002)  # releases the GIL: the UI thread runs
+            now = time.monotonic()
+        self.waited += now - start
+
+
 def command_label(cmd: Command, *, secrets: bool = False) -> str:
     """The command line of ``cmd`` as a shell would read it (argv, else the path).
 
@@ -148,12 +183,16 @@ class RecordingSource:
         self._idle.set()
         self._busy = 0
         self._busy_lock = threading.Lock()
+        self.pacer = Pacer()  # indexing gives way to a busy UI (the app beats it)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> RecordingSource:
         """Open ``path`` reading only its first record: the rest is indexed by :meth:`index`."""
-        # Smaller chunks than the CLI's: the GIL is given back to the screen more often.
-        return cls(open_recording(path, index=False, options=IndexOptions(chunk_size=1 << 20)))
+        # Smaller chunks than the CLI's, each followed by a progress call: indexing
+        # gives way to the screen between them (see Pacer).
+        step = 256 * 1024
+        options = IndexOptions(chunk_size=step, progress_step=step)
+        return cls(open_recording(path, index=False, options=options))
 
     def cancel(self) -> None:
         """Stop indexing, refreshing and checking at their next step (the viewer quits)."""
@@ -213,6 +252,7 @@ class RecordingSource:
         def progress(done: int, total: int) -> None:
             # The model calls this between batches; raising here is how indexing stops.
             self._check_stop()
+            self.pacer.give_way()
             now = time.monotonic()
             if last[0] and now - last[0] < PUBLISH_INTERVAL:
                 return

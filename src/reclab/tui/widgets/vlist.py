@@ -69,13 +69,17 @@ class VirtualList(ScrollView, can_focus=True):
         return self._count
 
     def set_count(self, count: int, width: int, *, keep_place: bool) -> None:
-        """Show ``count`` rows ``width`` cells wide; the cursor stays (keep_place) or goes to 0."""
+        """Show ``count`` rows ``width`` cells wide; the cursor stays (keep_place) or goes to 0.
+
+        With ``keep_place`` the rows already drawn are kept: only rows were added.
+        """
         self._count = count
         self.virtual_size = Size(width, count + self.HEADER_LINES)
-        self._strips.clear()
         if keep_place:
+            # More rows of the same list (follow, indexing): the rows drawn stay right.
             self.cursor = min(self.cursor, max(count - 1, 0))
         else:
+            self._strips.clear()
             self.scroll_to(0, 0, animate=False, immediate=True)
             self.cursor = 0
         self.refresh()
@@ -256,6 +260,7 @@ class VirtualTable(VirtualList):
         self._ranks = ranks
         self._order = None
         width = sum(c.width + 1 for c in columns) + 1
+        self._strips.clear()  # new data
         self.set_count(count, width, keep_place=keep_place)
         if self.sort_column in ranks:
             self.sort_by(self.sort_column, self.sort_reverse)
