@@ -49,8 +49,9 @@ class Cancelled(Exception):
 
 
 # How often (seconds) indexing publishes a snapshot: often enough for a live
-# progress line, rarely enough that copying the commands costs nothing.
-PUBLISH_INTERVAL = 0.15
+# progress line, rarely enough that copying the commands and redrawing the
+# screen for each (while indexing competes for the CPU) leave room for keys.
+PUBLISH_INTERVAL = 0.4
 
 
 class Pacer:

@@ -108,9 +108,11 @@ class CommandTable(VirtualTable):
         self.seq = seq
         self.total = 0
         self._data = {}
+        self.loading = False
         self.set_table([], 0, {})
         cmd = self.source.command(seq) if seq is not None else None
         if cmd is not None and self.has_rows(cmd):
+            self.loading = True  # pairing 200k file ops takes seconds: say it is coming
             self.run_worker(
                 lambda: report_errors(self, self.WHAT, lambda: self._read(cmd)),
                 thread=True,
@@ -120,12 +122,16 @@ class CommandTable(VirtualTable):
             )
 
     def _read(self, cmd: Command) -> None:
-        table = self.build(CommandRecords(self.source.rec, cmd).as_recording(), cmd)
-        self.app.call_from_thread(self._loaded, cmd.seq, table or Table({}, [], 0, {}))
+        table = None
+        try:
+            table = self.build(CommandRecords(self.source.rec, cmd).as_recording(), cmd)
+        finally:  # also when the recording fails us: the tab stops saying it is loading
+            self.app.call_from_thread(self._loaded, cmd.seq, table or Table({}, [], 0, {}))
 
     def _loaded(self, seq: int, table: Table) -> None:
         if seq != self.seq:
             return  # another command was selected meanwhile
+        self.loading = False
         self._data, self.total = table.data, table.rows
         self.set_table(table.columns, table.rows, table.ranks)
 
