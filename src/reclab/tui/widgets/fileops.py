@@ -70,9 +70,8 @@ class CommandRecords:
 
 _COLUMNS = ("id", "op", "path", "handle", "offset", "size", "latency", "errno", "n")
 _NUMERIC = {"id", "handle", "offset", "size", "latency", "n"}
-# What each column sorts by (errno: its name), and what its cells are made of.
-_SORT_KEY = {"errno": "errno_name"}
-_FIELDS = (
+_SORT_KEY = {"errno": "errno_name"}  # what a column sorts by when not its own field
+_FIELDS = (  # the fields the cells are made of
     "id", "op", "path", "new_path", "handle", "offset", "size", "latency",
     "errno", "errno_name", "n", "response_index",
 )  # fmt: skip
