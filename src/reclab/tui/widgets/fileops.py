@@ -107,11 +107,11 @@ class CommandTable(VirtualTable):
         self.seq = seq
         self.total = 0
         self._data = {}
-        self.loading = False
+        self.note = ""
         self.set_table([], 0, {})
         cmd = self.source.command(seq) if seq is not None else None
         if cmd is not None and self.has_rows(cmd):
-            self.loading = True  # pairing 200k file ops takes seconds: say it is coming
+            self.note = f"reading {self.WHAT}…"  # 200k file ops take seconds: say they come
             self.run_worker(
                 lambda: report_errors(self, self.WHAT, lambda: self._read(cmd)),
                 thread=True,
@@ -130,7 +130,7 @@ class CommandTable(VirtualTable):
     def _loaded(self, seq: int, table: Table) -> None:
         if seq != self.seq:
             return  # another command was selected meanwhile
-        self.loading = False
+        self.note = ""
         self._data, self.total = table.data, table.rows
         self.set_table(table.columns, table.rows, table.ranks)
 

@@ -62,6 +62,7 @@ class VirtualList(ScrollView, can_focus=True):
         super().__init__(id=id)
         self._count = 0
         self._strips: LRUCache[tuple[int, bool], Strip] = LRUCache(1024)
+        self.note = ""  # shown dim in place of the rows while there are none (e.g. loading)
 
     @property
     def count(self) -> int:
@@ -120,6 +121,9 @@ class VirtualList(ScrollView, can_focus=True):
         if y < self.HEADER_LINES:
             return self.render_header().crop_extend(scroll_x, scroll_x + width, self.rich_style)
         row = scroll_y + y - self.HEADER_LINES
+        if row == 0 and self._count == 0 and self.note:
+            line = self.line_strip(Text(f" {self.note}", "dim italic"), False)
+            return line.crop_extend(0, width, self.rich_style)
         if row >= self._count:
             return Strip.blank(width, self.rich_style)
         selected = row == self.cursor
