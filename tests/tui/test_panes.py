@@ -11,6 +11,7 @@ import asyncio
 import functools
 import io
 import random
+import threading
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -710,6 +711,34 @@ async def test_fileops_shows_every_pair_of_a_big_command(tmp_path: Path) -> None
             await pilot.pause()
             assert "/f/00001" in lines(table)[-1]
             assert len(set(drawn)) < 200  # only rows on screen were drawn
+
+
+@sync
+async def test_fileops_says_it_is_reading_until_the_pairs_come(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    release = threading.Event()
+    build = FileOpsTable.build
+
+    def held_build(self: FileOpsTable, view: Any, cmd: Any) -> Any:
+        release.wait(timeout=60)
+        return build(self, view, cmd)
+
+    monkeypatch.setattr(FileOpsTable, "build", held_build)
+    with open_recording(SAMPLES / "fileops.cbor") as rec:
+        seq = next(s for s, c in rec.commands.items() if c.file_op_count)
+        app = DetailApp(rec)
+        async with app.run_test(size=(140, 20)) as pilot:
+            detail = app.query_one(CommandDetail)
+            detail.show_command(seq)
+            detail.show_tab("fileops")
+            for _ in range(5):
+                await pilot.pause()
+            table = app.query_one(FileOpsTable)
+            assert table.row_count == 0 and lines(table, 2)[1] == " reading the file ops…"
+            release.set()
+            await settle(app, pilot)
+            assert table.row_count == 46 and "reading" not in lines(table, 2)[1]
 
 
 @sync
