@@ -142,7 +142,7 @@ def test_cancel_stops_indexing_and_checking(tmp_path: Path) -> None:
 
 
 def test_pacer_holds_a_worker_while_the_ui_is_behind() -> None:
-    pacer = Pacer(late=0.0, max_wait=60)
+    pacer = Pacer(late=0.0, max_wait=60, ratio=1e9)
     pacer.give_way()  # no beats yet (no UI running): never waits
     assert pacer.waited == 0
     pacer.beat()  # from now on the UI beats; late=0: it is always behind
@@ -160,6 +160,13 @@ def test_pacer_holds_a_worker_while_the_ui_is_behind() -> None:
     pacer.beat()
     worker.join(timeout=30)
     assert released.is_set() and pacer.waited > 0
+
+
+def test_pacer_waits_in_proportion_to_the_work_between() -> None:
+    pacer = Pacer(late=0.0, max_wait=60, ratio=0.0)  # the UI is always behind...
+    pacer.beat()
+    pacer.give_way()  # ...but no wait is allowed: indexing is never stopped for good
+    assert pacer.waited == 0
 
 
 async def test_indexing_is_paced_by_the_ui_only_while_it_runs(held: HeldSource) -> None:

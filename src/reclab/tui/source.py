@@ -62,14 +62,18 @@ class Pacer:
     while indexing, and keys waited for it. The UI thread calls :meth:`beat`
     from a short timer; a worker calls :meth:`give_way` between small steps,
     which sleeps (letting the UI thread have the GIL) while the beats are
-    late, i.e. while the UI is busy, up to ``max_wait`` seconds at a time.
+    late, i.e. while the UI is busy: at most ``ratio`` times as long as the
+    step before took, and ``max_wait`` seconds, so a UI that is always
+    behind (a loaded machine) slows indexing down by a bounded factor.
     """
 
-    def __init__(self, late: float = 0.025, max_wait: float = 0.25) -> None:
+    def __init__(self, late: float = 0.025, max_wait: float = 0.25, ratio: float = 4.0) -> None:
         self.late = late
         self.max_wait = max_wait
+        self.ratio = ratio
         self.active = False  # beats are coming (set by the UI while it runs the timer)
         self._last = time.monotonic()
+        self._resumed = self._last  # when the worker last went on working
         self.waited = 0.0  # seconds given way in all (for benchmarks)
 
     def beat(self) -> None:
@@ -78,15 +82,15 @@ class Pacer:
         self.active = True
 
     def give_way(self) -> None:
-        """Sleep while the UI thread is behind (at most ``max_wait``); at once otherwise."""
-        if not self.active:
-            return
+        """Sleep while the UI thread is behind (within the bounds above); at once otherwise."""
         start = time.monotonic()
+        budget = min(self.max_wait, self.ratio * (start - self._resumed))
         now = start
-        while now - self._last > self.late and now - start < self.max_wait:
+        while self.active and now - self._last > self.late and now - start < budget:
             time.sleep(0.002)  # releases the GIL: the UI thread runs
             now = time.monotonic()
         self.waited += now - start
+        self._resumed = now
 
 
 def command_label(cmd: Command, *, secrets: bool = False) -> str:
