@@ -8,6 +8,7 @@ and fail, whatever the speed of the machine.
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -122,6 +123,7 @@ async def test_q_during_indexing_stops_the_indexing(held: HeldSource) -> None:
                 break
         await pilot.press("q")
         source.release.set()  # indexing goes on... and stops at its next step
+    assert gc.get_freeze_count() == 0  # frozen while indexing, not after the viewer
     # Quitting does not wait for the whole file to be indexed.
     assert source._idle.wait(timeout=60)
     assert not source.snapshot().done
@@ -177,6 +179,7 @@ async def test_indexing_is_paced_by_the_ui_only_while_it_runs(held: HeldSource) 
             await pilot.pause(0.05)
         await pilot.pause(0.05)
         assert source.pacer.active  # the UI's beats reach the indexer
+        assert gc.get_freeze_count() > 0  # the screen's objects are out of full collections
         bar = app.screen.query_one(SessionBar)
         layouts: list[bool] = []
         refresh = bar.refresh
@@ -197,3 +200,4 @@ async def test_indexing_is_paced_by_the_ui_only_while_it_runs(held: HeldSource) 
         await workers_done(app)
         await pilot.pause()
         assert source.snapshot().done and not source.pacer.active
+        assert gc.get_freeze_count() == 0

@@ -10,6 +10,7 @@ snapshot when it gets to it, so stale progress is simply skipped.
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -99,6 +100,7 @@ class ReclabApp(App[None]):
         self._checking = False
         self.sub_title = str(source.path)
         self._follow_timer: Timer | None = None
+        self._frozen = False  # gc.freeze() while indexing (see on_snapshot_ready)
         self.main_screen = MainScreen(source, following=follow)
 
     def on_mount(self) -> None:
@@ -136,13 +138,31 @@ class ReclabApp(App[None]):
         """Show the latest snapshot; once the first indexing is done, start following."""
         snap = self.source.snapshot()
         if snap.done:
-            self.source.pacer.active = False
-            self._beat.stop()
+            self._indexed()
+        elif not self._frozen:
+            # The screen is built: its ~100k objects need no more full collections while
+            # indexing allocates (each took ~100 ms with the GIL shared: keys waited).
+            gc.freeze()
+            self._frozen = True
         self.main_screen.apply_snapshot(snap)
         if snap.done and snap.file_size <= AUTO_CHECK_BYTES and not self.follow:
             self.run_check()  # small enough: findings marked on frames without asking
         if snap.done and self.follow and self._follow_timer is None:
             self._follow_timer = self.set_interval(self.follow_interval, self._poll)
+
+    def _indexed(self) -> None:
+        """Indexing ended: no more pacing, and the screen's objects are collected as usual."""
+        self.source.pacer.active = False
+        self._beat.stop()
+        if self._frozen:
+            gc.unfreeze()
+            self._frozen = False
+
+    def on_unmount(self) -> None:
+        """The viewer quits (maybe while indexing): nothing stays frozen for the process."""
+        if self._frozen:
+            gc.unfreeze()
+            self._frozen = False
 
     def _poll(self) -> None:
         if not any(w.group == "index" and not w.is_finished for w in self.workers):
@@ -150,8 +170,7 @@ class ReclabApp(App[None]):
 
     def on_index_failed(self, message: IndexFailed) -> None:
         """Say why reading stopped; what was read stays on screen."""
-        self.source.pacer.active = False
-        self._beat.stop()
+        self._indexed()
         self.main_screen.set_status(f"reading stopped: {message.error}")
 
     # --- check findings ------------------------------------------------------------
