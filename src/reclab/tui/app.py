@@ -154,12 +154,10 @@ class ReclabApp(App[None]):
         """Indexing ended: no more pacing, and the screen's objects are collected as usual."""
         self.source.pacer.active = False
         self._beat.stop()
-        if self._frozen:
-            gc.unfreeze()
-            self._frozen = False
+        self.on_unmount()
 
     def on_unmount(self) -> None:
-        """The viewer quits (maybe while indexing): nothing stays frozen for the process."""
+        """The viewer quits (or indexing ended): the screen's objects are collected as usual."""
         if self._frozen:
             gc.unfreeze()
             self._frozen = False
