@@ -21,6 +21,7 @@ from reclab.tui.screens.search import SearchScreen
 from reclab.tui.widgets.command_detail import CommandDetail
 from reclab.tui.widgets.commands import CommandList, CommandsHeader
 from reclab.tui.widgets.frames import FrameList
+from reclab.tui.widgets.output import OutputView
 from reclab.tui.widgets.session_bar import SessionBar
 from reclab.tui.widgets.timeline import Timeline
 from tests.tui.records import (
@@ -208,6 +209,58 @@ async def test_search_next_and_previous_jump_to_command_and_frame(
         assert main.hits == [] and "no match for 'nowhere to be found'" in screen_text(app)
 
 
+async def test_output_tab_search_with_slash_n_and_shift_n(
+    open_app: OpenApp, small_recording: Path
+) -> None:
+    app = open_app(small_recording)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        main = main_of(app)
+        await pilot.press("f", *"needle", "enter")  # a global search first
+        await settle(app, pilot)
+        assert main.query_one(CommandList).selected == 2
+        detail = main.query_one(CommandDetail)
+        detail.show_tab("output")
+        await settle(app, pilot)
+        view = main.query_one(OutputView)
+        view.focus()
+        await pilot.pause()
+        assert view.line_count == 2
+        # No output search yet: n is still the global search's next match.
+        await pilot.press("n")
+        await settle(app, pilot)
+        assert main.hit_index == 1 and main.query_one(CommandList).selected == 4
+        await pilot.press("N")
+        await settle(app, pilot)
+        assert main.query_one(CommandList).selected == 2
+        detail.show_tab("output")
+        view.focus()
+        await settle(app, pilot)
+        assert "/ Search output" in screen_text(app)  # in the footer while the output has keys
+        await pilot.press("slash")
+        assert isinstance(app.screen, SearchScreen)
+        assert "this command's output" in screen_text(app)
+        await pilot.press(*"T_", "enter")
+        await settle(app, pilot)
+        assert view.match == (1, 10, 12)  # "FAILED test_needle.py::test_x": any case, line 2
+        assert "'T_' in the output of command 2, line 2" in screen_text(app)
+        await pilot.press("n")  # the next on the same line
+        assert view.match == (1, 26, 28) and main.hit_index == 0  # the global search stays
+        await pilot.press("n")  # wrapping around
+        assert view.match == (1, 10, 12)
+        await pilot.press("N")
+        assert view.match == (1, 26, 28)
+        drawn = view.render_line(1)
+        current = view.get_component_rich_style("output--current-match")
+        assert any(
+            seg.text == "t_" and seg.style and seg.style.bgcolor == current.bgcolor for seg in drawn
+        )
+        await pilot.press("slash", "ctrl+u", *"zebra", "enter")
+        await settle(app, pilot)
+        assert view.match is None
+        assert "no match for 'zebra' in the output of command 2" in screen_text(app)
+
+
 async def test_timeline_bars_select_commands(open_app: OpenApp, small_recording: Path) -> None:
     app = open_app(small_recording)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -352,6 +405,10 @@ async def test_help_lists_every_key(open_app: OpenApp, small_recording: Path) ->
             ("S", "Reverse sort"),
             ("Esc", "Clear filters"),
             ("tab", "Next part"),
+            ("/", "Search output"),
+            ("n", "Next in output"),
+            ("N", "Previous in output"),
+            ("o", "Sort"),
         ]:
             assert (what, key) in listed, (key, what)
         # The panes' keys are listed too (gathered from every widget on the main screen).

@@ -11,6 +11,7 @@ import asyncio
 import functools
 import io
 import random
+import threading
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,6 @@ from agentproto import (
 from agentproto.recording import encode_frame_record
 from reclab.model import Command, Recording, open_recording
 from reclab.tui.screens.frame_detail import FrameDetailScreen, cbor_diagnostic
-from reclab.tui.widgets import fileops as fileops_module
 from reclab.tui.widgets.command_detail import CommandDetail
 from reclab.tui.widgets.exec import MASK, ExecPane, mask_env
 from reclab.tui.widgets.fileops import FileOpsTable
@@ -170,12 +170,12 @@ async def test_tabs_switch_and_load_only_when_shown() -> None:
             await settle(app, pilot)
             assert detail.active_tab == "frames"
             assert app.query_one(FrameList).count == rec.commands[1].frame_count
-            output = app.query_one(OutputView)
-            assert output.seq is None  # not shown yet: not loaded
+            assert not app.query(OutputView)  # not shown yet: not even mounted
             # Switching by clicking the tab, as a user does.
             await pilot.click("#command-tabs Tab#--content-tab-output")
             await settle(app, pilot)
             assert app.query_one(TabbedContent).active == "output"
+            output = app.query_one(OutputView)
             assert output.seq == 1 and output.line_count == 5
             for tab in ("fileops", "logs", "exec", "play"):
                 detail.show_tab(tab)
@@ -190,6 +190,33 @@ async def test_tabs_switch_and_load_only_when_shown() -> None:
 
 
 # --- frames -------------------------------------------------------------------------------
+
+
+@sync
+async def test_frames_growing_command_redraws_no_row_already_drawn() -> None:
+    # While indexing (or following) the selected command grows at every snapshot:
+    # the rows on screen are the same, so they are not drawn again.
+    with open_recording(SAMPLES / "failing-build.cbor") as rec:
+        app = DetailApp(rec)
+        async with app.run_test(size=(120, 30)) as pilot:
+            app.query_one(CommandDetail).show_command(1)
+            await settle(app, pilot)
+            frames = app.query_one(FrameList)
+            drawn: list[int] = []
+            render_row = frames.render_row
+            frames.render_row = lambda row, selected: (
+                drawn.append(row)
+                or render_row(  # type: ignore[method-assign]
+                    row, selected
+                )
+            )
+            before = lines(frames)
+            assert drawn == []  # all cached from the first paint
+            frames.refresh_command()
+            await pilot.pause()
+            assert lines(frames) == before and drawn == []
+            frames.show_command(1)  # another command (here: the same one, anew): drawn again
+            assert lines(frames) == before and drawn
 
 
 @sync
@@ -621,16 +648,21 @@ async def test_fileops_pairs_highlight_and_sort() -> None:
             )
             assert table.get_row_at(failed)[1].style == "red"
             table.sort_by("latency", reverse=True)
-            latencies = [row["latency"] for row in table.rows_data]
-            assert latencies == sorted(latencies, reverse=True)
+            latencies = [table.value(r, "latency") for r in range(table.row_count)]
+            known = [v for v in latencies if v is not None]  # unanswered ones: last
+            assert latencies == known + [None] * (len(latencies) - len(known))
+            assert known == sorted(known, reverse=True)
             # A click on the "op" header sorts by op; a second click reverses.
-            await pilot.click("FileOpsTable", offset=(10, 0))
+            op_x = 1 + table.columns[0].width + 1 + 1
+            assert table.column_at(op_x) == "op"
+            await pilot.click("FileOpsTable", offset=(op_x, 0))
             await pilot.pause()
             assert table.sort_column == "op" and not table.sort_reverse
+            assert "op▲" in lines(table, 1)[0]
             ops = [str(table.get_row_at(r)[1]) for r in range(table.row_count)]
             named = [op for op in ops if op]  # responses without a request have no op: last
             assert ops == named + [""] * (len(ops) - len(named)) and named == sorted(named)
-            await pilot.click("FileOpsTable", offset=(10, 0))
+            await pilot.click("FileOpsTable", offset=(op_x, 0))
             await pilot.pause()
             assert table.sort_reverse
             table.focus()
@@ -639,38 +671,74 @@ async def test_fileops_pairs_highlight_and_sort() -> None:
 
 
 @sync
-async def test_fileops_and_logs_say_what_they_leave_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fileops_module, "MAX_ROWS", 5)
-    with open_recording(SAMPLES / "fileops.cbor") as rec:
-        seq = next(s for s, c in rec.commands.items() if c.file_op_count)
+async def test_fileops_shows_every_pair_of_a_big_command(tmp_path: Path) -> None:
+    # 12,000 pairs: more than the old 10,000-row cap; all are shown, drawn only when on screen.
+    pairs = 12_000
+    frames_in: list[tuple[int, Direction, Frame]] = []
+    for i in range(1, pairs + 1):
+        req = FileOpReq(req_id=i, op=FileOp.STAT, path=f"/f/{i:05d}")
+        resp = FileOpResp(req_id=i, errno=2 if i % 1000 == 0 else 0)
+        frames_in.append((i, SEND, Frame(type=FrameType.FILE_OP, file_op=req)))
+        frames_in.append((i, RECV, Frame(type=FrameType.FILE_RESP, file_resp=resp)))
+    with open_recording(write_recording(tmp_path / "many.cbor", frames_in)) as rec:
         app = DetailApp(rec)
-        async with app.run_test(size=(140, 30)) as pilot:
+        async with app.run_test(size=(120, 30)) as pilot:
             detail = app.query_one(CommandDetail)
-            detail.show_command(seq)
+            detail.show_command(1)
             detail.show_tab("fileops")
             await settle(app, pilot)
             table = app.query_one(FileOpsTable)
-            assert table.total == 46 and len(table.rows_data) == 5 and table.row_count == 6
-            table.sort_by("id", reverse=True)
+            assert table.row_count == table.total == pairs
+            drawn: list[int] = []
+            cells = table.cells
+            table.cells = lambda item: drawn.append(item) or cells(item)  # type: ignore[method-assign]
+            table.focus()
+            await pilot.press("end")
             await pilot.pause()
-            note = str(table.get_row_at(5)[2])
-            assert note == "... 41 more file ops not shown (the first 5 are)"
-    with open_recording(SAMPLES / "agent-logs.cbor") as rec:
-        monkeypatch.setattr(fileops_module, "MAX_ROWS", 1)
-        seq = max(rec.commands, key=lambda s: rec.commands[s].log_count)
+            assert table.cursor == pairs - 1
+            shown = lines(table)
+            assert "/f/12000" in shown[-1] and "ENOENT" in shown[-1]
+            assert table.get_row_at(pairs - 1)[1].style == "red"
+            # Sorting by path, reversed: the cursor keeps its pair (now first).
+            path_x = 1 + sum(c.width + 1 for c in table.columns[:2]) + 1
+            await pilot.click("FileOpsTable", offset=(path_x, 0))
+            await pilot.click("FileOpsTable", offset=(path_x, 0))
+            await pilot.pause()
+            assert table.sort_column == "path" and table.sort_reverse
+            assert table.cursor == 0 and str(table.get_row_at(0)[2]) == "/f/12000"
+            assert str(table.get_row_at(pairs - 1)[2]) == "/f/00001"
+            await pilot.press("end")
+            await pilot.pause()
+            assert "/f/00001" in lines(table)[-1]
+            assert len(set(drawn)) < 200  # only rows on screen were drawn
+
+
+@sync
+async def test_fileops_says_it_is_reading_until_the_pairs_come(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    release = threading.Event()
+    build = FileOpsTable.build
+
+    def held_build(self: FileOpsTable, view: Any, cmd: Any) -> Any:
+        release.wait(timeout=60)
+        return build(self, view, cmd)
+
+    monkeypatch.setattr(FileOpsTable, "build", held_build)
+    with open_recording(SAMPLES / "fileops.cbor") as rec:
+        seq = next(s for s, c in rec.commands.items() if c.file_op_count)
         app = DetailApp(rec)
-        async with app.run_test(size=(140, 30)) as pilot:
+        async with app.run_test(size=(140, 20)) as pilot:
             detail = app.query_one(CommandDetail)
             detail.show_command(seq)
-            detail.show_tab("logs")
+            detail.show_tab("fileops")
+            for _ in range(5):
+                await pilot.pause()
+            table = app.query_one(FileOpsTable)
+            assert table.row_count == 0 and lines(table, 2)[1] == " reading the file ops…"
+            release.set()
             await settle(app, pilot)
-            table = app.query_one(LogsTable)
-            more = rec.commands[seq].log_count - 1
-            assert table.row_count == 2
-            assert (
-                str(table.get_row_at(1)[2])
-                == f"... {more} more log entries not shown (the first 1 are)"
-            )
+            assert table.row_count == 46 and "reading" not in lines(table, 2)[1]
 
 
 @sync
@@ -749,6 +817,10 @@ async def test_logs_with_levels() -> None:
             }
             assert "INFO" in levels and levels["INFO"] == "green"
             assert set(levels) & {"WARN", "ERROR"}
+            table.sort_by("level", reverse=True)  # by severity, not by name
+            order = {"DEBUG": 0, "INFO": 1, "WARN": 2, "ERROR": 3}
+            shown = [order[level.split("+")[0].split("-")[0]] for level in table.levels]
+            assert shown == sorted(shown, reverse=True)
 
 
 @sync

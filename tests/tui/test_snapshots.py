@@ -91,3 +91,29 @@ def test_help_screen(snap_compare: SnapCompare, viewer: Any, sample: Any) -> Non
 def test_findings_screen(snap_compare: SnapCompare, viewer: Any, sample: Any) -> None:
     app = viewer(sample("cut-off.cbor"))
     assert snap_compare(app, terminal_size=(100, 30), run_before=after("c"))
+
+
+def clicking(tab: str, *keys: str) -> Callable[[Any], Any]:
+    """A run_before that waits like :func:`after`, clicks a command tab, presses ``keys``."""
+    settle = after()
+
+    async def run_before(pilot: Any) -> None:
+        await settle(pilot)
+        await pilot.click(f"#command-tabs Tab#--content-tab-{tab}")
+        await workers_done(pilot.app)
+        await pilot.pause()
+        for key in keys:
+            await pilot.press(key)
+        await pilot.pause()
+
+    return run_before
+
+
+def test_fileops_tab_sorted(snap_compare: SnapCompare, viewer: Any, sample: Any) -> None:
+    app = viewer(sample("fileops.cbor"))
+    assert snap_compare(app, terminal_size=(120, 30), run_before=clicking("fileops", "o", "o"))
+
+
+def test_logs_tab(snap_compare: SnapCompare, viewer: Any, sample: Any) -> None:
+    app = viewer(sample("agent-logs.cbor"))
+    assert snap_compare(app, terminal_size=(120, 30), run_before=clicking("logs", "down"))

@@ -86,7 +86,6 @@ _RECORD_KINDS = {
     RecordType.SESSION_FOOTER: KIND_SESSION_FOOTER,
 }
 _SEND = int(Direction.SEND)
-_PROGRESS_STEP = 4 * 1024 * 1024  # report progress every few MiB
 # The first read of a scan is small and reported at once, so a viewer can draw the
 # first commands of a huge file without waiting for a whole chunk.
 _FIRST_READ = 256 * 1024
@@ -598,7 +597,7 @@ class Index:
             pos = self._end - base
             if progress is not None and base + pos >= next_report:
                 progress(base + pos, total)
-                next_report = base + pos + _PROGRESS_STEP
+                next_report = base + pos + self.options.progress_step
             if base + pos >= next_trim:
                 _trim_heap()
                 next_trim = base + pos + _TRIM_STEP

@@ -181,9 +181,12 @@ class IndexOptions:
     is free (see :func:`reclab.model.parallel.parallel_ok`). The helper sends
     its index in pieces of ``segment`` bytes; the parent waits for each as
     long as indexing it alone would take, or ``worker_wait`` seconds if set.
+    ``progress_step``: bytes between calls of the progress callback (a viewer
+    that pauses indexing there while its screen is busy wants them often).
     """
 
     chunk_size: int = 4 * 1024 * 1024
+    progress_step: int = 4 * 1024 * 1024
     bulk: bool = True
     bulk_min_bytes: int = 64 * 1024
     workers: int | None = None

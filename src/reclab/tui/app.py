@@ -10,6 +10,7 @@ snapshot when it gets to it, so stale progress is simply skipped.
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -39,6 +40,8 @@ FOLLOW_INTERVAL = 0.5
 # a 100 MB file, a batch waited over a second to reach the screen with 5 ms, and
 # was shown at once with 0.5 ms.
 INDEXING_SWITCH_INTERVAL = 0.0005
+# The UI's heartbeat while indexing (seconds): the indexer pauses while beats are late.
+BEAT_INTERVAL = 0.01
 # Recordings up to this size are checked as soon as they are indexed (one more
 # streaming pass); bigger ones when the findings view is opened.
 AUTO_CHECK_BYTES = 64 * 1024 * 1024
@@ -97,11 +100,14 @@ class ReclabApp(App[None]):
         self._checking = False
         self.sub_title = str(source.path)
         self._follow_timer: Timer | None = None
+        self._frozen = False  # gc.freeze() while indexing (see on_snapshot_ready)
         self.main_screen = MainScreen(source, following=follow)
 
     def on_mount(self) -> None:
         """Draw the first screen from the header, then index in the background."""
         self.push_screen(self.main_screen)
+        # While indexing, a beat every few ms tells the indexer the screen keeps up.
+        self._beat = self.set_interval(BEAT_INTERVAL, self.source.pacer.beat)
         self._index()
         if self.diff is not None:
             self.main_screen.action_diff()
@@ -131,11 +137,30 @@ class ReclabApp(App[None]):
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         """Show the latest snapshot; once the first indexing is done, start following."""
         snap = self.source.snapshot()
+        if snap.done:
+            self._indexed()
+        elif not self._frozen:
+            # The screen is built: its ~100k objects need no more full collections while
+            # indexing allocates (each took ~100 ms with the GIL shared: keys waited).
+            gc.freeze()
+            self._frozen = True
         self.main_screen.apply_snapshot(snap)
         if snap.done and snap.file_size <= AUTO_CHECK_BYTES and not self.follow:
             self.run_check()  # small enough: findings marked on frames without asking
         if snap.done and self.follow and self._follow_timer is None:
             self._follow_timer = self.set_interval(self.follow_interval, self._poll)
+
+    def _indexed(self) -> None:
+        """Indexing ended: no more pacing, and the screen's objects are collected as usual."""
+        self.source.pacer.active = False
+        self._beat.stop()
+        self.on_unmount()
+
+    def on_unmount(self) -> None:
+        """The viewer quits (or indexing ended): the screen's objects are collected as usual."""
+        if self._frozen:
+            gc.unfreeze()
+            self._frozen = False
 
     def _poll(self) -> None:
         if not any(w.group == "index" and not w.is_finished for w in self.workers):
@@ -143,6 +168,7 @@ class ReclabApp(App[None]):
 
     def on_index_failed(self, message: IndexFailed) -> None:
         """Say why reading stopped; what was read stays on screen."""
+        self._indexed()
         self.main_screen.set_status(f"reading stopped: {message.error}")
 
     # --- check findings ------------------------------------------------------------

@@ -49,8 +49,48 @@ class Cancelled(Exception):
 
 
 # How often (seconds) indexing publishes a snapshot: often enough for a live
-# progress line, rarely enough that copying the commands costs nothing.
-PUBLISH_INTERVAL = 0.15
+# progress line, rarely enough that copying the commands and redrawing the
+# screen for each (while indexing competes for the CPU) leave room for keys.
+PUBLISH_INTERVAL = 0.4
+
+
+class Pacer:
+    """Lets a worker thread give way while the UI thread is behind (keys first).
+
+    cbor2 and the indexer's Python keep the GIL, so the UI thread only gets
+    its share of it: a relayout that takes 50 ms alone took 300 ms and more
+    while indexing, and keys waited for it. The UI thread calls :meth:`beat`
+    from a short timer; a worker calls :meth:`give_way` between small steps,
+    which sleeps (letting the UI thread have the GIL) while the beats are
+    late, i.e. while the UI is busy: at most ``ratio`` times as long as the
+    step before took, and ``max_wait`` seconds, so a UI that is always
+    behind (a loaded machine) slows indexing down by a bounded factor.
+    """
+
+    def __init__(self, late: float = 0.025, max_wait: float = 0.25, ratio: float = 4.0) -> None:
+        self.late = late
+        self.max_wait = max_wait
+        self.ratio = ratio
+        self.active = False  # beats are coming (set by the UI while it runs the timer)
+        self._last = time.monotonic()
+        self._resumed = self._last  # when the worker last went on working
+        self.waited = 0.0  # seconds given way in all (for benchmarks)
+
+    def beat(self) -> None:
+        """The UI thread is running its timers: it is not behind."""
+        self._last = time.monotonic()
+        self.active = True
+
+    def give_way(self) -> None:
+        """Sleep while the UI thread is behind (within the bounds above); at once otherwise."""
+        start = time.monotonic()
+        budget = min(self.max_wait, self.ratio * (start - self._resumed))
+        now = start
+        while self.active and now - self._last > self.late and now - start < budget:
+            time.sleep(0.002)  # releases the GIL: the UI thread runs
+            now = time.monotonic()
+        self.waited += now - start
+        self._resumed = now
 
 
 def command_label(cmd: Command, *, secrets: bool = False) -> str:
@@ -148,12 +188,16 @@ class RecordingSource:
         self._idle.set()
         self._busy = 0
         self._busy_lock = threading.Lock()
+        self.pacer = Pacer()  # indexing gives way to a busy UI (the app beats it)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> RecordingSource:
         """Open ``path`` reading only its first record: the rest is indexed by :meth:`index`."""
-        # Smaller chunks than the CLI's: the GIL is given back to the screen more often.
-        return cls(open_recording(path, index=False, options=IndexOptions(chunk_size=1 << 20)))
+        # Smaller chunks than the CLI's, each followed by a progress call: indexing
+        # gives way to the screen between them (see Pacer).
+        step = 256 * 1024
+        options = IndexOptions(chunk_size=step, progress_step=step)
+        return cls(open_recording(path, index=False, options=options))
 
     def cancel(self) -> None:
         """Stop indexing, refreshing and checking at their next step (the viewer quits)."""
@@ -213,6 +257,7 @@ class RecordingSource:
         def progress(done: int, total: int) -> None:
             # The model calls this between batches; raising here is how indexing stops.
             self._check_stop()
+            self.pacer.give_way()
             now = time.monotonic()
             if last[0] and now - last[0] < PUBLISH_INTERVAL:
                 return

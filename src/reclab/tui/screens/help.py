@@ -77,6 +77,8 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         """The intro and the key table."""
         nodes: list[DOMNode] = [self.app, self.under, *self.under.query("*")]
+        # Panes not mounted yet (tabs not shown so far) have keys too.
+        nodes += [part for node in nodes for part in getattr(node, "unmounted_parts", ())]
         self.rows = key_rows(nodes)
         with VerticalScroll():
             yield Static(_INTRO)

@@ -24,6 +24,7 @@ from ...timeline import safe_text
 from ..source import IndexSnapshot, RecordingSource, SearchHit, commands_view
 from ..widgets.command_detail import CommandDetail
 from ..widgets.commands import CommandList, CommandsHeader
+from ..widgets.output import OutputView
 from ..widgets.session_bar import SessionBar
 from ..widgets.timeline import Timeline
 
@@ -381,6 +382,17 @@ class MainScreen(Screen[None]):
             f"match {self.hit_index + 1}/{len(self.hits)} in {hit.where} of command {hit.seq}: "
             f"{preview}"
         )
+
+    @on(OutputView.Searched)
+    def _output_searched(self, event: OutputView.Searched) -> None:
+        seq = self.query_one(CommandDetail).seq
+        if event.line is None:
+            self.set_status(f"no match for {event.pattern!r} in the output of command {seq}")
+        else:
+            self.set_status(
+                f"{event.pattern!r} in the output of command {seq}, line {event.line + 1} "
+                "(n / N: next / previous in the output)"
+            )
 
     # --- check findings and secrets ------------------------------------------------
 

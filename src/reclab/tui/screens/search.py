@@ -26,17 +26,20 @@ class SearchScreen(ModalScreen[str | None]):
     SearchScreen Static { color: $text-muted; }
     """
 
-    def __init__(self, pattern: str = "") -> None:
+    HINT = (
+        "Search outputs, argv, paths and log messages "
+        "(lower case: any case). Then n / N: next / previous match."
+    )
+
+    def __init__(self, pattern: str = "", *, hint: str = HINT) -> None:
         super().__init__()
         self.pattern = pattern
+        self.hint = hint
 
     def compose(self) -> ComposeResult:
         """A hint and the pattern box."""
         with Vertical():
-            yield Static(
-                "Search outputs, argv, paths and log messages "
-                "(lower case: any case). Then n / N: next / previous match."
-            )
+            yield Static(self.hint)
             yield Input(value=self.pattern, placeholder="pattern", id="pattern")
 
     @on(Input.Submitted)

@@ -1,8 +1,9 @@
 """The per-command tabs: Frames, Output, File ops, Logs, Exec, Play.
 
 :class:`CommandDetail` is what the main screen shows for the selected
-command. Panes are wrapped in :class:`textual.lazy.Lazy` (the screen appears
-first) and load their data only when their tab is shown: selecting another
+command. The Frames pane is wrapped in :class:`textual.lazy.Lazy` (the screen
+appears first); the other panes are mounted when their tab is first shown.
+Panes load their data only when their tab is shown: selecting another
 command costs nothing for tabs nobody looks at. Data is reached only through
 a :class:`CommandSource` (the app's ``RecordingSource``).
 """
@@ -95,6 +96,15 @@ class CommandDetail(Widget):
         self._loaded: dict[str, int | None] = {}  # tab -> the seq its pane shows
         self._pending_frame: int | None = None
         self._shown_tab: str | None = "frames"  # the initial tab
+        # The other tabs' panes, mounted when their tab is first shown: mounting them
+        # all at the start cost the first keys hundreds of ms while a big file indexes.
+        self._parts: dict[str, Widget] = {
+            "output": OutputView(self.source, id="output-view"),
+            "fileops": FileOpsTable(self.source, id="fileops-table"),
+            "logs": LogsTable(self.source, id="logs-table"),
+            "exec": VerticalScroll(ExecPane(self.source, id="exec-pane")),
+            "play": PlaybackView(self.source, id="playback"),
+        }
 
     def compose(self) -> ComposeResult:
         with TabbedContent(id="command-tabs", initial="frames"):
@@ -106,16 +116,13 @@ class CommandDetail(Widget):
                         FrameList(self.source, id="frame-list"),
                     )
                 )
-            with TabPane(_TITLES["output"], id="output"):
-                yield Lazy(OutputView(self.source, id="output-view"))
-            with TabPane(_TITLES["fileops"], id="fileops"):
-                yield Lazy(FileOpsTable(self.source, id="fileops-table"))
-            with TabPane(_TITLES["logs"], id="logs"):
-                yield Lazy(LogsTable(self.source, id="logs-table"))
-            with TabPane(_TITLES["exec"], id="exec"):
-                yield Lazy(VerticalScroll(ExecPane(self.source, id="exec-pane")))
-            with TabPane(_TITLES["play"], id="play"):
-                yield Lazy(PlaybackView(self.source, id="playback"))
+            for tab in TABS[1:]:
+                yield TabPane(_TITLES[tab], id=tab)  # filled when first shown (see _sync)
+
+    @property
+    def unmounted_parts(self) -> list[Widget]:
+        """The panes of tabs not shown yet (not mounted): the help lists their keys too."""
+        return list(self._parts.values())
 
     # --- the interface the main screen uses ---------------------------------------------
 
@@ -222,6 +229,13 @@ class CommandDetail(Widget):
         try:
             if tab is None:
                 raise NoMatches("not composed yet")
+            part = self._parts.get(tab)
+            if part is not None:
+                if part.parent is None:
+                    self.query_one(f"TabPane#{tab}", TabPane).mount(part)
+                if not part.is_mounted:
+                    raise NoMatches("mounting")
+                del self._parts[tab]
             if self._loaded.get(tab, -1) != self.seq:
                 self._load(tab)
                 self._loaded[tab] = self.seq

@@ -5,7 +5,8 @@ request id, responses in any order), run over a view of the recording that
 holds only this command's records (:class:`CommandRecords`), so the tab
 reads this command's file-op frames and nothing else. Failed requests are
 red, slow ones (at least :data:`SLOW_SECONDS`) yellow; a click on a column
-header, or ``o``, sorts.
+header, or ``o``, sorts. It is a virtual table (:mod:`reclab.tui.widgets.vlist`):
+a command with hundreds of thousands of file ops shows them all at once.
 """
 
 from __future__ import annotations
@@ -13,24 +14,24 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
 
 from rich.text import Text
-from textual.binding import Binding, BindingType
-from textual.widgets import DataTable
 
 from reclab.tables import iter_fileops_batches
 from reclab.timeline import safe_text
 from reclab.tui.widgets.frames import report_errors
+from reclab.tui.widgets.vlist import Column, VirtualTable, sort_ranks, text_width
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from reclab.model import Command, Recording
     from reclab.tui.widgets.command_detail import CommandSource
 
-__all__ = ["MAX_ROWS", "SLOW_SECONDS", "CommandRecords", "FileOpsTable"]
+__all__ = ["SLOW_SECONDS", "CommandRecords", "CommandTable", "FileOpsTable", "Table", "concat"]
 
 SLOW_SECONDS = 0.1
-MAX_ROWS = 10_000  # DataTable measures every cell: beyond this the tab says how many it left out
 
 
 class CommandRecords:
@@ -68,112 +69,138 @@ class CommandRecords:
 
 
 _COLUMNS = ("id", "op", "path", "handle", "offset", "size", "latency", "errno", "n")
+_NUMERIC = {"id", "handle", "offset", "size", "latency", "n"}
+_SORT_KEY = {"errno": "errno_name"}  # what a column sorts by when not its own field
+_FIELDS = (  # the fields the cells are made of
+    "id", "op", "path", "new_path", "handle", "offset", "size", "latency",
+    "errno", "errno_name", "n", "response_index",
+)  # fmt: skip
+_PATH_WIDTH = 80  # cells; a longer path is cut with an ellipsis
 
 
-class FileOpsTable(DataTable[Any]):
-    """File-op request/response pairs of one command, sortable by any column."""
+class CommandTable(VirtualTable):
+    """A table of one command's rows (file ops, logs), built in a worker when shown.
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("o", "sort_next", "Sort"),
-    ]
-    DEFAULT_CSS = "FileOpsTable { height: 1fr; }"
+    Subclasses say whether a command has rows (:meth:`has_rows`) and build the
+    table's data, columns and sort ranks off the UI thread (:meth:`build`).
+    """
+
+    WHAT: ClassVar[str] = "the rows"  # for the error line when the recording fails us
 
     def __init__(self, source: CommandSource, *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        super().__init__(id=id)
         self.source = source
         self.seq: int | None = None
-        self.rows_data: list[dict[str, Any]] = []
-        self.total = 0  # pairs in the command (rows shown are at most MAX_ROWS)
-        self.sort_column: str | None = None
-        self.sort_reverse = False
+        self.total = 0  # rows in the command
+        self._data: dict[str, Any] = {}  # field -> values, by item
 
-    def on_mount(self) -> None:
-        for name in _COLUMNS:
-            self.add_column(name, key=name)
+    def has_rows(self, cmd: Command) -> bool:
+        """True when command ``cmd`` has rows to show."""
+        raise NotImplementedError
+
+    def build(self, view: Recording, cmd: Command) -> Table | None:
+        """The table of ``cmd`` from its records (``view``); None when empty. Runs in a worker."""
+        raise NotImplementedError
 
     def show_command(self, seq: int | None) -> None:
-        """Show the file ops of command ``seq`` (None: empty); they are paired in a worker."""
+        """Show the rows of command ``seq`` (None: empty); they are read in a worker."""
         self.seq = seq
-        self.rows_data = []
         self.total = 0
-        self._fill()
+        self._data = {}
+        self.note = ""
+        self.set_table([], 0, {})
         cmd = self.source.command(seq) if seq is not None else None
-        if cmd is not None and cmd.file_op_count:
+        if cmd is not None and self.has_rows(cmd):
+            self.note = f"reading {self.WHAT}…"  # 200k file ops take seconds: say they come
             self.run_worker(
-                lambda: report_errors(self, "the file ops", lambda: self._read(cmd)),
+                lambda: report_errors(self, self.WHAT, lambda: self._read(cmd)),
                 thread=True,
                 exclusive=True,
-                group="fileops",
+                group=f"table-{self.id}",
                 exit_on_error=False,
             )
 
     def _read(self, cmd: Command) -> None:
-        rows: list[dict[str, Any]] = []
-        total = 0
-        limit = MAX_ROWS
-        view = CommandRecords(self.source.rec, cmd).as_recording()
-        for batch in iter_fileops_batches(view):
-            total += len(batch)
-            room = limit - len(rows)
-            if room > 0:
-                rows.extend(cast("list[dict[str, Any]]", batch.head(room).to_dict("records")))
-        self.app.call_from_thread(self._loaded, cmd.seq, rows, total)
+        table = None
+        try:
+            table = self.build(CommandRecords(self.source.rec, cmd).as_recording(), cmd)
+        finally:  # also when the recording fails us: the tab stops saying it is loading
+            self.app.call_from_thread(self._loaded, cmd.seq, table or Table({}, [], 0, {}))
 
-    def _loaded(self, seq: int, rows: list[dict[str, Any]], total: int) -> None:
+    def _loaded(self, seq: int, table: Table) -> None:
         if seq != self.seq:
             return  # another command was selected meanwhile
-        self.rows_data, self.total = rows, total
-        if self.sort_column is not None:
-            self.sort_by(self.sort_column, self.sort_reverse)
-        else:
-            self._fill()
+        self.note = ""
+        self._data, self.total = table.data, table.rows
+        self.set_table(table.columns, table.rows, table.ranks)
 
-    def sort_by(self, column: str, reverse: bool = False) -> None:
-        """Sort the rows by ``column`` (one of the table's columns); missing values last."""
-        if column not in _COLUMNS:
-            raise ValueError(f"no column {column!r}: choose from {', '.join(_COLUMNS)}")
-        self.sort_column, self.sort_reverse = column, reverse
-        key = {"errno": "errno_name"}.get(column, column)
 
-        def sort_key(row: dict[str, Any]) -> tuple[int, Any]:
-            value = _plain(row.get(key))
-            return (
-                (1, "")
-                if value is None
-                else (0, str(value) if key in ("op", "path", "errno_name") else value)
-            )
+class Table(NamedTuple):
+    """What a :class:`CommandTable` shows: values by field, columns, rows, sort ranks."""
 
-        present = [r for r in self.rows_data if _plain(r.get(key)) is not None]
-        missing = [r for r in self.rows_data if _plain(r.get(key)) is None]
-        present.sort(key=sort_key, reverse=reverse)
-        self.rows_data = present + missing
-        self._fill()
+    data: dict[str, Any]
+    columns: list[Column]
+    rows: int
+    ranks: dict[str, Any]
 
-    def action_sort_next(self) -> None:
-        """Sort by the next column (``o``); the same column again reverses the order."""
-        if self.sort_column is None:
-            self.sort_by(_COLUMNS[0])
-        elif not self.sort_reverse:
-            self.sort_by(self.sort_column, reverse=True)
-        else:
-            at = _COLUMNS.index(self.sort_column)
-            self.sort_by(_COLUMNS[(at + 1) % len(_COLUMNS)])
 
-    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
-        event.stop()
-        column = str(event.column_key.value)
-        reverse = self.sort_column == column and not self.sort_reverse
-        self.sort_by(column, reverse)
+def concat(batches: Iterable[pd.DataFrame]) -> pd.DataFrame | None:
+    """The batches of a :mod:`reclab.tables` iterator as one frame; None when there are none."""
+    import pandas as pd
 
-    def _fill(self) -> None:
-        self.clear()
-        for row in self.rows_data:
-            self.add_row(*_cells(row))
-        left_out = self.total - len(self.rows_data)
-        if left_out > 0:
-            # A last row says it: a table of this size would freeze the screen.
-            note = f"... {left_out} more file ops not shown (the first {len(self.rows_data)} are)"
-            self.add_row(*[Text("")] * 2, Text(note, "italic yellow"), *[Text("")] * 6, key="more")
+    frames = list(batches)
+    if not frames:
+        return None
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+class FileOpsTable(CommandTable):
+    """File-op request/response pairs of one command, sortable by any column.
+
+    Every pair is shown (a virtual list: only the rows on screen are drawn);
+    the pairs, column widths and sort ranks are prepared in a worker.
+    """
+
+    WHAT = "the file ops"
+
+    def has_rows(self, cmd: Command) -> bool:
+        return bool(cmd.file_op_count)
+
+    def build(self, view: Recording, cmd: Command) -> Table | None:
+        frame = concat(iter_fileops_batches(view))
+        if frame is None:
+            return None
+        data = {name: frame[name].array for name in _FIELDS}
+        ranks = {c: sort_ranks(frame[_SORT_KEY.get(c, c)]) for c in _COLUMNS}
+        columns = [Column(c, _width(frame, c), c in _NUMERIC) for c in _COLUMNS]
+        return Table(data, columns, len(frame), ranks)
+
+    def value(self, row: int, field: str) -> Any:
+        """The raw value of ``field`` at row ``row`` (None when missing)."""
+        return _plain(self._data[field][self.item(row)])
+
+    def cells(self, item: int) -> list[Text]:
+        return _cells({name: values[item] for name, values in self._data.items()})
+
+
+def _width(frame: Any, column: str) -> int:
+    """The cells column ``column`` needs for every row of ``frame`` (computed at once)."""
+    if column == "latency":
+        top = frame["latency"].max()
+        text = "no answer"
+        if _plain(top) is not None and math.isfinite(top):
+            text = f"{top * 1000:.3f} ms"
+        need = len(text) if frame["latency"].notna().all() else max(len(text), 9)
+    elif column == "errno":
+        need = max(text_width(frame["errno_name"]), 2)
+    elif column == "path":
+        paths = frame["path"].fillna("").astype(str).str.len()
+        renamed = frame["new_path"].fillna("").astype(str).str.len()
+        both = paths + (renamed + 3).where(renamed > 0, 0)
+        need = min(int(both.max()), _PATH_WIDTH) if len(both) else 0
+    else:
+        need = text_width(frame[column])
+    return max(need, len(column) + 1)  # room for the name and the sort arrow
 
 
 def _plain(value: Any) -> Any:

@@ -18,15 +18,11 @@ from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from rich.segment import Segment
 from rich.text import Text
-from textual import events
 from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
 from textual.geometry import Size
 from textual.message import Message
-from textual.reactive import reactive
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widget import Widget
 from textual.worker import Worker, get_current_worker
@@ -35,6 +31,7 @@ from agentproto import RemoteProtocolError
 from reclab.errors import ReclabError
 from reclab.model import Command, RecordingError
 from reclab.timeline import FrameRow, frame_row, render_frames
+from reclab.tui.widgets.vlist import VirtualList
 
 if TYPE_CHECKING:
     from reclab.tui.widgets.command_detail import CommandSource
@@ -68,7 +65,7 @@ def report_errors(widget: Widget, what: str, work: Callable[[], None]) -> None:
         )
 
 
-class FrameList(ScrollView, can_focus=True):
+class FrameList(VirtualList):
     """The frames of one command in recorded order, decoded only when shown.
 
     Rows: finding mark, time since the command start, direction arrow
@@ -77,24 +74,11 @@ class FrameList(ScrollView, can_focus=True):
     move the cursor; Enter posts :class:`FrameList.Selected`.
     """
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("up", "cursor(-1)", "Up", show=False),
-        Binding("down", "cursor(1)", "Down", show=False),
-        Binding("pageup", "page(-1)", "Page up", show=False),
-        Binding("pagedown", "page(1)", "Page down", show=False),
-        Binding("home", "first", "First", show=False),
-        Binding("end", "last", "Last", show=False),
-        Binding("enter", "select", "Frame detail"),
-    ]
-    COMPONENT_CLASSES: ClassVar[set[str]] = {"frame-list--cursor", "frame-list--mark"}
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "select", "Frame detail")]
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"frame-list--mark"}
     DEFAULT_CSS = """
-    FrameList { height: 1fr; }
-    FrameList > .frame-list--cursor { background: $accent 50%; }
-    FrameList:blur > .frame-list--cursor { background: $accent 20%; }
     FrameList > .frame-list--mark { color: $error; text-style: bold; }
     """
-
-    cursor: reactive[int] = reactive(0, always_update=True)
 
     class Selected(Message):
         """Enter on a frame: ``record_index`` is its index in the recording."""
@@ -108,11 +92,9 @@ class FrameList(ScrollView, can_focus=True):
         self.source = source
         self.seq: int | None = None
         self._indexes: Sequence[int] = ()
-        self._count = 0
         self._start = 0
         self._marks: dict[int, str] = {}
         self._rows: LRUCache[int, FrameRow | str] = LRUCache(4096)
-        self._strips: LRUCache[tuple[int, bool], Strip] = LRUCache(1024)
         self._secrets_shown = False
         self.decodes = 0  # frame records decoded so far (for tests and curiosity)
 
@@ -122,7 +104,6 @@ class FrameList(ScrollView, can_focus=True):
         """Show the frames of command ``seq`` (None: none), cursor on the first."""
         self.seq = seq
         self._rows.clear()
-        self._strips.clear()
         self._load(keep_place=False)
 
     def refresh_command(self) -> None:
@@ -131,26 +112,15 @@ class FrameList(ScrollView, can_focus=True):
 
     def _load(self, *, keep_place: bool) -> None:
         cmd = self.source.command(self.seq) if self.seq is not None else None
+        count = 0
         if cmd is None:
-            self._indexes, self._count = (), 0
+            self._indexes = ()
         else:
             # Only the first frame_count entries are valid (CONTRACTS.md).
             self._indexes = cmd.record_indexes
-            self._count = min(cmd.frame_count, len(cmd.record_indexes))
+            count = min(cmd.frame_count, len(cmd.record_indexes))
             self._start = command_start_ns(cmd)
-        self.virtual_size = Size(_WIDTH, self._count)
-        if not keep_place:
-            self.scroll_to(0, 0, animate=False, immediate=True)
-            self.cursor = 0
-        else:
-            self.cursor = min(self.cursor, max(self._count - 1, 0))
-        self._strips.clear()
-        self.refresh()
-
-    @property
-    def count(self) -> int:
-        """How many frames the list shows."""
-        return self._count
+        self.set_count(count, _WIDTH, keep_place=keep_place)
 
     def record_index(self, row: int) -> int:
         """The recording's record index of list row ``row``."""
@@ -176,8 +146,7 @@ class FrameList(ScrollView, can_focus=True):
     def set_findings(self, marks: dict[int, str]) -> None:
         """Mark frames (record index -> finding code) with a sign and the code."""
         self._marks = dict(marks)
-        self._strips.clear()
-        self.refresh()
+        self.redraw()
 
     def frame_row(self, row: int) -> FrameRow | str:
         """The decoded row ``row`` (cached); a string says why the record cannot be shown."""
@@ -213,22 +182,8 @@ class FrameList(ScrollView, can_focus=True):
 
     # --- drawing -----------------------------------------------------------------------
 
-    def render_line(self, y: int) -> Strip:
-        """Draw the visible line ``y``: the frame at ``scroll_y + y``, decoded on demand."""
-        scroll_x, scroll_y = self.scroll_offset
-        row = scroll_y + y
-        width = self.scrollable_content_region.width
-        if row >= self._count:
-            return Strip.blank(width, self.rich_style)
-        selected = row == self.cursor
-        key = (row, selected)
-        strip = self._strips.get(key)
-        if strip is None:
-            strip = self._render_row(row, selected)
-            self._strips.set(key, strip)
-        return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
-
-    def _render_row(self, row: int, selected: bool) -> Strip:
+    def render_row(self, row: int, selected: bool) -> Strip:
+        """The frame of row ``row``, decoded on demand."""
         decoded = self.frame_row(row)
         mark = self._marks.get(self._indexes[row])
         line = Text(no_wrap=True, end="")
@@ -241,60 +196,11 @@ class FrameList(ScrollView, can_focus=True):
             line.append(decoded, "red")
         else:
             line.append_text(next(render_frames([decoded])))
-        base = self.rich_style
-        if selected:
-            base = base + self.get_component_rich_style("frame-list--cursor")
-        segments = [
-            Segment(s.text, base + s.style if s.style else base)
-            for s in line.render(self.app.console)
-        ]
-        return Strip(segments)
+        return self.line_strip(line, selected)
 
-    # --- moving ------------------------------------------------------------------------
-
-    def watch_cursor(self, old: int, new: int) -> None:
-        if self._count == 0:
-            return
-        if old != new:
-            self._strips.discard((old, True))
-        height = self.scrollable_content_region.height or 1
-        if new < self.scroll_y:
-            self.scroll_to(y=new, animate=False, immediate=True)
-        elif new >= self.scroll_y + height:
-            self.scroll_to(y=new - height + 1, animate=False, immediate=True)
-        self.refresh()
-
-    def _move_to(self, row: int) -> None:
-        if self._count:
-            self.cursor = max(0, min(row, self._count - 1))
-
-    def action_cursor(self, delta: int) -> None:
-        """Move the cursor ``delta`` rows."""
-        self._move_to(self.cursor + delta)
-
-    def action_page(self, pages: int) -> None:
-        """Move the cursor a screenful up or down."""
-        self._move_to(self.cursor + pages * max(self.scrollable_content_region.height - 1, 1))
-
-    def action_first(self) -> None:
-        """Cursor to the first frame."""
-        self._move_to(0)
-
-    def action_last(self) -> None:
-        """Cursor to the last frame."""
-        self._move_to(self._count - 1)
-
-    def action_select(self) -> None:
-        """Post :class:`Selected` for the frame under the cursor."""
-        if self._count:
-            self.post_message(self.Selected(self._indexes[self.cursor]))
-
-    def on_click(self, event: events.Click) -> None:
-        row = int(self.scroll_y) + event.y
-        if 0 <= row < self._count:
-            self.cursor = row
-            if event.chain == 2:
-                self.action_select()
+    def choose(self, row: int) -> None:
+        """Post :class:`Selected` for the frame at ``row``."""
+        self.post_message(self.Selected(self._indexes[row]))
 
 
 # --- the activity strip ------------------------------------------------------------------

@@ -6,21 +6,19 @@ records (:class:`reclab.tui.widgets.fileops.CommandRecords`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from rich.text import Text
-from textual.widgets import DataTable
 
 from reclab.tables import iter_logs_batches
 from reclab.timeline import safe_text
-from reclab.tui.widgets import fileops
-from reclab.tui.widgets.fileops import CommandRecords
-from reclab.tui.widgets.frames import command_start_ns, report_errors
+from reclab.tui.widgets.fileops import CommandTable, Table, concat
+from reclab.tui.widgets.frames import command_start_ns
+from reclab.tui.widgets.vlist import Column, sort_ranks, text_width
 
 if TYPE_CHECKING:
-    from reclab.model import Command
-    from reclab.tui.widgets.command_detail import CommandSource
+    from reclab.model import Command, Recording
 
 __all__ = ["LEVEL_STYLES", "LogsTable"]
 
@@ -35,72 +33,61 @@ def level_style(level: str) -> str:
     return ""
 
 
-class LogsTable(DataTable[Any]):
-    """Agent log entries of one command: time since start, level, message, attributes."""
+_MESSAGE_WIDTH = 120  # cells; longer messages are cut with an ellipsis (attrs come after)
 
-    DEFAULT_CSS = "LogsTable { height: 1fr; }"
 
-    def __init__(self, source: CommandSource, *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
-        self.source = source
-        self.seq: int | None = None
-        self.total = 0
-        self.levels: list[str] = []  # level of each row shown, for tests and filters
+class LogsTable(CommandTable):
+    """Agent log entries of one command: time since start, level, message, attributes.
 
-    def on_mount(self) -> None:
-        for name in ("time", "level", "message", "attrs"):
-            self.add_column(name, key=name)
+    Every entry is shown (a virtual table, read and ranked in a worker);
+    sortable like the File ops tab (``o``, a click on a header).
+    """
 
-    def show_command(self, seq: int | None) -> None:
-        """Show the log entries of command ``seq`` (None: empty); read in a worker."""
-        self.seq = seq
-        self.clear()
-        self.total = 0
-        self.levels = []
-        cmd = self.source.command(seq) if seq is not None else None
-        if cmd is not None and cmd.log_count:
-            self.run_worker(
-                lambda: report_errors(self, "the logs", lambda: self._read(cmd)),
-                thread=True,
-                exclusive=True,
-                group="logs",
-                exit_on_error=False,
-            )
+    WHAT = "the logs"
 
-    def _read(self, cmd: Command) -> None:
+    @property
+    def levels(self) -> list[str]:
+        """The level of each row, in the order shown (for tests and filters)."""
+        return [str(self._data["level"][self.item(r)]) for r in range(self._count)]
+
+    def has_rows(self, cmd: Command) -> bool:
+        return bool(cmd.log_count)
+
+    def build(self, view: Recording, cmd: Command) -> Table | None:
+        frame = concat(iter_logs_batches(view))
+        if frame is None:
+            return None
         start = pd.Timestamp(command_start_ns(cmd), unit="ns", tz="UTC")
-        view = CommandRecords(self.source.rec, cmd).as_recording()
-        rows: list[tuple[float, str, str, str]] = []
-        total = 0
-        for batch in iter_logs_batches(view):
-            total += len(batch)
-            part = batch.head(max(fileops.MAX_ROWS - len(rows), 0))
-            seconds = (part["timestamp"] - start).dt.total_seconds().tolist()
-            rows.extend(
-                zip(
-                    seconds,
-                    part["level"].astype(str).tolist(),
-                    part["message"].astype(str).tolist(),
-                    part["attrs"].astype(str).tolist(),
-                    strict=True,
-                )
-            )
-        self.app.call_from_thread(self._loaded, cmd.seq, rows, total)
+        seconds = (frame["timestamp"] - start).dt.total_seconds()
+        level = frame["level"].astype(str)
+        data = {
+            "time": seconds.to_numpy(),
+            "level": level.array,
+            "message": frame["message"].array,
+            "attrs": frame["attrs"].array,
+        }
+        ranks = {
+            "time": sort_ranks(seconds),
+            "level": sort_ranks(frame["level_value"]),
+            "message": sort_ranks(frame["message"]),
+            "attrs": sort_ranks(frame["attrs"]),
+        }
+        widest = max(abs(seconds.min()), abs(seconds.max())) if len(seconds) else 0.0
+        columns = [
+            Column("time", max(len(f"{-widest:+.6f}s"), 5), right=True),
+            Column("level", max(int(level.str.len().max()), 6)),
+            Column("message", min(max(text_width(frame["message"]), 8), _MESSAGE_WIDTH)),
+            Column("attrs", max(min(text_width(frame["attrs"]), 500), 6)),
+        ]
+        return Table(data, columns, len(frame), ranks)
 
-    def _loaded(self, seq: int, rows: list[tuple[float, str, str, str]], total: int) -> None:
-        if seq != self.seq:
-            return  # another command was selected meanwhile
-        self.total = total
-        for second, level, message, attrs in rows:
-            style = level_style(level)
-            self.levels.append(level)
-            self.add_row(
-                Text(f"{second:+.6f}s", "dim"),
-                Text(level, style),
-                Text(safe_text(message, 500), style if level != "INFO" else ""),
-                Text(safe_text(attrs, 500), "cyan"),
-            )
-        left_out = total - len(rows)
-        if left_out > 0:
-            note = f"... {left_out} more log entries not shown (the first {len(rows)} are)"
-            self.add_row(Text(""), Text(""), Text(note, "italic yellow"), Text(""), key="more")
+    def cells(self, item: int) -> list[Text]:
+        level = str(self._data["level"][item])
+        style = level_style(level)
+        message = safe_text(str(self._data["message"][item]), 500)
+        return [
+            Text(f"{self._data['time'][item]:+.6f}s", "dim"),
+            Text(level, style),
+            Text(message, style if level != "INFO" else ""),
+            Text(safe_text(str(self._data["attrs"][item]), 500), "cyan"),
+        ]

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual.actions import SkipAction
 from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
 from textual.geometry import Size
@@ -166,13 +167,18 @@ class OutputView(ScrollView, can_focus=True):
     """The reconstructed output of one command: interleaved or one stream at a time.
 
     ``s`` cycles the view: all streams in recorded order (a gutter says
-    which), then each stream alone. :meth:`search` finds text and
-    highlights it. Reading happens in a worker; :attr:`indexing` is True
-    until it is done.
+    which), then each stream alone. ``/`` asks for a pattern and
+    :meth:`search` finds it and highlights it; ``n`` / ``N`` go to the next /
+    previous match in this output (before any output search they are the
+    main screen's keys: the global search's next / previous). Reading
+    happens in a worker; :attr:`indexing` is True until it is done.
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("s", "cycle_stream", "Streams"),
+        Binding("slash", "search_prompt", "Search output"),
+        Binding("n", "search_next(True)", "Next in output", show=False),
+        Binding("N", "search_next(False)", "Previous in output", show=False),
         Binding("up", "scroll_up", show=False),
         Binding("down", "scroll_down", show=False),
         Binding("pageup", "page_up", show=False),
@@ -189,6 +195,14 @@ class OutputView(ScrollView, can_focus=True):
 
     class Indexed(Message):
         """The worker finished reading the output of the command shown."""
+
+    class Searched(Message):
+        """A search in the output (``/``, ``n``, ``N``) ended: on ``line``, None if no match."""
+
+        def __init__(self, pattern: str, line: int | None) -> None:
+            super().__init__()
+            self.pattern = pattern
+            self.line = line
 
     def __init__(self, source: CommandSource, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -526,6 +540,28 @@ class OutputView(ScrollView, can_focus=True):
         )
 
     # --- search ------------------------------------------------------------------------
+
+    def action_search_prompt(self) -> None:
+        """``/``: ask for a pattern, then go to its first match from the top of the screen."""
+        from reclab.tui.screens.search import SearchScreen
+
+        hint = "Search this command's output (lower case: any case). Then n / N: next / previous."
+        self.app.push_screen(SearchScreen(self.pattern, hint=hint), self._prompted)
+
+    def _prompted(self, pattern: str | None) -> None:
+        if pattern:
+            self.match = None  # a new search starts from the screen, not the old match
+            self._searched(pattern, self.search(pattern))
+
+    def action_search_next(self, forward: bool) -> None:
+        """``n`` / ``N``: the next / previous match in the output (wrapping around)."""
+        if not self.pattern:
+            raise SkipAction()  # no output search: the keys are the main screen's
+        self._searched(self.pattern, self.search(self.pattern, forward))
+
+    def _searched(self, pattern: str, found: bool) -> None:
+        line = self.match[0] if found and self.match is not None else None
+        self.post_message(self.Searched(pattern, line))
 
     def search(self, pattern: str, forward: bool = True) -> bool:
         """Go to the next (or previous) line containing ``pattern``, case-insensitively.

@@ -69,11 +69,16 @@ class SessionBar(Widget):
         super().__init__(id=id)
         self.following = following
         self._snap: IndexSnapshot | None = None
+        self._lines = 0  # lines drawn (the bar's height)
 
     def update_snapshot(self, snap: IndexSnapshot) -> None:
         """Show ``snap`` (called for every published snapshot)."""
         self._snap = snap
-        self.refresh(layout=True)
+        # A new layout (of the whole screen: slow while indexing competes for the
+        # GIL) only when the bar's height changes, not for every progress step.
+        lines = self.render().plain.count("\n") + 1
+        self.refresh(layout=lines != self._lines)
+        self._lines = lines
 
     def render(self) -> Text:
         """Two lines (three with a warning): the session, then the counts and progress."""
