@@ -64,8 +64,10 @@ async def test_first_screen_is_drawn_before_indexing_completes(held: HeldSource)
                 break
         # The rows were painted from a snapshot of an index still in progress...
         assert commands.first_painted_done is False
+        assert source.held.wait(timeout=60)  # (it goes on to a batch of 2 commands, held)
+        await pilot.pause()
         snap = source.snapshot()
-        assert not snap.done and 0 < len(snap.commands) < 40
+        assert not snap.done and 2 <= len(snap.commands) < 40
         assert "indexing" in app.screen.query_one(SessionBar).render().plain
         # ...and keys are answered meanwhile.
         await pilot.press("down")
@@ -201,3 +203,60 @@ async def test_indexing_is_paced_by_the_ui_only_while_it_runs(held: HeldSource) 
         await pilot.pause()
         assert source.snapshot().done and not source.pacer.active
         assert gc.get_freeze_count() == 0
+
+
+def test_pacer_holds_indexing_after_the_first_snapshot_until_the_screen_is_drawn() -> None:
+    pacer = Pacer()
+    pacer.wait_for_first_screen(timeout=60)  # no UI said it would draw: no wait
+    pacer.holds_first_screen = True
+    released = threading.Event()
+
+    def work() -> None:
+        pacer.wait_for_first_screen(timeout=60)
+        released.set()
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    assert not released.wait(timeout=0.05)  # held until the UI has drawn...
+    pacer.first_screen_shown()
+    worker.join(timeout=30)
+    assert released.is_set()
+    pacer.wait_for_first_screen(timeout=60)  # ...once only
+    # bounded: a UI that never draws holds indexing for the timeout at most
+    late = Pacer()
+    late.holds_first_screen = True
+    late.wait_for_first_screen(timeout=0.01)
+    assert late.waited > 0
+
+
+async def test_indexing_waits_for_the_first_screen_then_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(source_module, "PUBLISH_INTERVAL", 0.0)
+    path = tmp_path / "big.cbor"
+    write_large(path, commands=40, frames_per_command=2500)
+    source = RecordingSource.open(path)
+    published: list[int] = []
+    at_first_screen: list[int] = []
+    publish, shown = source._publish, source.pacer.first_screen_shown
+
+    def record_publish(snap: IndexSnapshot, callback: SnapshotCallback | None) -> None:
+        published.append(snap.indexed_bytes)
+        publish(snap, callback)
+
+    def record_shown() -> None:
+        at_first_screen.append(source.rec.snapshot().indexed_bytes)  # where indexing stands
+        shown()
+
+    monkeypatch.setattr(source, "_publish", record_publish)
+    monkeypatch.setattr(source.pacer, "first_screen_shown", record_shown)
+    app = ReclabApp(source)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await workers_done(app)
+            await pilot.pause()
+            assert source.snapshot().done
+    finally:
+        source.close()
+    # Event order: nothing was indexed between the first snapshot and its screen.
+    assert at_first_screen[0] == published[0] < published[-1]

@@ -101,6 +101,7 @@ class ReclabApp(App[None]):
         self.sub_title = str(source.path)
         self._follow_timer: Timer | None = None
         self._frozen = False  # gc.freeze() while indexing (see on_snapshot_ready)
+        self._first_snapshot_shown = False
         self.main_screen = MainScreen(source, following=follow)
 
     def on_mount(self) -> None:
@@ -108,6 +109,7 @@ class ReclabApp(App[None]):
         self.push_screen(self.main_screen)
         # While indexing, a beat every few ms tells the indexer the screen keeps up.
         self._beat = self.set_interval(BEAT_INTERVAL, self.source.pacer.beat)
+        self.source.pacer.holds_first_screen = True  # until the first snapshot is drawn
         self._index()
         if self.diff is not None:
             self.main_screen.action_diff()
@@ -137,6 +139,9 @@ class ReclabApp(App[None]):
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         """Show the latest snapshot; once the first indexing is done, start following."""
         snap = self.source.snapshot()
+        if not self._first_snapshot_shown:
+            self._first_snapshot_shown = True
+            self.call_after_refresh(self.source.pacer.first_screen_shown)
         if snap.done:
             self._indexed()
         elif not self._frozen:
@@ -158,6 +163,7 @@ class ReclabApp(App[None]):
 
     def on_unmount(self) -> None:
         """The viewer quits (or indexing ended): the screen's objects are collected as usual."""
+        self.source.pacer.first_screen_shown()
         if self._frozen:
             gc.unfreeze()
             self._frozen = False

@@ -75,6 +75,23 @@ class Pacer:
         self._last = time.monotonic()
         self._resumed = self._last  # when the worker last went on working
         self.waited = 0.0  # seconds given way in all (for benchmarks)
+        # Set by the UI before indexing starts: after the first snapshot the worker
+        # waits (boundedly) for the first screen to be drawn, which would otherwise
+        # take twice as long while it shares the GIL with the indexer.
+        self.holds_first_screen = False
+        self._first_screen = threading.Event()
+
+    def first_screen_shown(self) -> None:
+        """The UI has drawn its first screen (or gives up on it): indexing goes on."""
+        self._first_screen.set()
+
+    def wait_for_first_screen(self, timeout: float = 1.0) -> None:
+        """Once, after the first snapshot: let the UI draw it before indexing goes on."""
+        if self.holds_first_screen:
+            self.holds_first_screen = False
+            start = time.monotonic()
+            self._first_screen.wait(timeout)
+            self.waited += time.monotonic() - start
 
     def beat(self) -> None:
         """The UI thread is running its timers: it is not behind."""
@@ -202,6 +219,7 @@ class RecordingSource:
     def cancel(self) -> None:
         """Stop indexing, refreshing and checking at their next step (the viewer quits)."""
         self._stop.set()
+        self.pacer.first_screen_shown()  # a worker waiting for the screen stops waiting
 
     def close(self) -> None:
         """Stop the work in progress (waiting a little for it) and close the recording file."""
@@ -261,9 +279,12 @@ class RecordingSource:
             now = time.monotonic()
             if last[0] and now - last[0] < PUBLISH_INTERVAL:
                 return
+            first = not last[0]
             last[0] = now
             snap = self.rec.snapshot()
             self._publish(snap, on_snapshot)
+            if first:
+                self.pacer.wait_for_first_screen()
 
         with self._working():
             self._check_stop()
