@@ -160,7 +160,7 @@ def main() -> int:
                 t = time.perf_counter()
                 synthesise(path, SIZES[name])
                 print(f"synthesised {name} in {time.perf_counter() - t:.1f}s", flush=True)
-            results[name] = measure(path, repeat=5 if name == "2KB" else 1)
+            results[name] = measure(path, repeat=3)  # best of 3 for every size alike
             if not args.keep:
                 pass  # the temporary directory goes at the end
         small = results["2KB"]["first"]
