@@ -117,3 +117,10 @@ def test_command_signatures_are_objects_not_strings() -> None:
         assert fn is not None
         strings = [k for k, v in inspect.get_annotations(fn).items() if isinstance(v, str)]
         assert not strings, f"{fn.__module__}.{fn.__name__}: {strings}"
+
+
+def test_the_viewer_starts_without_pandas() -> None:
+    """`reclab view` draws its first screen before pandas (File ops and Logs tabs) loads."""
+    loaded = imported_by("reclab.tui.app")
+    assert "textual" in loaded
+    assert "pandas" not in loaded and "reclab.tables" not in loaded

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
 
 from rich.text import Text
 
-from reclab.tables import iter_fileops_batches
 from reclab.timeline import safe_text
 from reclab.tui.widgets.frames import report_errors
 from reclab.tui.widgets.vlist import Column, VirtualTable, sort_ranks, text_width
@@ -167,6 +166,8 @@ class FileOpsTable(CommandTable):
         return bool(cmd.file_op_count)
 
     def build(self, view: Recording, cmd: Command) -> Table | None:
+        from reclab.tables import iter_fileops_batches  # pandas: only once the tab is shown
+
         frame = concat(iter_fileops_batches(view))
         if frame is None:
             return None

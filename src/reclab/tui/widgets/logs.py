@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import pandas as pd
 from rich.text import Text
 
-from reclab.tables import iter_logs_batches
 from reclab.timeline import safe_text
 from reclab.tui.widgets.fileops import CommandTable, Table, concat
 from reclab.tui.widgets.frames import command_start_ns
@@ -54,6 +52,10 @@ class LogsTable(CommandTable):
         return bool(cmd.log_count)
 
     def build(self, view: Recording, cmd: Command) -> Table | None:
+        import pandas as pd  # only once the tab is shown
+
+        from reclab.tables import iter_logs_batches
+
         frame = concat(iter_logs_batches(view))
         if frame is None:
             return None
