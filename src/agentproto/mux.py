@@ -548,10 +548,10 @@ class Mux:
         item = self._next_item()
         if item is None:
             return None
-        data = bytes(item)
-        if self._tap is not None:
-            self._tap(Direction.RECV, [data])
-        return decode_frame_item(data)
+        tap = self._tap
+        if tap is not None:
+            tap(Direction.RECV, [item])  # the exact bytes received
+        return decode_frame_item(item)
 
     def read_loop(self, *, stop: threading.Event | None = None) -> int:
         """Read and dispatch frames until ``FrameExit``, the end of stream or an error.
@@ -705,19 +705,20 @@ class Mux:
             body = resp.to_cbor()
         data = FILE_RESP_FRAME_HEAD + body
         try:
-            if (
-                self._tap is None
-                and self._frames.buffered
-                and self._send_lock.acquire(blocking=False)
-            ):
-                # More input is already read (callers pipelining RPCs): hold this answer
-                # back to share one write(2) with the next ones. It goes out before this
-                # thread reads again (never after a blocking read) or with any frame
-                # sent meanwhile. With a tap, each frame is tapped as it is sent: not then.
+            if self._tap is None and self._send_lock.acquire(blocking=False):
+                # Nothing to tap and nobody sending: write here, without _send_parts' queue.
                 try:
-                    self._deferred.append(data)
-                    if len(self._deferred) >= _DEFER_FRAMES:
-                        self._write([])
+                    if self._frames.buffered:
+                        # More input is already read (callers pipelining RPCs): hold this
+                        # answer back to share one write(2) with the next ones. It goes out
+                        # before this thread reads again (never after a blocking read) or
+                        # with any frame sent meanwhile. With a tap, each frame is tapped
+                        # as it is sent: not then.
+                        self._deferred.append(data)
+                        if len(self._deferred) >= _DEFER_FRAMES:
+                            self._write([])
+                    else:
+                        self._write([data])
                 finally:
                     self._send_lock.release()
             else:
