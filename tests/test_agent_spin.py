@@ -43,8 +43,10 @@ def pipe() -> Iterator[tuple[int, int]]:
 
 @pytest.fixture
 def spare(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A machine with a spare core, whatever this one's load."""
+    """A machine with a spare core, whatever this one's load; requests always come quickly
+    enough to spin for (the budget is far longer than any test's pause)."""
     monkeypatch.setattr(Spinner, "_core_is_spare", lambda self: True)
+    monkeypatch.setattr(spin, "SPIN_BUDGET", 60.0)
 
 
 def test_spins_only_after_a_request_that_came_quickly(pipe: tuple[int, int], spare: None) -> None:
