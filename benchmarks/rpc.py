@@ -78,9 +78,23 @@ def go_agent() -> list[str] | None:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by process ``pid`` (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds used so far by process ``pid``, all its threads (Linux /proc).
+
+    From the scheduler's nanosecond counts (``schedstat``) where the kernel has
+    them: the clock ticks of ``/proc/PID/stat`` (10 ms) are too coarse for an
+    idle agent's second.
+    """
+    try:
+        return (
+            sum(
+                int(task.joinpath("schedstat").read_text().split()[0])
+                for task in Path(f"/proc/{pid}/task").iterdir()
+            )
+            / 1e9
+        )
+    except (OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # (agent, threads) -> [(agent CPU us per call, runner CPU us per call)], filled by rate()
@@ -373,7 +387,7 @@ def main() -> None:
                 )
         print("agent CPU in the second after 500 calls back to back (% of a core):")
         for name, cmd in agents.items():
-            print(f"  {name:8s} {idle_cpu(cmd, target, envs[name]):5.1f}")
+            print(f"  {name:8s} {idle_cpu(cmd, target, envs[name]):6.2f}")
         parts = breakdown(PY_AGENT, target, args.calls)
         print("one call, 1 caller, this agent (median us):")
         for name, value in parts.items():
