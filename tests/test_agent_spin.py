@@ -89,6 +89,7 @@ def test_no_spinning_without_a_spare_core(
     spinner = Spinner(pipe[0])
     spinner._cores = 2
     monkeypatch.setattr(threading, "active_count", lambda: 1)
+    monkeypatch.setattr(spin, "preemptions", lambda: 7)
 
     def spare_with(others: int | None) -> bool:
         spinner._load = None  # a fresh average
@@ -109,6 +110,7 @@ def test_the_load_is_averaged(pipe: tuple[int, int], monkeypatch: pytest.MonkeyP
     spinner = Spinner(pipe[0])
     spinner._cores = 2
     monkeypatch.setattr(threading, "active_count", lambda: 1)
+    monkeypatch.setattr(spin, "preemptions", lambda: 7)
     monkeypatch.setattr(spin, "other_runnable_tasks", lambda: 0)
     assert spinner._core_is_spare()
     monkeypatch.setattr(spin, "other_runnable_tasks", lambda: 3)
@@ -120,6 +122,45 @@ def test_the_load_is_averaged(pipe: tuple[int, int], monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(spin, "other_runnable_tasks", lambda: 0)
     # calm again: spinning comes back after a few looks
     assert [spinner._core_is_spare() for _ in range(3)] == [False, False, True]
+
+
+def test_no_spinning_after_being_preempted(
+    pipe: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task that took this thread's core says more than the load average."""
+    r, w = pipe
+    spinner = Spinner(r, budget=60.0)
+    spinner._cores = 2
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    monkeypatch.setattr(spin, "other_runnable_tasks", lambda: 0)
+    switches = [3]
+    monkeypatch.setattr(spin, "preemptions", lambda: switches[0])
+    assert spinner._core_is_spare()
+    assert spinner._core_is_spare()  # not preempted since the last look
+    switches[0] += 1
+    assert not spinner._core_is_spare()
+    assert spinner._core_is_spare()  # nobody since
+
+    # in wait(): a look that finds it preempted stops spinning for BACK_OFF seconds
+    monkeypatch.setattr(spin, "BACK_OFF", 3600.0)
+    os.write(w, b"a")
+    spinner.wait()
+    os.read(r, 1)
+    spinner.done()  # hot now
+    spinner._next_check = 0.0  # look at the next wait
+    switches[0] += 1
+    os.write(w, b"b")
+    spinner.wait()
+    assert spinner.spins == 0
+    os.read(r, 1)
+    spinner.done()
+    os.write(w, b"c")
+    spinner.wait()  # no new look before BACK_OFF has passed
+    assert spinner.spins == 0
+
+
+def test_preemptions_counts_this_thread() -> None:
+    assert spin.preemptions() >= 0
 
 
 def test_other_runnable_tasks_reads_the_load() -> None:

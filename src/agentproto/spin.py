@@ -19,7 +19,11 @@ It spins only when that can pay and costs nobody else:
   runnable tasks, averaged over checks ``CHECK_INTERVAL`` apart; no such file,
   no spinning), so it never takes a core from the runner or anyone else;
 - this process runs one thread: a spinning thread would hold up the others
-  (the GIL).
+  (the GIL);
+- nobody took the core from it: a thread preempted since the last look
+  (``getrusage``'s involuntary context switches) shares its core with
+  someone who wants it, whatever the load average says (tasks that wake
+  now and then); it then stops spinning for ``BACK_OFF`` seconds.
 
 The cost is bounded: at most ``SPIN_BUDGET`` of CPU per request received,
 none while idle. A peer sending a request just inside the budget every time
@@ -33,17 +37,21 @@ polls).
 from __future__ import annotations
 
 import os
+import resource
 import select
 import threading
 import time
 
-__all__ = ["CHECK_INTERVAL", "SPIN_BUDGET", "Spinner", "other_runnable_tasks"]
+__all__ = ["BACK_OFF", "CHECK_INTERVAL", "SPIN_BUDGET", "Spinner", "other_runnable_tasks"]
 
 SPIN_BUDGET = 150e-6
 """Seconds polled at most before a blocking read (covers a Python runner's turn-around)."""
 
 CHECK_INTERVAL = 0.02
 """Seconds between two looks at the machine's load while requests come back to back."""
+
+BACK_OFF = 1.0
+"""Seconds without spinning after the spinning thread was preempted."""
 
 _LOAD_SMOOTHING = 0.25  # weight of the newest look in the load average (about 80 ms of them)
 
@@ -56,6 +64,14 @@ def other_runnable_tasks() -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return max(running - 1, 0)  # this task is one of them
+
+
+_RUSAGE = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
+
+
+def preemptions() -> int:
+    """Involuntary context switches of this thread so far (this process's where unknown)."""
+    return resource.getrusage(_RUSAGE).ru_nivcsw
 
 
 def _cores() -> int:
@@ -83,6 +99,7 @@ class Spinner:
         self._spare = False  # a core was spare at the last look
         self._load: float | None = None  # other runnable tasks, smoothed
         self._next_check = 0.0
+        self._preempted = -1  # preemptions() at the last look
         self._start = 0.0
         self.spins = 0
         self.hits = 0
@@ -94,8 +111,8 @@ class Spinner:
         if not self._hot:
             return
         if now >= self._next_check:
-            self._next_check = now + CHECK_INTERVAL
             self._spare = self._core_is_spare()
+            self._next_check = now + (CHECK_INTERVAL if self._spare else BACK_OFF)
         if not self._spare:
             return
         self.spins += 1
@@ -113,6 +130,9 @@ class Spinner:
     def _core_is_spare(self) -> bool:
         if self._cores < 2 or threading.active_count() != 1:
             return False
+        preempted, self._preempted = self._preempted, preemptions()
+        if preempted >= 0 and self._preempted > preempted:
+            return False  # someone else wanted this core meanwhile
         others = other_runnable_tasks()
         if others is None:
             return False
