@@ -14,7 +14,11 @@ process, as ``reclab.runner`` uses it); only the agent differs:
 it (``git archive <commit> src | tar -x -C DIR``): before and after in one run.
 
 Rates are Stat RPCs per second with 1 and 16 caller threads, best of
-``--repeat`` runs taken in turns, printed as a ratio to the Go agent's.
+``--repeat`` runs taken in turns, printed as a ratio to the Go agent's, with
+the load average before and after (this agent polls for the next request
+only while a core is spare: see :mod:`agentproto.spin`), and each agent's
+CPU per call. Then each agent's CPU in the second after a burst of calls (a
+spinning agent must stop spinning when the requests stop).
 Then one call's latency is broken down (1 caller, medians):
 
 - runner encode: ``Frame.to_cbor()`` of the request;
@@ -74,9 +78,23 @@ def go_agent() -> list[str] | None:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by process ``pid`` (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds used so far by process ``pid``, all its threads (Linux /proc).
+
+    From the scheduler's nanosecond counts (``schedstat``) where the kernel has
+    them: the clock ticks of ``/proc/PID/stat`` (10 ms) are too coarse for an
+    idle agent's second.
+    """
+    try:
+        return (
+            sum(
+                int(task.joinpath("schedstat").read_text().split()[0])
+                for task in Path(f"/proc/{pid}/task").iterdir()
+            )
+            / 1e9
+        )
+    except (OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # (agent, threads) -> [(agent CPU us per call, runner CPU us per call)], filled by rate()
@@ -241,6 +259,36 @@ def bare_trip(
     return statistics.median(trips) / 1000, 1e6 * cpu / len(trips)
 
 
+def idle_cpu(agent: list[str], target: str, env: dict[str, str] | None = None) -> float:
+    """The agent's CPU share (percent of a core) in the second after a burst of calls.
+
+    A spinning agent polls for at most its budget after the last request, then
+    sleeps: this is that cost, and proves the spinning stops.
+    """
+    proc = subprocess.Popen(agent, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    assert proc.stdin is not None and proc.stdout is not None
+    mux = Mux(proc.stdout, proc.stdin, side="runner")
+    mux.start()
+    req = FileOpReq(op=FileOp.STAT, path=target)
+    for _ in range(500):  # back to back: spinning, where the machine allows it
+        mux.file_op(req)
+    before = _cpu_seconds(proc.pid)
+    time.sleep(1.0)
+    used = _cpu_seconds(proc.pid) - before
+    mux.close()
+    proc.wait(30)
+    return 100 * used
+
+
+def load() -> str:
+    """The load averages and the tasks runnable right now (``/proc/loadavg``)."""
+    try:
+        fields = Path("/proc/loadavg").read_text().split()
+    except OSError:
+        return "unknown"
+    return f"{' '.join(fields[:3])}, runnable now {fields[3].split('/')[0]}"
+
+
 def serve(mode: str) -> None:
     """The reference points below the agent (``--serve``), on stdin/stdout.
 
@@ -305,12 +353,14 @@ def main() -> None:
             src = str(args.baseline_src.resolve() / "src")
             envs["baseline"] = dict(os.environ, PYTHONPATH=src)
         rates: dict[tuple[str, int], list[float]] = {}
+        print(f"load before: {load()}")
         for _ in range(args.repeat):  # in turns: load from elsewhere hits both alike
             for threads in (1, 16):
                 for name, cmd in agents.items():
                     rates.setdefault((name, threads), []).append(
                         rate(cmd, target, args.calls, threads, name, envs[name])
                     )
+        print(f"load after:  {load()}")
         print(f"file-op RPCs (Stat) through the Mux, {args.calls} calls, best of {args.repeat}:")
         for threads in (1, 16):
             py = max(rates["python", threads])
@@ -335,6 +385,9 @@ def main() -> None:
                     f"      {name:8s} agent: CPU per call agent {agent_us:5.1f} us,"
                     f" runner {runner_us:5.1f} us"
                 )
+        print("agent CPU in the second after 500 calls back to back (% of a core):")
+        for name, cmd in agents.items():
+            print(f"  {name:8s} {idle_cpu(cmd, target, envs[name]):6.2f}")
         parts = breakdown(PY_AGENT, target, args.calls)
         print("one call, 1 caller, this agent (median us):")
         for name, value in parts.items():

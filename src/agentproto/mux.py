@@ -78,6 +78,7 @@ from .protocol import (
     encode_data_frame_head,
     parse_data_frame,
 )
+from .spin import Spinner
 from .types import (
     Direction,
     FileOpReq,
@@ -173,6 +174,7 @@ class _GrowingFrameReader(FrameReader):
         before_read: Callable[[], None] | None = None,
     ):
         self._before_read = before_read
+        self.spinner: Spinner | None = None
         # not super().__init__: its 4 MiB buffer, even freed at once, raises glibc's
         # mmap threshold, and later buffers then stay in the heap after use
         into = getattr(reader, "readinto1", None) or getattr(reader, "readinto", None)
@@ -209,7 +211,14 @@ class _GrowingFrameReader(FrameReader):
             self._consumed += lo
             self._mem, self._view = mem, memoryview(mem)
             self._lo, self._hi = 0, hi - lo
-        return super()._fill(needed)
+        spinner = self.spinner
+        if spinner is None or self._lo != self._hi:
+            return super()._fill(needed)
+        spinner.wait()  # nothing buffered: this read may block
+        try:
+            return super()._fill(needed)
+        finally:
+            spinner.done()
 
 
 class Mux:
@@ -539,10 +548,10 @@ class Mux:
         item = self._next_item()
         if item is None:
             return None
-        data = bytes(item)
-        if self._tap is not None:
-            self._tap(Direction.RECV, [data])
-        return decode_frame_item(data)
+        tap = self._tap
+        if tap is not None:
+            tap(Direction.RECV, [item])  # the exact bytes received
+        return decode_frame_item(item)
 
     def read_loop(self, *, stop: threading.Event | None = None) -> int:
         """Read and dispatch frames until ``FrameExit``, the end of stream or an error.
@@ -696,19 +705,20 @@ class Mux:
             body = resp.to_cbor()
         data = FILE_RESP_FRAME_HEAD + body
         try:
-            if (
-                self._tap is None
-                and self._frames.buffered
-                and self._send_lock.acquire(blocking=False)
-            ):
-                # More input is already read (callers pipelining RPCs): hold this answer
-                # back to share one write(2) with the next ones. It goes out before this
-                # thread reads again (never after a blocking read) or with any frame
-                # sent meanwhile. With a tap, each frame is tapped as it is sent: not then.
+            if self._tap is None and self._send_lock.acquire(blocking=False):
+                # Nothing to tap and nobody sending: write here, without _send_parts' queue.
                 try:
-                    self._deferred.append(data)
-                    if len(self._deferred) >= _DEFER_FRAMES:
-                        self._write([])
+                    if self._frames.buffered:
+                        # More input is already read (callers pipelining RPCs): hold this
+                        # answer back to share one write(2) with the next ones. It goes out
+                        # before this thread reads again (never after a blocking read) or
+                        # with any frame sent meanwhile. With a tap, each frame is tapped
+                        # as it is sent: not then.
+                        self._deferred.append(data)
+                        if len(self._deferred) >= _DEFER_FRAMES:
+                            self._write([])
+                    else:
+                        self._write([data])
                 finally:
                     self._send_lock.release()
             else:
@@ -840,6 +850,30 @@ class Mux:
             raise RuntimeError("the read loop was not started with start()")
         self._done.wait(timeout)
         return self.exit_code
+
+    def spin_before_reads(self, enabled: bool) -> bool:
+        """Poll the reader briefly before a read that would block (see :mod:`agentproto.spin`).
+
+        For an agent serving RPCs back to back on a machine with a spare
+        core. Only for a reader with a file descriptor; returns whether
+        spinning is now on. Call it from the reading thread, or before it reads.
+        """
+        frames = self._frames
+        if not enabled:
+            frames.spinner = None
+            return False
+        if frames.spinner is None:
+            try:
+                fd = int(self._reader.fileno())
+            except (AttributeError, OSError, ValueError):
+                return False
+            frames.spinner = Spinner(fd)
+        return True
+
+    @property
+    def spinner(self) -> Spinner | None:
+        """The :class:`~agentproto.spin.Spinner` in use, if any (its counters)."""
+        return self._frames.spinner
 
     @property
     def read_offset(self) -> int:

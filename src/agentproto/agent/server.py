@@ -66,7 +66,9 @@ def serve_stdio(args: argparse.Namespace) -> int:
     sys.stdout = sys.stderr
     reader = open(proto_in, "rb", buffering=0)  # noqa: SIM115 - lives as long as the process
     writer = open(proto_out, "wb", buffering=0)  # noqa: SIM115
-    session = Session(reader, writer, root=args.root, grace=args.grace, log_level=args.log_level)
+    session = Session(
+        reader, writer, root=args.root, grace=args.grace, log_level=args.log_level, spin=True
+    )
     try:
         session.run()
     finally:

@@ -42,6 +42,9 @@ class Session:
 
     ``abort_read`` (sockets) unblocks a read in progress when the session ends
     so the reading thread finishes; for stdio the process exit does that.
+    ``spin`` lets the reading thread poll briefly for the next request before
+    it sleeps, until the command starts (see :mod:`agentproto.spin`): for a
+    process serving this session alone.
     """
 
     def __init__(
@@ -54,6 +57,7 @@ class Session:
         log_level: int = logging.INFO,
         name: str = "stdio",
         abort_read: Callable[[], None] | None = None,
+        spin: bool = False,
     ):
         # not registered with logging.getLogger: one logger per connection must not leak
         self.log = logging.Logger(f"agentproto.agent.{name}")
@@ -77,6 +81,8 @@ class Session:
             self._watch_fd = None
         self.mux.on_file_op_encoded(self._file_op)
         self.mux.on_path_query(self._path_query)
+        if spin:
+            self.mux.spin_before_reads(True)
 
     # --- services ------------------------------------------------------------------------
 
@@ -168,6 +174,7 @@ class Session:
             return exc.code
         self.command = command
         mux = self.mux
+        mux.spin_before_reads(False)  # threads share the GIL from now on: never spin in one
         mux.register_stream(0, command.stdin)
         mux.on_signal(self._signal)
         for fd, stream in command.outputs:
