@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from textual.widgets import Input
+from textual.widgets import Input, TabbedContent
 
 from reclab.tui.app import ReclabApp
 from reclab.tui.screens.findings import FindingsScreen
@@ -20,8 +20,12 @@ from reclab.tui.screens.main import MainScreen
 from reclab.tui.screens.search import SearchScreen
 from reclab.tui.widgets.command_detail import CommandDetail
 from reclab.tui.widgets.commands import CommandList, CommandsHeader
+from reclab.tui.widgets.exec import ExecPane
+from reclab.tui.widgets.fileops import FileOpsTable
 from reclab.tui.widgets.frames import FrameList
+from reclab.tui.widgets.logs import LogsTable
 from reclab.tui.widgets.output import OutputView
+from reclab.tui.widgets.playback import PlaybackView
 from reclab.tui.widgets.session_bar import SessionBar
 from reclab.tui.widgets.timeline import Timeline
 from tests.tui.records import (
@@ -93,6 +97,29 @@ async def test_keys_and_mouse_select_commands(open_app: OpenApp, small_recording
         await pilot.press("enter")
         await pilot.pause()
         assert app.focused is not None and detail in app.focused.ancestors
+
+
+async def test_number_keys_show_the_tabs(open_app: OpenApp, small_recording: Path) -> None:
+    app = open_app(small_recording)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        tabs = app.screen.query_one(TabbedContent)
+        for key, tab, pane in [
+            ("2", "output", OutputView),
+            ("3", "fileops", FileOpsTable),
+            ("4", "logs", LogsTable),
+            ("5", "exec", ExecPane),
+            ("6", "play", PlaybackView),
+            ("1", "frames", FrameList),
+        ]:
+            await pilot.press(key)
+            await pilot.pause()
+            assert tabs.active == tab
+            focused = app.focused
+            assert focused is not None  # the keys go to the tab shown
+            assert isinstance(focused, pane) or any(
+                isinstance(w, pane) for w in focused.walk_children()
+            )
 
 
 async def test_sort_by_column_keys_and_header_click(
@@ -405,6 +432,9 @@ async def test_help_lists_every_key(open_app: OpenApp, small_recording: Path) ->
             ("S", "Reverse sort"),
             ("Esc", "Clear filters"),
             ("tab", "Next part"),
+            ("1", "Frames tab"),
+            ("3", "File ops tab"),
+            ("6", "Play tab"),
             ("/", "Search output"),
             ("n", "Next in output"),
             ("N", "Previous in output"),

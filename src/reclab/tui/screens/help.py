@@ -15,7 +15,8 @@ from textual.widgets import Static
 
 _INTRO = (
     "reclab view: commands on top (and their timeline), the selected command's "
-    "tabs below. Tab moves between parts; the mouse works too. Ctrl+P: command palette."
+    "tabs below (1-6 show them). Tab moves between parts; the mouse works too. "
+    "Ctrl+P: command palette."
 )
 
 

@@ -22,7 +22,7 @@ from textual.worker import get_current_worker
 
 from ...timeline import safe_text
 from ..source import IndexSnapshot, RecordingSource, SearchHit, commands_view
-from ..widgets.command_detail import CommandDetail
+from ..widgets.command_detail import TAB_TITLES, TABS, CommandDetail
 from ..widgets.commands import CommandList, CommandsHeader
 from ..widgets.output import OutputView
 from ..widgets.session_bar import SessionBar
@@ -55,6 +55,11 @@ class MainScreen(Screen[None]):
         Binding("enter", "open_detail", "Open detail", show=False),
         Binding("tab", "focus_move(1)", "Next part", show=False),
         Binding("shift+tab", "focus_move(-1)", "Previous part", show=False),
+        # the selected command's tabs, in the order shown
+        *(
+            Binding(str(number), f"show_tab('{tab}')", f"{TAB_TITLES[tab]} tab", show=False)
+            for number, tab in enumerate(TABS, start=1)
+        ),
     ]
 
     DEFAULT_CSS = """
@@ -197,6 +202,11 @@ class MainScreen(Screen[None]):
             self.focus_next()
         else:
             self.focus_previous()
+
+    def action_show_tab(self, tab: str) -> None:
+        """1-6: show that tab of the selected command; the keys go to it."""
+        self._pinned = None
+        self.query_one(CommandDetail).show_tab(tab)
 
     def action_open_detail(self) -> None:
         """Enter on the list or timeline: into the selected command's tabs."""

@@ -51,7 +51,7 @@ class CommandSource(Protocol):
 
 
 TABS = ("frames", "output", "fileops", "logs", "exec", "play")
-_TITLES = {
+TAB_TITLES = {
     "frames": "Frames",
     "output": "Output",
     "fileops": "File ops",
@@ -108,7 +108,7 @@ class CommandDetail(Widget):
 
     def compose(self) -> ComposeResult:
         with TabbedContent(id="command-tabs", initial="frames"):
-            with TabPane(_TITLES["frames"], id="frames"):
+            with TabPane(TAB_TITLES["frames"], id="frames"):
                 yield Lazy(
                     Vertical(
                         ActivityStrip(self.source, id="activity"),
@@ -117,7 +117,7 @@ class CommandDetail(Widget):
                     )
                 )
             for tab in TABS[1:]:
-                yield TabPane(_TITLES[tab], id=tab)  # filled when first shown (see _sync)
+                yield TabPane(TAB_TITLES[tab], id=tab)  # filled when first shown (see _sync)
 
     @property
     def unmounted_parts(self) -> list[Widget]:
