@@ -110,6 +110,11 @@ def item_end(buf: bytes | bytearray | memoryview, pos: int = 0) -> int:
                     )
 
 
+# The C plain-CBOR decoder gives up below 17 levels of nesting: a decoder allowing
+# fewer levels than this keeps to cbor2 (its limit must be the one applied).
+_PLAIN_DEPTH = 20
+
+
 class ItemDecoder:
     """Decode the CBOR items at chosen offsets of one in-memory buffer, never going backwards.
 
@@ -123,14 +128,23 @@ class ItemDecoder:
     entries) are also checked against Go's limits with :func:`item_end`.
     """
 
-    __slots__ = ("_buf", "_decoder", "_max_depth", "_size", "_stream")
+    __slots__ = ("_buf", "_decoder", "_max_depth", "_plain", "_size", "_stream")
 
-    def __init__(self, buf: bytes, *, max_depth: int = MAX_DEPTH):
+    def __init__(self, buf: bytes, *, max_depth: int = MAX_DEPTH, plain: bool = True):
         self._buf = buf
         self._size = len(buf)
         self._stream = io.BytesIO(buf)
         self._max_depth = max_depth
         self._decoder: Any = None
+        # The C decoder of plain CBOR (agentproto.layout.speedups) makes what cbor2
+        # makes, faster, and declines everything else (cuts, limits, errors
+        # included, and anything nested deeper than it goes), which cbor2 then decodes
+        # or reports. It is used only where that is within ``max_depth``, and unless
+        # ``plain`` is false (cbor2 alone: the reference the tests compare with).
+        from .layout import speedups  # (layout imports nothing of ours)
+
+        c = speedups() if plain and max_depth >= _PLAIN_DEPTH else None
+        self._plain = c.decode_plain if c is not None else None
 
     def decode(self, pos: int) -> tuple[Any, int]:
         """The item at ``buf[pos]`` and the offset just past it.
@@ -139,6 +153,11 @@ class ItemDecoder:
         :class:`RemoteProtocolError` (``offset`` relative to the buffer, with
         ``pos``) when the bytes are not CBOR or break Go's limits.
         """
+        plain = self._plain
+        if plain is not None:
+            got: tuple[Any, int] | None = plain(self._buf, pos)
+            if got is not None:
+                return got
         decoder = self._decoder
         if decoder is None:
             decoder = self._decoder = cbor2.CBORDecoder(self._stream, max_depth=self._max_depth)

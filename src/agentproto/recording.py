@@ -471,20 +471,6 @@ def _native_frame_run() -> Callable[[bytes, int, int], Any] | None:
 _FRAME_RUN = _native_frame_run()
 
 
-def _decode_frame_plain(
-    decode_plain: Callable[[bytes, int], tuple[Any, int] | None],
-    buf: bytes,
-    decode: Callable[[int], tuple[Any, int]],
-    pos: int,
-) -> tuple[Any, int]:
-    """The frame map at ``buf[pos]``: decoded in C when it is plain CBOR, else by ``decode``.
-
-    The C decoder gives what cbor2 gives on that subset and declines the rest
-    (cuts, limits, errors included), which ``decode`` (cbor2) then reports.
-    """
-    return decode_plain(buf, pos) or decode(pos)
-
-
 class RecordingReader:
     """Stream the records of a recording with their byte offsets.
 
@@ -615,8 +601,8 @@ class RecordingReader:
         converted unless ``raw``.
         """
         read = fp.read
-        c = speedups() if self.native else None
-        decode_plain = c.decode_plain if c is not None else None
+        # the C decoder of plain CBOR too, except on the reference path (all cbor2)
+        plain = self.native and (bulk is not None or walk is not None)
         convert = _record_from_map
         footer = RecordType.SESSION_FOOTER
         frame_record = RecordType.FRAME
@@ -648,11 +634,9 @@ class RecordingReader:
             i = 0  # the next parsed record that may be reached
             made = 0  # items taken from ``items`` so far
             envelope = envelopes.get
-            decode = ItemDecoder(buf).decode
+            decode = ItemDecoder(buf, plain=plain).decode
             # a frame map alone sits two levels higher than in its record
-            decode_frame = ItemDecoder(buf, max_depth=MAX_DEPTH - 2).decode
-            if decode_plain is not None:
-                decode_frame = partial(_decode_frame_plain, decode_plain, buf, decode_frame)
+            decode_frame = ItemDecoder(buf, max_depth=MAX_DEPTH - 2, plain=plain).decode
             while pos < n:
                 if walk is not None:
                     # C builds the run of frame records from here, up to the next other record

@@ -46,7 +46,6 @@ from agentproto import (
     SessionHeader,
 )
 from agentproto.codec import Incomplete, ItemDecoder
-from agentproto.layout import speedups
 from agentproto.types import FRAME_KEYS as F
 from agentproto.types import RECORDED_FRAME_KEYS as RF
 
@@ -208,21 +207,15 @@ class Recording:
     def _raw(self, start: int, stop: int) -> Iterator[tuple[int, int, Any]]:
         """Decode records ``start..stop-1`` (a contiguous run): (index, offset, raw map)."""
         offsets = self._index._offsets
-        c = speedups()  # plain CBOR (nearly every record) decodes in C, the rest with cbor2
-        decode_plain = c.decode_plain if c is not None else None
         for i, j, begin, data in self._chunks(start, stop):
             decoder = ItemDecoder(data)
             for k in range(i, j):
                 off = offsets[k]
-                got = decode_plain(data, off - begin) if decode_plain is not None else None
-                if got is not None:
-                    item, end = got
-                else:
-                    try:
-                        item, end = decoder.decode(off - begin)
-                    except (Incomplete, RemoteProtocolError) as exc:
-                        why = exc.message if isinstance(exc, RemoteProtocolError) else "cut"
-                        raise RemoteProtocolError(f"invalid CBOR: {why}", offset=off) from None
+                try:
+                    item, end = decoder.decode(off - begin)
+                except (Incomplete, RemoteProtocolError) as exc:
+                    why = exc.message if isinstance(exc, RemoteProtocolError) else "cut"
+                    raise RemoteProtocolError(f"invalid CBOR: {why}", offset=off) from None
                 if end != self._end_of(k) - begin:
                     raise RemoteProtocolError("record does not end where indexed", offset=off)
                 yield k, off, item
