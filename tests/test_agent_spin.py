@@ -89,86 +89,73 @@ def test_no_spinning_without_a_spare_core(
     spinner = Spinner(pipe[0])
     spinner._cores = 2
     monkeypatch.setattr(threading, "active_count", lambda: 1)
-    monkeypatch.setattr(spin, "preemptions", lambda: 7)
-
-    def spare_with(others: int | None) -> bool:
-        spinner._load = None  # a fresh average
-        monkeypatch.setattr(spin, "other_runnable_tasks", lambda: others)
-        return spinner._core_is_spare()
-
-    assert spare_with(0) and spare_with(1)  # the runner on one core, us on the other
-    assert not spare_with(2)  # both cores taken by others
-    assert not spare_with(None)  # load unknown (no /proc/loadavg)
+    monkeypatch.setattr(spin, "cpu_times", lambda: (1_000, 0))
+    assert spinner._core_is_spare()  # the runner on one core, us on the other
     spinner._cores = 1
-    assert not spare_with(0)  # one core: a spin takes it from the runner
+    assert not spinner._core_is_spare()  # one core: a spin takes it from the runner
     spinner._cores = 2
     monkeypatch.setattr(threading, "active_count", lambda: 3)
-    assert not spare_with(0)  # other threads of this process need the GIL
-
-
-def test_the_load_is_averaged(pipe: tuple[int, int], monkeypatch: pytest.MonkeyPatch) -> None:
-    spinner = Spinner(pipe[0])
-    spinner._cores = 2
+    assert not spinner._core_is_spare()  # other threads of this process need the GIL
     monkeypatch.setattr(threading, "active_count", lambda: 1)
-    monkeypatch.setattr(spin, "preemptions", lambda: 7)
-    monkeypatch.setattr(spin, "other_runnable_tasks", lambda: 0)
-    assert spinner._core_is_spare()
-    monkeypatch.setattr(spin, "other_runnable_tasks", lambda: 3)
-    # one busy look does not stop it; a few in a row do
-    assert [spinner._core_is_spare() for _ in range(3)] == [True, True, False]
-    monkeypatch.setattr(spin, "other_runnable_tasks", lambda: 3)
-    while spinner._load is not None and spinner._load < 2.9:  # a machine busy for a while
-        spinner._core_is_spare()
-    monkeypatch.setattr(spin, "other_runnable_tasks", lambda: 0)
-    # calm again: spinning comes back after a few looks
-    assert [spinner._core_is_spare() for _ in range(3)] == [False, False, True]
+    monkeypatch.setattr(spin, "cpu_times", lambda: None)
+    assert not spinner._core_is_spare()  # no scheduler statistics: nothing tells
 
 
-def test_no_spinning_after_being_preempted(
+def test_a_thread_kept_waiting_for_a_cpu_stops_spinning(
     pipe: tuple[int, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A task that took this thread's core says more than the load average."""
+    """Its waits for a CPU, against its time on one, say whether someone else wants it."""
     r, w = pipe
     spinner = Spinner(r, budget=60.0)
     spinner._cores = 2
     monkeypatch.setattr(threading, "active_count", lambda: 1)
-    monkeypatch.setattr(spin, "other_runnable_tasks", lambda: 0)
-    switches = [3]
-    monkeypatch.setattr(spin, "preemptions", lambda: switches[0])
-    assert spinner._core_is_spare()
-    assert spinner._core_is_spare()  # not preempted since the last look
-    switches[0] += 1
-    assert not spinner._core_is_spare()
-    assert spinner._core_is_spare()  # nobody since
+    times = [(0, 0)]
+    monkeypatch.setattr(spin, "cpu_times", lambda: times[-1])
 
-    # in wait(): a look that finds it preempted stops spinning for BACK_OFF seconds
+    def look(ran_ms: float, waited_ms: float) -> bool:
+        ran, waited = times[-1]
+        times.append((ran + int(ran_ms * 1e6), waited + int(waited_ms * 1e6)))
+        return spinner._core_is_spare()
+
+    assert spinner._core_is_spare()  # the first look: nothing to judge by, try it
+    assert look(20, 0)  # ran the whole interval
+    assert look(19.2, 0.8)  # kept waiting 4% of the time: still spare
+    assert not look(14, 6)  # 30%: a busy program shares the core (measured: 28-30%)
+    assert look(0.05, 0)  # mostly asleep, never kept waiting
+    assert not look(0.05, 0.05)  # woken, then kept waiting as long as it ran
+
+    # in wait(): a look that finds it kept waiting stops spinning for BACK_OFF seconds
     monkeypatch.setattr(spin, "BACK_OFF", 3600.0)
     os.write(w, b"a")
     spinner.wait()
     os.read(r, 1)
     spinner.done()  # hot now
     spinner._next_check = 0.0  # look at the next wait
-    switches[0] += 1
+    ran, waited = times[-1]
+    times.append((ran + 10**6, waited + 10**6))
     os.write(w, b"b")
     spinner.wait()
     assert spinner.spins == 0
     os.read(r, 1)
     spinner.done()
+    times.append((ran + 10**8, waited + 10**6))  # calm again, but no look before BACK_OFF
     os.write(w, b"c")
-    spinner.wait()  # no new look before BACK_OFF has passed
+    spinner.wait()
     assert spinner.spins == 0
 
 
-def test_preemptions_counts_this_thread() -> None:
-    assert spin.preemptions() >= 0
-
-
-def test_other_runnable_tasks_reads_the_load() -> None:
-    others = spin.other_runnable_tasks()
-    if os.path.exists("/proc/loadavg"):
-        assert others is not None and others >= 0
-    else:
-        assert others is None
+def test_cpu_times_are_this_threads() -> None:
+    main = spin.cpu_times()
+    if main is None:
+        pytest.skip("no /proc/thread-self/schedstat here")
+    fresh: list[tuple[int, int] | None] = []
+    thread = threading.Thread(target=lambda: fresh.append(spin.cpu_times()))
+    thread.start()
+    thread.join(TIMEOUT)
+    assert fresh[0] is not None
+    assert 0 <= fresh[0][0] < main[0]  # a new thread has run for less than this one
+    later = spin.cpu_times()
+    assert later is not None and later[0] >= main[0] and later[1] >= main[1]
 
 
 def test_spin_before_reads_needs_a_descriptor() -> None:

@@ -14,16 +14,18 @@ It spins only when that can pay and costs nobody else:
 - requests come back to back: the previous one arrived within the budget
   (an idle connection, or one that sends now and then, never spins: the first
   long wait turns spinning off until a request comes quickly again);
-- a core is spare: fewer other tasks are runnable than this process may use
-  cores, minus the one it would spin on (``/proc/loadavg``'s count of
-  runnable tasks, averaged over checks ``CHECK_INTERVAL`` apart; no such file,
-  no spinning), so it never takes a core from the runner or anyone else;
-- this process runs one thread: a spinning thread would hold up the others
-  (the GIL);
-- nobody took the core from it: a thread preempted since the last look
-  (``getrusage``'s involuntary context switches) shares its core with
-  someone who wants it, whatever the load average says (tasks that wake
-  now and then); it then stops spinning for ``BACK_OFF`` seconds.
+- this process runs one thread on a machine of two cores or more: a
+  spinning thread would hold up the others (the GIL), and on one core it
+  would hold up the peer;
+- nobody else wants its core: while it spins, the thread looks every
+  ``CHECK_INTERVAL`` at how long it waited for a CPU (the kernel's
+  ``/proc/thread-self/schedstat``) against how long it ran. A thread that
+  waited more than ``MAX_WAIT_SHARE`` of that time shares its core with
+  someone who wants it (other work, a runner whose threads have no core of
+  their own, tasks that wake now and then), and stops spinning for
+  ``BACK_OFF`` seconds. Without that file it never spins. (The load
+  average cannot tell: sampled right after an answer, it counts the
+  runner's threads that the answer just woke.)
 
 The cost is bounded: at most ``SPIN_BUDGET`` of CPU per request received,
 none while idle. A peer sending a request just inside the budget every time
@@ -37,41 +39,51 @@ polls).
 from __future__ import annotations
 
 import os
-import resource
 import select
 import threading
 import time
 
-__all__ = ["BACK_OFF", "CHECK_INTERVAL", "SPIN_BUDGET", "Spinner", "other_runnable_tasks"]
+__all__ = [
+    "BACK_OFF",
+    "CHECK_INTERVAL",
+    "MAX_WAIT_SHARE",
+    "SPIN_BUDGET",
+    "Spinner",
+    "cpu_times",
+]
 
 SPIN_BUDGET = 150e-6
 """Seconds polled at most before a blocking read (covers a Python runner's turn-around)."""
 
 CHECK_INTERVAL = 0.02
-"""Seconds between two looks at the machine's load while requests come back to back."""
+"""Seconds between two looks at this thread's waits for a CPU while it spins."""
+
+MAX_WAIT_SHARE = 0.05
+"""The share of its time wanting a CPU that a spinning thread may spend waiting for one."""
 
 BACK_OFF = 1.0
-"""Seconds without spinning after the spinning thread was preempted."""
+"""Seconds without spinning after the thread waited for a CPU (someone else wants it)."""
 
-_LOAD_SMOOTHING = 0.25  # weight of the newest look in the load average (about 80 ms of them)
+_SCHEDSTAT = "/proc/thread-self/schedstat"
 
 
-def other_runnable_tasks() -> int | None:
-    """How many other tasks are runnable right now (Linux ``/proc/loadavg``); None if unknown."""
+def cpu_times() -> tuple[int, int] | None:
+    """This thread's nanoseconds on a CPU and waiting for one so far; None if unknown.
+
+    Linux's per-thread scheduler statistics: the first two numbers of
+    ``/proc/thread-self/schedstat``.
+    """
     try:
-        with open("/proc/loadavg", "rb") as fp:
-            running = int(fp.read().split()[3].split(b"/")[0])
+        fd = os.open(_SCHEDSTAT, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fields = os.read(fd, 128).split()
+        return int(fields[0]), int(fields[1])
     except (OSError, ValueError, IndexError):
         return None
-    return max(running - 1, 0)  # this task is one of them
-
-
-_RUSAGE = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
-
-
-def preemptions() -> int:
-    """Involuntary context switches of this thread so far (this process's where unknown)."""
-    return resource.getrusage(_RUSAGE).ru_nivcsw
+    finally:
+        os.close(fd)
 
 
 def _cores() -> int:
@@ -97,9 +109,8 @@ class Spinner:
         self._cores = _cores()
         self._hot = False  # the last request came within the budget
         self._spare = False  # a core was spare at the last look
-        self._load: float | None = None  # other runnable tasks, smoothed
         self._next_check = 0.0
-        self._preempted = -1  # preemptions() at the last look
+        self._times: tuple[int, int] | None = None  # cpu_times() at the last look
         self._start = 0.0
         self.spins = 0
         self.hits = 0
@@ -130,14 +141,11 @@ class Spinner:
     def _core_is_spare(self) -> bool:
         if self._cores < 2 or threading.active_count() != 1:
             return False
-        preempted, self._preempted = self._preempted, preemptions()
-        if preempted >= 0 and self._preempted > preempted:
-            return False  # someone else wanted this core meanwhile
-        others = other_runnable_tasks()
-        if others is None:
+        times, last = cpu_times(), self._times
+        self._times = times
+        if times is None:
             return False
-        load = self._load
-        self._load = load = others if load is None else load + _LOAD_SMOOTHING * (others - load)
-        # one core for this process besides the others' (half a task of slack: a look
-        # often falls on a runner's thread just woken by our answer)
-        return load <= self._cores - 0.5
+        if last is None:
+            return True  # nothing to judge by yet: the next look, an interval on, tells
+        ran, waited = times[0] - last[0], times[1] - last[1]
+        return waited <= MAX_WAIT_SHARE * (ran + waited)
