@@ -20,12 +20,14 @@ import pytest
 from test_recording_fastpath import FOOTER, HEADER, go_records, random_record
 
 from agentproto import (
+    AgentProtoError,
     Direction,
     Frame,
     FrameType,
     LogEntry,
     Record,
     RecordType,
+    codec,
     encode_frame_record,
     layout,
 )
@@ -233,3 +235,48 @@ def test_reader_with_and_without_c_reads_the_same_recording(tmp_path: Any) -> No
     without = list(rec_mod.RecordingReader(path, native=False))
     assert with_c == without and len(with_c) == 3004
     assert rec_mod.read_recording(path) == with_c
+
+
+def scan_outcome(scan: Any, buf: Any, pos: int) -> tuple[str, Any]:
+    """What an item_end scan does: ("end", n), ("incomplete", needed) or the error's type."""
+    try:
+        return "end", scan(buf, pos)
+    except codec.Incomplete as more:
+        return "incomplete", more.needed
+    except AgentProtoError as exc:
+        return type(exc).__name__, str(exc)
+
+
+@needs_c
+def test_c_item_end_is_the_python_scan() -> None:
+    """codec.item_end runs in C; the Python scan is the reference (and raises the errors)."""
+    assert codec._c_item_end is not None
+    rnd = random.Random(23)
+    outcomes: set[str] = set()
+    items = [cbor2.dumps(plain_items(rnd)) for _ in range(600)]
+    items += [
+        Frame(type=FrameType.DATA, stream=1, data=b"x" * 300).to_cbor(),
+        b"\x9f\x01\xff",  # indefinite length
+        b"\xfc",  # reserved
+        b"\x81" * (codec.MAX_DEPTH + 2) + b"\x01",  # too deep
+        b"\x9a\x00\x02\x00\x01",  # more entries than Go allows
+        b"\xba\x00\x01\x00\x00",  # more map pairs than Go allows
+        b"\x5b" + bytes.fromhex("ffffffffffffffff"),  # a string longer than any buffer
+        b"\x82\x5b" + bytes.fromhex("7fffffffffffff00"),  # its needed count near int64's end
+        b"\xd9\xd9\xf7\xa1\x61t\x01",  # a tag
+    ]
+    for item in items:
+        for variant in range(4):
+            buf = bytearray(item)
+            if variant == 1:
+                buf[rnd.randrange(len(buf))] = rnd.randrange(256)
+            elif variant == 2:
+                buf = buf[: rnd.randrange(len(buf) + 1)]
+            elif variant == 3:
+                buf = bytearray(b"\x00\x01" + bytes(buf) + b"\x02")
+            for pos in {0, 2, rnd.randrange(len(buf) + 2)}:
+                for view in (bytes(buf), memoryview(buf)):
+                    ours = scan_outcome(codec.item_end, view, pos)
+                    assert ours == scan_outcome(codec._scan_item_end, view, pos), buf.hex()
+                    outcomes.add(ours[0])
+    assert outcomes == {"end", "incomplete", "RemoteProtocolError", "LimitExceededError"}

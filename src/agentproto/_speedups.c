@@ -3,7 +3,8 @@
  *
  * Nearly every record of a recording is a frame record in Go's byte layout
  * (see layout.py). Reading them is the hot loop of every reader, so this
- * module does two things with them, and nothing else:
+ * module does two things with them (and, for the frame readers of live
+ * connections, codec.item_end's scan of CBOR heads):
  *
  *   scan_frame_records(buf, lo, envelopes)
  *       every candidate of buf[lo:] parsed, exactly as
@@ -374,6 +375,93 @@ static PyObject *decode_plain(PyObject *self, PyObject *args)
     return result;
 }
 
+/* --- item_end: where a CBOR item ends, from its heads ---------------------------------- */
+
+PyDoc_STRVAR(item_end_doc,
+"item_end(buf, pos, max_items, max_depth) -> int or None\n\n"
+"codec.item_end's scan of the item at buf[pos]: its end (> pos), or -needed\n"
+"when the buffer ends inside it (needed: the bytes codec.Incomplete asks\n"
+"for), or None for what codec.item_end raises an error for (it says which).");
+
+/* Line for line codec.item_end; the counts fit in int64 (limits checked first). */
+static PyObject *item_end(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t pos, max_items, max_depth;
+    if (!PyArg_ParseTuple(args, "y*nnn:item_end", &view, &pos, &max_items, &max_depth))
+        return NULL;
+    const unsigned char *b = view.buf;
+    const int64_t n = view.len;
+    int64_t stack[64];       /* the pending counts of the enclosing containers */
+    int depth = 0;
+    int64_t outer_sum = 0;   /* sum of stack[0..depth) */
+    int64_t pending = 1;
+    int64_t p = pos;
+    int64_t result = 0;      /* 0: an error for Python to raise */
+    if (pos < 0 || max_depth < 0 || max_depth >= 63 || max_items < 0) {
+        goto done;
+    }
+    for (;;) {
+        while (!pending) {
+            if (!depth) {
+                result = p;
+                goto done;
+            }
+            pending = stack[--depth];
+            outer_sum -= pending;
+        }
+        if (p >= n) {
+            result = -(p + pending + outer_sum);
+            goto done;
+        }
+        unsigned head = b[p++];
+        unsigned major = head >> 5, info = head & 0x1f;
+        uint64_t arg;
+        if (info < 24) {
+            arg = info;
+        } else if (info <= 27) {
+            int64_t size = (int64_t)1 << (info - 24);
+            if (p + size > n) {
+                result = -(p + size);
+                goto done;
+            }
+            arg = 0;
+            for (int64_t i = 0; i < size; i++)
+                arg = (arg << 8) | b[p + i];
+            p += size;
+        } else {
+            goto done; /* indefinite length or reserved */
+        }
+        pending--;
+        if (major == 2 || major == 3) {
+            if (arg > (uint64_t)(n - p)) {
+                /* cut: the bytes needed, unless that overflows (Python's ints do not) */
+                if (arg > (uint64_t)INT64_MAX / 2)
+                    goto done;
+                result = -(p + (int64_t)arg + pending + outer_sum);
+                goto done;
+            }
+            p += (int64_t)arg;
+        } else if (major >= 4 && major <= 6) {
+            if (major != 6 && arg > (uint64_t)max_items)
+                goto done;
+            int64_t count = major == 6 ? 1 : (int64_t)arg << (major == 5);
+            if (count) {
+                stack[depth++] = pending;
+                outer_sum += pending;
+                pending = count;
+                if (depth > max_depth)
+                    goto done;
+            }
+        }
+    }
+done:
+    PyBuffer_Release(&view);
+    if (!result)
+        Py_RETURN_NONE;
+    return PyLong_FromLongLong(result);
+}
+
 /* --- frame_run: building the records ----------------------------------------------- */
 
 #define MAX_FIELDS 16
@@ -689,6 +777,7 @@ static PyMethodDef methods[] = {
     {"configure", configure, METH_VARARGS, configure_doc},
     {"decode_plain", decode_plain, METH_VARARGS, decode_doc},
     {"frame_run", frame_run, METH_VARARGS, run_doc},
+    {"item_end", item_end, METH_VARARGS, item_end_doc},
     {"scan_frame_records", scan_frame_records, METH_VARARGS, scan_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, Protocol
 import cbor2
 
 from .errors import FrameTooLargeError, LimitExceededError, RemoteProtocolError, TruncatedError
+from .layout import speedups
 from .types import MAX_DEPTH, Frame, decode_cbor_item
 
 __all__ = [
@@ -30,6 +31,10 @@ __all__ = [
     "ItemDecoder",
     "item_end",
 ]
+
+_c = speedups()
+_c_item_end: Callable[[Any, int, int, int], int | None] | None = _c.item_end if _c else None
+del _c
 
 # Large enough for a 4 MiB ReadAt/WriteAt payload plus its envelope.
 DEFAULT_MAX_FRAME_SIZE = 8 * 1024 * 1024
@@ -53,6 +58,9 @@ MAX_CONTAINER_ITEMS = 131_072
 def item_end(buf: bytes | bytearray | memoryview, pos: int = 0) -> int:
     """Return the offset just past the CBOR item starting at ``buf[pos]``.
 
+    (The scan runs in C where the extension is built: every frame read from a
+    connection passes here. Errors are raised by the Python scan below.)
+
     Only heads are read; string contents are skipped. Raises
     :class:`Incomplete` with the smallest buffer length that could let the
     scan continue, :class:`LimitExceededError` for an array or map of more
@@ -62,6 +70,17 @@ def item_end(buf: bytes | bytearray | memoryview, pos: int = 0) -> int:
     (indefinite lengths, reserved head values). The result is always greater
     than ``pos``.
     """
+    if _c_item_end is not None:
+        end: int | None = _c_item_end(buf, pos, MAX_CONTAINER_ITEMS, MAX_DEPTH)
+        if end is not None:
+            if end > 0:
+                return end
+            raise Incomplete(-end)
+    return _scan_item_end(buf, pos)
+
+
+def _scan_item_end(buf: bytes | bytearray | memoryview, pos: int) -> int:
+    # item_end in Python: the reference the C scan follows, and where errors are raised
     n = len(buf)
     pending = 1  # items still to skip in the innermost open container
     outer: list[int] = []  # the pending counts of the enclosing containers
@@ -141,8 +160,6 @@ class ItemDecoder:
         # included, and anything nested deeper than it goes), which cbor2 then decodes
         # or reports. It is used only where that is within ``max_depth``, and unless
         # ``plain`` is false (cbor2 alone: the reference the tests compare with).
-        from .layout import speedups  # (layout imports nothing of ours)
-
         c = speedups() if plain and max_depth >= _PLAIN_DEPTH else None
         self._plain = c.decode_plain if c is not None else None
 
