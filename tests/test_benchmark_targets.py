@@ -38,7 +38,7 @@ def test_all_targets_met_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.splitlines()[-1] == "all 1 targets met"
 
 
-@pytest.mark.parametrize("name", ["fleet", "mux", "read", "replay", "view"])
+@pytest.mark.parametrize("name", ["fleet", "mux", "read", "replay", "rpc", "startup", "view"])
 def test_each_benchmark_with_a_target_checks_it(name: str) -> None:
     source = (BENCHMARKS / f"{name}.py").read_text(encoding="utf-8")
     assert "targets.check(" in source and "return targets.verdict()" in source
