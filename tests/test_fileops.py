@@ -8,6 +8,7 @@ both path resolvers are held to the same Go ``os`` semantics.
 from __future__ import annotations
 
 import errno
+import fcntl
 import itertools
 import os
 import stat
@@ -223,6 +224,49 @@ def test_open_errors(fs: Client) -> None:
     os.symlink("f", fs.base / "link")
     fs.fails(errno.ELOOP, FileOp.OPEN, path=fs.p("link"), flags=os.O_NOFOLLOW)
     assert fs.server.open_handles == 0
+
+
+def test_open_of_a_fifo_never_waits_for_its_other_end(fs: Client) -> None:
+    """open(2) of a FIFO blocks until its other end opens: the agent's reading thread must
+    not (a runner's Open of a FIFO would stall the connection, signals included)."""
+    fifo = fs.base / "fifo"
+    os.mkfifo(fifo)
+
+    def call(flags: int) -> FileOpResp:
+        done: list[FileOpResp] = []
+        caller = threading.Thread(
+            target=lambda: done.append(fs(FileOp.OPEN, path=fs.p("fifo"), flags=flags)),
+            daemon=True,
+        )
+        caller.start()
+        caller.join(10)
+        if not done:  # blocked in open(2): open the other end to let it go, then fail
+            os.close(os.open(fifo, os.O_RDWR))
+            caller.join(10)
+            pytest.fail(f"Open of a FIFO (flags {flags:#o}) waited for its other end")
+        return done[0]
+
+    no_reader = call(os.O_WRONLY)
+    assert no_reader.errno == errno.ENXIO  # what open(2) says, instead of waiting
+    handle = call(os.O_RDONLY).handle
+    assert handle
+    fd = fs.server._handles[handle].fd
+    assert not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK  # the mode asked for
+    writer = call(os.O_WRONLY)  # it has a reader now
+    assert writer.errno == 0
+    asked = call(os.O_RDONLY | os.O_NONBLOCK).handle
+    assert fcntl.fcntl(fs.server._handles[asked].fd, fcntl.F_GETFL) & os.O_NONBLOCK
+    for h in (handle, writer.handle, asked):
+        fs.ok(FileOp.CLOSE, handle=h)
+    assert fs.server.open_handles == 0
+
+
+def test_opened_files_keep_their_status_flags(fs: Client) -> None:
+    (fs.base / "f").write_bytes(b"abc")
+    handle = fs.ok(FileOp.OPEN, path=fs.p("f"), flags=os.O_WRONLY | os.O_APPEND).handle
+    flags = fcntl.fcntl(fs.server._handles[handle].fd, fcntl.F_GETFL)
+    assert flags & os.O_APPEND and not flags & os.O_NONBLOCK
+    fs.ok(FileOp.CLOSE, handle=handle)
 
 
 def test_open_follows_symlinks(fs: Client) -> None:

@@ -569,7 +569,20 @@ class FileOpServer:
     def _open_at(self, loc: _Location, flags: int, mode: int = 0o666) -> int:
         if self._root is not None:
             flags |= os.O_NOFOLLOW  # the walk resolved the final symlink already
-        return os.open(loc.name, flags | os.O_CLOEXEC, mode, dir_fd=loc.dir_fd)
+        flags |= os.O_CLOEXEC
+        if flags & (os.O_NONBLOCK | os.O_PATH):  # asked for, or an O_PATH (which never waits)
+            return os.open(loc.name, flags, mode, dir_fd=loc.dir_fd)
+        # open(2) of a FIFO waits for its other end, forever if none comes, and the
+        # connection's reading thread (signals included) would wait with it. Opened
+        # non-blocking, a FIFO opens at once for reading and fails with ENXIO for writing
+        # without a reader; the file is then put back in the blocking mode asked for.
+        fd = os.open(loc.name, flags | os.O_NONBLOCK, mode, dir_fd=loc.dir_fd)
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags)  # (only its status flags: O_APPEND...)
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
 
     # --- the ops -------------------------------------------------------------------
 
