@@ -56,7 +56,7 @@ import socket
 import stat
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cbor2
 
@@ -89,6 +89,9 @@ from .types import (
     PathInfo,
     PathQuery,
 )
+
+if TYPE_CHECKING:
+    from .fileop_worker import FileOpWorker
 
 __all__ = [
     "FrameRecorder",
@@ -257,6 +260,8 @@ class Mux:
         self._control_sent = 0
         # encoded file-op answers not yet written (guarded by the send lock)
         self._deferred: list[bytes] = []
+        self._file_op_worker: FileOpWorker | None = None  # serve_file_ops_on_worker
+        self._file_ops_stopped = False  # stop_serving_file_ops
         self._fd = self._writer_fd(writer)
         self._encoder = Encoder(writer) if self._fd is None else None
         self._splice_ok = self._fd is not None and _spliceable(self._fd)
@@ -681,7 +686,8 @@ class Mux:
 
     # --- agent side RPC service ------------------------------------------------------------------
 
-    def _serve_file_op(self, req: FileOpReq) -> None:
+    def _file_op_answer(self, req: FileOpReq) -> bytes:
+        """The encoded ``FrameFileResp`` answering ``req`` (never raises)."""
         encoded = self._on_file_op_encoded
         if encoded is not None:
             try:
@@ -703,7 +709,49 @@ class Mux:
                     resp = FileOpResp(errno=errno.EIO, err_msg=f"internal error: {exc}")
             resp.req_id = req.req_id
             body = resp.to_cbor()
-        data = FILE_RESP_FRAME_HEAD + body
+        return FILE_RESP_FRAME_HEAD + body
+
+    def _send_file_op_answer(self, data: bytes) -> None:
+        """Send an answer made on the file-op worker thread."""
+        try:
+            self._send_parts([data])
+        except ConnectionClosedError as exc:
+            self._drop("send", f"cannot answer: {exc}")
+
+    def serve_file_ops_on_worker(self) -> None:
+        """Serve file ops on a worker thread (:mod:`agentproto.fileop_worker`) from now on.
+
+        For an agent whose reading thread must stay free for signals and
+        stdin while its command runs: a slow file op then holds up only the
+        file ops after it. Answers still go out in request order, and the
+        requests waiting are bounded.
+        """
+        if self._file_op_worker is None and not self._file_ops_stopped:
+            from .fileop_worker import FileOpWorker
+
+            self._file_op_worker = FileOpWorker(self._file_op_answer, self._send_file_op_answer)
+
+    def stop_serving_file_ops(self, *, drain: float = 0.0) -> None:
+        """Answer no more file ops: before the agent's ``FrameExit``, which must be the last frame.
+
+        Requests queued on the worker get up to ``drain`` seconds to be
+        answered; no answer is sent after this returns, and later requests
+        are dropped.
+        """
+        self._file_ops_stopped = True
+        worker = self._file_op_worker
+        if worker is not None:
+            worker.stop(drain)
+
+    def _serve_file_op(self, req: FileOpReq) -> None:
+        worker = self._file_op_worker
+        if self._file_ops_stopped and worker is None:
+            self._drop("fop-late", "dropped a file op: the command has ended")
+            return
+        if worker is not None:
+            worker.submit(req)  # answered on the worker thread (may wait while it is full)
+            return
+        data = self._file_op_answer(req)
         try:
             if self._tap is None and self._send_lock.acquire(blocking=False):
                 # Nothing to tap and nobody sending: write here, without _send_parts' queue.
@@ -898,6 +946,8 @@ class Mux:
             return
         self._closed = True
         self._finish("the mux was closed")
+        if self._file_op_worker is not None:
+            self._file_op_worker.stop()
         if self._send_lock.acquire(timeout=_CLOSE_WAIT):
             try:
                 if self._deferred:  # answers already made reach the peer before the end

@@ -175,6 +175,8 @@ class Session:
         self.command = command
         mux = self.mux
         mux.spin_before_reads(False)  # threads share the GIL from now on: never spin in one
+        # a file op that hangs (a dead NFS mount) must not hold up signals and stdin
+        mux.serve_file_ops_on_worker()
         mux.register_stream(0, command.stdin)
         mux.on_signal(self._signal)
         for fd, stream in command.outputs:
@@ -242,6 +244,7 @@ class Session:
 
     def _send_exit(self, code: int) -> None:
         # Exit is the last frame: nothing (logs, late file-op answers) may follow it
+        self.mux.stop_serving_file_ops(drain=ERROR_SEND_WAIT)
         self.log.removeHandler(self._log_handler)
         with contextlib.suppress(ConnectionClosedError):
             self.mux.send(Frame(type=FrameType.EXIT, code=code))
