@@ -210,13 +210,16 @@ def test_file_ops_during_a_command_are_answered_in_order(tmp_path: Path) -> None
         for c in callers:
             c.join(TIMEOUT)
         assert sizes == {i: i for i in range(20)}
-        assert session.mux._file_op_worker is not None  # served by the worker
+        worker = session.mux._file_op_worker
+        assert worker is not None  # served by the worker
         runner.send_eof(0)
         assert runner.wait(TIMEOUT) == 0
     finally:
         runner.close()
         serving.join(TIMEOUT)
     assert result == [0]
+    worker._thread.join(TIMEOUT)
+    assert not worker._thread.is_alive()  # a session leaves no thread behind
 
 
 class _Collect:
