@@ -103,6 +103,28 @@ def test_no_answer_after_stop() -> None:
     assert "after" not in gate.answered and "late" not in gate.answered
 
 
+def test_stop_returns_while_an_answer_is_stuck_in_its_write() -> None:
+    """A peer that does not read blocks the worker inside send: stop (and with it the mux's
+    close) must not wait for it forever."""
+    stuck = threading.Event()
+    unblock = threading.Event()
+
+    def send(frame: bytes) -> None:
+        stuck.set()
+        unblock.wait(TIMEOUT)
+
+    worker = FileOpWorker(lambda req: b"answer", send)
+    worker.submit(FileOpReq(op=FileOp.STAT, path="a"))
+    assert stuck.wait(TIMEOUT)
+    stopping = threading.Thread(target=worker.stop, daemon=True)
+    stopping.start()
+    stopping.join(TIMEOUT)
+    try:
+        assert not stopping.is_alive()
+    finally:
+        unblock.set()
+
+
 def test_a_failing_answer_is_logged_and_the_worker_goes_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -31,6 +31,7 @@ __all__ = ["MAX_QUEUED_BYTES", "MAX_QUEUED_REQUESTS", "FileOpWorker"]
 MAX_QUEUED_REQUESTS = 256
 MAX_QUEUED_BYTES = 8 * 1024 * 1024
 _REQUEST_OVERHEAD = 256  # bytes counted per request besides its data and paths
+_GATE_WAIT = 0.5  # seconds stop() waits for an answer being written
 
 _log = logging.getLogger("agentproto.mux")
 
@@ -110,8 +111,13 @@ class FileOpWorker:
             self._queue.clear()
             self._queued_bytes = 0
             self._cond.notify_all()
-        with self._send_gate:  # an answer being written finishes first
-            self._answers_stopped = True
+        # An answer being written finishes first, unless its write is stuck (a peer that
+        # does not read): then it holds the gate, past its check, and whatever is sent
+        # next (the exit frame) queues behind it for the connection anyway.
+        in_gate = self._send_gate.acquire(timeout=_GATE_WAIT)
+        self._answers_stopped = True
+        if in_gate:
+            self._send_gate.release()
         return drained
 
     def _run(self) -> None:
