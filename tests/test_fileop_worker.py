@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_mux import Sink
 
 from agentproto import ExecMsg, FileOp, FileOpReq, Frame, FrameType, Mux
 from agentproto.agent import Session
@@ -171,9 +172,9 @@ def test_a_hung_file_op_does_not_hold_up_the_commands_signals(
 
     monkeypatch.setattr(FileOpServer, "answer", answer)
     _session, runner, serving, result = _agent_session(tmp_path)
-    out: list[bytes] = []
-    runner.register_stream(1, _Collect(out))
-    runner.register_stream(2, _Collect([]))
+    out = Sink()
+    runner.register_stream(1, out)
+    runner.register_stream(2, Sink())
     runner.start()
     errors: list[BaseException] = []
     try:
@@ -183,7 +184,7 @@ def test_a_hung_file_op_does_not_hold_up_the_commands_signals(
             Frame(type=FrameType.EXEC, exec=ExecMsg(path="/bin/sh", argv=["sh", "-c", script]))
         )
         deadline = time.monotonic() + TIMEOUT
-        while b"ready" not in b"".join(out) and time.monotonic() < deadline:
+        while b"ready" not in out.data and time.monotonic() < deadline:
             time.sleep(0.01)
 
         def hung_call() -> None:
@@ -199,7 +200,7 @@ def test_a_hung_file_op_does_not_hold_up_the_commands_signals(
         assert gate.entered.wait(TIMEOUT)  # the agent is inside the hung Stat now
         runner.send(Frame(type=FrameType.SIGNAL, signal=15))
         assert runner.wait(TIMEOUT) == 3  # the signal got through, the command exited
-        assert b"term" in b"".join(out)
+        assert b"term" in out.data
         caller.join(TIMEOUT)
         assert len(errors) == 1 and isinstance(errors[0], ConnectionClosedError)
     finally:
@@ -211,8 +212,8 @@ def test_a_hung_file_op_does_not_hold_up_the_commands_signals(
 
 def test_file_ops_during_a_command_are_answered_in_order(tmp_path: Path) -> None:
     session, runner, serving, result = _agent_session(tmp_path)
-    runner.register_stream(1, _Collect([]))
-    runner.register_stream(2, _Collect([]))
+    runner.register_stream(1, Sink())
+    runner.register_stream(2, Sink())
     runner.start()
     try:
         runner.send(Frame(type=FrameType.EXEC, exec=ExecMsg(path="/bin/cat", argv=["cat"])))
@@ -242,14 +243,3 @@ def test_file_ops_during_a_command_are_answered_in_order(tmp_path: Path) -> None
     assert result == [0]
     worker._thread.join(TIMEOUT)
     assert not worker._thread.is_alive()  # a session leaves no thread behind
-
-
-class _Collect:
-    def __init__(self, into: list[bytes]) -> None:
-        self.into = into
-
-    def write(self, data: bytes) -> None:
-        self.into.append(data)
-
-    def eof(self) -> None:
-        pass

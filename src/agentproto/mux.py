@@ -745,11 +745,11 @@ class Mux:
 
     def _serve_file_op(self, req: FileOpReq) -> None:
         worker = self._file_op_worker
-        if self._file_ops_stopped and worker is None:
-            self._drop("fop-late", "dropped a file op: the command has ended")
-            return
         if worker is not None:
             worker.submit(req)  # answered on the worker thread (may wait while it is full)
+            return
+        if self._file_ops_stopped:
+            self._drop("fop-late", "dropped a file op: the command has ended")
             return
         data = self._file_op_answer(req)
         try:
